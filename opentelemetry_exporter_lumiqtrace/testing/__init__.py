@@ -1,0 +1,36 @@
+# SPDX-License-Identifier: Apache-2.0
+"""A local LumiqTrace-compatible ingest server for tests and the quick start.
+
+Example::
+
+    from opentelemetry_exporter_lumiqtrace.testing import LocalIngestServer
+
+    with LocalIngestServer() as server:
+        exporter = LumiqTraceSpanExporter(api_key=server.api_key, base_url=server.base_url)
+        ...
+        assert server.wait_for_events(1)
+        print(server.events())
+
+Run it standalone with ``python -m opentelemetry_exporter_lumiqtrace.testing``; in pytest, request the
+``lumiqtrace_server`` fixture.
+"""
+
+from opentelemetry_exporter_lumiqtrace.testing.server import (
+    DEFAULT_PROJECT,
+    MAX_EVENTS_PER_BATCH,
+    TEST_API_KEY,
+    LocalIngestServer,
+    RecordedRequest,
+    Reply,
+)
+from opentelemetry_exporter_lumiqtrace.testing.validation import validate_event
+
+__all__ = [
+    "DEFAULT_PROJECT",
+    "MAX_EVENTS_PER_BATCH",
+    "TEST_API_KEY",
+    "LocalIngestServer",
+    "RecordedRequest",
+    "Reply",
+    "validate_event",
+]
