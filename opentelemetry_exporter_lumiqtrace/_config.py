@@ -1,0 +1,204 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Configuration: environment variable names, defaults and the ``_resolve_*`` helpers.
+
+Every setting is resolved once, in the exporter's ``__init__``, by one rule: explicit keyword argument >
+``LUMIQTRACE_*`` environment variable > ``DEFAULT_*`` constant. A value that cannot be parsed logs one
+warning naming the variable and falls back to the default; it never raises into the application.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import re
+from collections.abc import Callable, Iterable
+from typing import TypeVar
+
+_logger = logging.getLogger(__name__)
+
+# Environment variables (the vendor's own prefix; LUMIQTRACE_API_KEY and LUMIQTRACE_SAMPLE_RATE are documented by
+# LumiqTrace itself, the others are this exporter's).
+LUMIQTRACE_API_KEY = "LUMIQTRACE_API_KEY"
+LUMIQTRACE_BASE_URL = "LUMIQTRACE_BASE_URL"
+LUMIQTRACE_TIMEOUT = "LUMIQTRACE_TIMEOUT"
+LUMIQTRACE_COMPRESSION = "LUMIQTRACE_COMPRESSION"
+LUMIQTRACE_ENVIRONMENT = "LUMIQTRACE_ENVIRONMENT"
+LUMIQTRACE_SAMPLE_RATE = "LUMIQTRACE_SAMPLE_RATE"
+LUMIQTRACE_CAPTURE_CONTENT = "LUMIQTRACE_CAPTURE_CONTENT"
+LUMIQTRACE_REDACT_KEYS = "LUMIQTRACE_REDACT_KEYS"
+LUMIQTRACE_AI_ONLY = "LUMIQTRACE_AI_ONLY"
+LUMIQTRACE_BUFFER_MAX_EVENTS = "LUMIQTRACE_BUFFER_MAX_EVENTS"
+LUMIQTRACE_BUFFER_MAX_BYTES = "LUMIQTRACE_BUFFER_MAX_BYTES"
+LUMIQTRACE_AUTH_PROBE_INTERVAL = "LUMIQTRACE_AUTH_PROBE_INTERVAL"
+LUMIQTRACE_QUOTA_PROBE_INTERVAL = "LUMIQTRACE_QUOTA_PROBE_INTERVAL"
+LUMIQTRACE_QUOTA_RATE_FACTOR = "LUMIQTRACE_QUOTA_RATE_FACTOR"
+LUMIQTRACE_QUOTA_RATE_FLOOR = "LUMIQTRACE_QUOTA_RATE_FLOOR"
+LUMIQTRACE_SPOOL_DIR = "LUMIQTRACE_SPOOL_DIR"
+LUMIQTRACE_LINGER = "LUMIQTRACE_LINGER"
+
+DEFAULT_BASE_URL = "https://api.lumiqtrace.com"
+INGEST_PATH = "/v1/ingest"
+CONFIG_PATH = "/v1/sdk/config"
+DEFAULT_TIMEOUT_S = 10.0
+# One request may not outlive this even when the export deadline is longer: a hung server must not eat a whole
+# deadline on one attempt when other slices are waiting.
+DEFAULT_MAX_REQUEST_TIMEOUT_S = 10.0
+COMPRESSION_GZIP = "gzip"
+COMPRESSION_NONE = "none"
+DEFAULT_COMPRESSION = COMPRESSION_GZIP
+MAX_EVENTS_PER_REQUEST = 100  # LumiqTrace answers 400 "Max 100 events per batch" above this
+# The body size limit is undocumented; stay far below any plausible proxy limit (uncompressed bytes).
+DEFAULT_MAX_REQUEST_BYTES = 4 * 1024 * 1024
+DEFAULT_BUFFER_MAX_EVENTS = 10_000
+DEFAULT_BUFFER_MAX_BYTES = 32 * 1024 * 1024
+DEFAULT_AUTH_PROBE_INTERVAL_S = 300.0
+DEFAULT_QUOTA_PROBE_INTERVAL_S = 3600.0
+DEFAULT_QUOTA_RATE_FACTOR = 0.5
+DEFAULT_QUOTA_RATE_FLOOR = 1.0 / 1024
+DEFAULT_LINGER_S = 0.0
+
+API_KEY_PATTERN = re.compile(r"^lqt_[0-9a-fA-F]{64}$")
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off", ""})
+
+T = TypeVar("T")
+
+
+def _warn_bad(name: str, raw: object, default: object, why: str) -> None:
+    _logger.warning("Invalid value %r for %s (%s); using the default %r.", raw, name, why, default)
+
+
+def _from_env(
+    arg: T | None, env_name: str, default: T, parse: Callable[[str], T], *, check: Callable[[T], str | None]
+) -> T:
+    """Argument > environment variable > default, with one warning for a bad value."""
+    if arg is not None:
+        problem = check(arg)
+        if problem is None:
+            return arg
+        _warn_bad(f"argument for {env_name}", arg, default, problem)
+        return default
+    raw = os.environ.get(env_name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = parse(raw.strip())
+    except (TypeError, ValueError) as exc:
+        _warn_bad(env_name, raw, default, str(exc) or type(exc).__name__)
+        return default
+    problem = check(value)
+    if problem is not None:
+        _warn_bad(env_name, raw, default, problem)
+        return default
+    return value
+
+
+def _no_check(_: object) -> str | None:
+    return None
+
+
+def _range_check(low: float, high: float, *, low_open: bool = False) -> Callable[[float], str | None]:
+    def check(value: float) -> str | None:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            return "not a finite number"
+        if value < low or (low_open and value == low) or value > high:
+            return f"must be {'>' if low_open else '>='} {low:g} and <= {high:g}"
+        return None
+
+    return check
+
+
+def _parse_bool(raw: str) -> bool:
+    lowered = raw.lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise ValueError("expected true or false")
+
+
+def resolve_api_key(arg: str | None) -> str | None:
+    key = arg if arg is not None else os.environ.get(LUMIQTRACE_API_KEY)
+    if key is None or not key.strip():
+        return None
+    key = key.strip()
+    if not API_KEY_PATTERN.match(key):
+        # Not fatal: the documented format is lqt_ + 64 hex, but a typo here is the commonest set-up mistake, so say
+        # so up front instead of leaving the user to decode a 401. Never echo the key itself.
+        _logger.warning(
+            "The LumiqTrace API key does not look like a project key (expected 'lqt_' followed by 64 hex "
+            "characters, got %d characters%s); requests will likely be rejected with 401.",
+            len(key),
+            "" if key.startswith("lqt_") else " without the 'lqt_' prefix",
+        )
+    return key
+
+
+def resolve_base_url(arg: str | None) -> str:
+    def check(value: str) -> str | None:
+        if not isinstance(value, str) or not re.match(r"^https?://[^/\s]+", value):
+            return "expected an http:// or https:// URL"
+        return None
+
+    return _from_env(arg, LUMIQTRACE_BASE_URL, DEFAULT_BASE_URL, str, check=check).rstrip("/")
+
+
+def resolve_timeout(arg: float | None) -> float:
+    """Seconds for one whole export call (retries and waits included)."""
+    return _from_env(arg, LUMIQTRACE_TIMEOUT, DEFAULT_TIMEOUT_S, float, check=_range_check(0.0, 3600.0, low_open=True))
+
+
+def resolve_compression(arg: str | None) -> str:
+    def parse(raw: str) -> str:
+        return raw.lower()
+
+    def check(value: str) -> str | None:
+        if not isinstance(value, str) or value.lower() not in (COMPRESSION_GZIP, COMPRESSION_NONE):
+            return "expected 'gzip' or 'none'"
+        return None
+
+    return _from_env(arg, LUMIQTRACE_COMPRESSION, DEFAULT_COMPRESSION, parse, check=check).lower()
+
+
+def resolve_optional_str(arg: str | None, env_name: str) -> str | None:
+    if arg is not None:
+        return arg or None
+    raw = os.environ.get(env_name, "").strip()
+    return raw or None
+
+
+def resolve_bool(arg: bool | None, env_name: str, default: bool) -> bool:
+    return _from_env(arg, env_name, default, _parse_bool, check=_no_check)
+
+
+def resolve_float(arg: float | None, env_name: str, default: float, low: float, high: float) -> float:
+    return _from_env(arg, env_name, default, float, check=_range_check(low, high))
+
+
+def resolve_positive_float(arg: float | None, env_name: str, default: float) -> float:
+    return _from_env(arg, env_name, default, float, check=_range_check(0.0, 10.0**9, low_open=True))
+
+
+def resolve_positive_int(arg: int | None, env_name: str, default: int) -> int:
+    def check(value: int) -> str | None:
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            return "expected a whole number > 0"
+        return None
+
+    return _from_env(arg, env_name, default, int, check=check)
+
+
+def resolve_keys(arg: Iterable[str] | None, env_name: str) -> frozenset[str]:
+    """A comma-separated list in the environment, any iterable of strings as an argument."""
+    if arg is not None:
+        return frozenset(str(k).strip() for k in arg if str(k).strip())
+    raw = os.environ.get(env_name, "")
+    return frozenset(k.strip() for k in raw.split(",") if k.strip())
+
+
+def mask_key(key: str | None) -> str:
+    """How a key may appear in output: the prefix LumiqTrace's own key listings show, never more."""
+    if not key:
+        return "<none>"
+    return key[:8] + "..." if len(key) > 12 else "***"

@@ -1,0 +1,344 @@
+# SPDX-License-Identifier: Apache-2.0
+"""``LumiqTraceSpanExporter``: wires filter -> map -> encode -> deliver -> keep. Each step is its own module."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+from opentelemetry_exporter_lumiqtrace import _config
+from opentelemetry_exporter_lumiqtrace._metrics import ExporterMetrics
+from opentelemetry_exporter_lumiqtrace.delivery import (
+    DROP_AFTER_SHUTDOWN,
+    DROP_BUFFER_FULL,
+    DROP_DISABLED,
+    DROP_ENCODING,
+    DROP_MAPPING,
+    DROP_NO_API_KEY,
+    DROP_SHUTDOWN,
+    Deliverer,
+    DeliveryState,
+    DeliveryStats,
+    RetryBuffer,
+    RetryPolicy,
+    ThrottledLog,
+)
+from opentelemetry_exporter_lumiqtrace.encoding import encode_events
+from opentelemetry_exporter_lumiqtrace.mapping import MappingOptions, map_span
+from opentelemetry_exporter_lumiqtrace.remote_config import ConfigUpdate, RemoteConfigPoller
+from opentelemetry_exporter_lumiqtrace.sampling import shared_sampling_state
+from opentelemetry_exporter_lumiqtrace.transport import USER_AGENT, IngestTransport
+from opentelemetry_exporter_lumiqtrace.version import __version__
+
+_logger = logging.getLogger(__name__)
+_PACKAGE_LOGGER = "opentelemetry_exporter_lumiqtrace"
+
+
+class LumiqTraceSpanExporter(SpanExporter):
+    """Exports OpenTelemetry spans to LumiqTrace's native ingest API (``POST {base_url}/v1/ingest``).
+
+    Every keyword has a ``LUMIQTRACE_*`` environment variable; a keyword beats its variable, and zero-argument
+    construction works (that is how ``OTEL_TRACES_EXPORTER=lumiqtrace`` builds it). Without an API key the exporter
+    is inert: it sends nothing and says so once.
+
+    ``export()`` never raises and never blocks past ``timeout`` seconds (retries and waits included). Events that
+    could not be delivered for a retryable reason are kept in a bounded buffer and sent first next time. What
+    happened to every event is readable with :meth:`stats`.
+    """
+
+    def __init__(
+        self,
+        *,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        timeout: float | None = None,
+        compression: str | None = None,
+        environment: str | None = None,
+        capture_content: bool | None = None,
+        redact_keys: Iterable[str] | None = None,
+        ai_only: bool | None = None,
+        buffer_max_events: int | None = None,
+        buffer_max_bytes: int | None = None,
+        auth_probe_interval: float | None = None,
+        quota_probe_interval: float | None = None,
+        quota_rate_factor: float | None = None,
+        quota_rate_floor: float | None = None,
+        retry_policy: RetryPolicy | None = None,
+        meter_provider: Any | None = None,
+        _clock: Callable[[], float] | None = None,
+        _wall_clock: Callable[[], float] | None = None,
+    ) -> None:
+        self._api_key = _config.resolve_api_key(api_key)
+        self._base_url = _config.resolve_base_url(base_url)
+        self._timeout = _config.resolve_timeout(timeout)
+        self._compression = _config.resolve_compression(compression)
+        self._clock = _clock or time.monotonic
+        self._wall_clock = _wall_clock or time.time
+
+        base_policy = retry_policy or RetryPolicy()
+        self._policy = dataclasses.replace(
+            base_policy,
+            auth_probe_interval_s=_config.resolve_positive_float(
+                auth_probe_interval, _config.LUMIQTRACE_AUTH_PROBE_INTERVAL, base_policy.auth_probe_interval_s
+            ),
+            quota_probe_interval_s=_config.resolve_positive_float(
+                quota_probe_interval, _config.LUMIQTRACE_QUOTA_PROBE_INTERVAL, base_policy.quota_probe_interval_s
+            ),
+            quota_rate_factor=_config.resolve_float(
+                quota_rate_factor, _config.LUMIQTRACE_QUOTA_RATE_FACTOR, base_policy.quota_rate_factor, 0.0, 1.0
+            ),
+            quota_rate_floor=_config.resolve_float(
+                quota_rate_floor, _config.LUMIQTRACE_QUOTA_RATE_FLOOR, base_policy.quota_rate_floor, 0.0, 1.0
+            ),
+        )
+        self._buffer_max_events = _config.resolve_positive_int(
+            buffer_max_events, _config.LUMIQTRACE_BUFFER_MAX_EVENTS, _config.DEFAULT_BUFFER_MAX_EVENTS
+        )
+        self._buffer_max_bytes = _config.resolve_positive_int(
+            buffer_max_bytes, _config.LUMIQTRACE_BUFFER_MAX_BYTES, _config.DEFAULT_BUFFER_MAX_BYTES
+        )
+        self._mapping_options = MappingOptions(
+            environment=_config.resolve_optional_str(environment, _config.LUMIQTRACE_ENVIRONMENT),
+            capture_content=_config.resolve_bool(capture_content, _config.LUMIQTRACE_CAPTURE_CONTENT, False),
+            redact_keys=_config.resolve_keys(redact_keys, _config.LUMIQTRACE_REDACT_KEYS),
+            ai_only=_config.resolve_bool(ai_only, _config.LUMIQTRACE_AI_ONLY, False),
+            sdk_version=__version__,
+        )
+        self._sampling = shared_sampling_state()
+        self._metrics = ExporterMetrics(meter_provider)
+        self._shutdown = False
+        self._build_runtime()
+        if self._api_key is None:
+            _logger.warning(
+                "LUMIQTRACE_API_KEY is not set: the LumiqTrace exporter is inert and will send nothing. "
+                "Set the variable or pass api_key= to export spans."
+            )
+        # Fork safety: gunicorn --preload and multiprocessing fork after the exporter exists. A weak method keeps the
+        # hook from holding the exporter alive.
+        if hasattr(os, "register_at_fork"):
+            weak = weakref.WeakMethod(self._after_fork_in_child)
+
+            def _hook() -> None:
+                method = weak()
+                if method is not None:
+                    method()
+
+            os.register_at_fork(after_in_child=_hook)
+
+    def _build_runtime(self) -> None:
+        """Everything that must be new in a forked child: locks, sessions, buffer, counters, waits."""
+        self._lock = threading.Lock()
+        self._stop_event = threading.Event()
+        self._stats = DeliveryStats()
+        self._throttled = ThrottledLog(clock=self._clock)
+        self._state = DeliveryState(clock=self._clock, wall_clock=self._wall_clock)
+        self._buffer = RetryBuffer(max_events=self._buffer_max_events, max_bytes=self._buffer_max_bytes)
+        self._poller: RemoteConfigPoller | None = None
+        self._deliverer: Deliverer | None = None
+        if self._api_key is None:
+            return
+        transport = IngestTransport(
+            url=self._base_url + _config.INGEST_PATH,
+            api_key=self._api_key,
+            gzip_body=self._compression == _config.COMPRESSION_GZIP,
+        )
+        self._poller = RemoteConfigPoller(
+            base_url=self._base_url,
+            api_key=self._api_key,
+            timeout_s=min(self._timeout, _config.DEFAULT_MAX_REQUEST_TIMEOUT_S),
+            on_update=self._apply_remote_config,
+            user_agent=USER_AGENT,
+        )
+        self._deliverer = Deliverer(
+            transport=transport,
+            gzip_body=self._compression == _config.COMPRESSION_GZIP,
+            policy=self._policy,
+            stats=self._stats,
+            state=self._state,
+            stop_event=self._stop_event,
+            clock=self._clock,
+            throttled=self._throttled,
+            on_quota_episode=self._ratchet_rate,
+            on_cv=self._poller.observe_cv,
+        )
+
+    def _after_fork_in_child(self) -> None:
+        # The parent's buffered events stay the parent's to send: a child that resent them would duplicate work
+        # (dedup saves the data, not the requests).
+        self._build_runtime()
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(base_url={self._base_url!r}, api_key={_config.mask_key(self._api_key)!r}, "
+            f"timeout={self._timeout!r}, compression={self._compression!r})"
+        )
+
+    # -- SpanExporter -------------------------------------------------------------------------------------------
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        try:
+            return self._export(spans)
+        except Exception:  # never raise into the batch processor (its traceback would hide the cause)
+            _logger.exception("Unexpected error in the LumiqTrace exporter; %d spans dropped.", len(spans))
+            return SpanExportResult.FAILURE
+
+    def _export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        if self._shutdown:
+            self._stats.add_dropped(DROP_AFTER_SHUTDOWN, len(spans))
+            self._throttled.log(logging.WARNING, "after_shutdown", "Export called after shutdown; spans dropped.")
+            return SpanExportResult.FAILURE
+        if self._deliverer is None:
+            self._stats.add_dropped(DROP_NO_API_KEY, len(spans))
+            return SpanExportResult.FAILURE
+        deadline = self._clock() + self._timeout
+        with self._metrics.operation(len(spans)) as result:
+            lines, lost = self._encode(spans)
+            if self._sampling.disabled:
+                self._stats.add_dropped(DROP_DISABLED, len(lines))
+                return SpanExportResult.SUCCESS
+            outcome = self._send(self._buffer.drain() + lines, deadline)
+            result.failed = lost + outcome
+        return SpanExportResult.SUCCESS if lost == 0 and outcome == 0 else SpanExportResult.FAILURE
+
+    def _encode(self, spans: Sequence[ReadableSpan]) -> tuple[list[bytes], int]:
+        """Filter, map and encode; returns the encoded lines and how many spans were lost on the way."""
+        keeps = self._sampling.keeps
+        options = self._mapping_options
+        events: list[dict[str, Any]] = []
+        filtered = 0
+        mapping_errors = 0
+        for span in spans:
+            ctx = span.context
+            if ctx is None or not keeps(ctx.trace_id):
+                filtered += 1
+                continue
+            try:
+                event = map_span(span, options)
+            except Exception as exc:
+                mapping_errors += 1
+                self._stats.add_dropped(DROP_MAPPING, 1, f"{type(exc).__name__}: {exc}")
+                self._throttled.log(
+                    logging.WARNING, DROP_MAPPING, "Span %r could not be mapped and was dropped: %r", span.name, exc
+                )
+                continue
+            if event is None:
+                filtered += 1
+            else:
+                events.append(event)
+        if filtered:
+            self._stats.add_filtered(filtered)
+        lines, errors = encode_events(events)
+        if errors:
+            self._stats.add_dropped(DROP_ENCODING, len(errors), errors[-1])
+            self._throttled.log(
+                logging.WARNING,
+                DROP_ENCODING,
+                "%d events could not be encoded and were dropped: %s",
+                len(errors),
+                errors[-1],
+            )
+        return lines, mapping_errors + len(errors)
+
+    def _send(self, lines: list[bytes], deadline: float) -> int:
+        """Deliver; keep the retryable rest in the buffer. Returns how many events are not delivered yet."""
+        if not lines:
+            return 0
+        assert self._deliverer is not None
+        result = self._deliverer.deliver(lines, deadline)
+        if result.kept:
+            evicted = self._buffer.add(result.kept, front=True)
+            if evicted:
+                self._stats.add_dropped(DROP_BUFFER_FULL, len(evicted))
+                self._throttled.log(
+                    logging.WARNING,
+                    DROP_BUFFER_FULL,
+                    "LumiqTrace retry buffer full (%d events / %d bytes); dropped the %d oldest events.",
+                    self._buffer.max_events,
+                    self._buffer.max_bytes,
+                    len(evicted),
+                )
+        return len(result.kept) + result.dropped
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        """Send everything buffered now, within ``timeout_millis``. True when nothing is left waiting."""
+        try:
+            if self._deliverer is None or self._shutdown:
+                return not self._shutdown
+            deadline = self._clock() + max(0, timeout_millis) / 1000.0
+            self._send(self._buffer.drain(), deadline)
+            return len(self._buffer) == 0
+        except Exception:
+            _logger.exception("Unexpected error while flushing the LumiqTrace exporter.")
+            return False
+
+    def shutdown(self, timeout_millis: int = 30000) -> None:
+        """Flush what is buffered within ``timeout_millis`` (one attempt each, no waits), then stop for good."""
+        if self._shutdown:
+            _logger.warning("LumiqTrace exporter shutdown called more than once; ignoring.")
+            return
+        self._shutdown = True
+        # Cut every back-off and Retry-After wait short, in this thread and in concurrent export calls.
+        self._stop_event.set()
+        try:
+            if self._deliverer is not None:
+                deadline = self._clock() + max(0, min(timeout_millis / 1000.0, self._timeout))
+                kept = self._deliverer.deliver(self._buffer.drain(), deadline).kept
+                if kept:
+                    self._stats.add_dropped(DROP_SHUTDOWN, len(kept))
+                    _logger.warning("LumiqTrace exporter shut down with %d events undelivered.", len(kept))
+                self._deliverer.transport.close()
+            if self._poller is not None:
+                self._poller.close()
+        except Exception:
+            _logger.exception("Unexpected error while shutting down the LumiqTrace exporter.")
+
+    # -- accounting and control ----------------------------------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        """What happened to every span handed to this exporter.
+
+        ``delivered``: events accepted by LumiqTrace. ``dropped``: events given up, by reason (``bad_request``,
+        ``unauthorized``, ``forbidden``, ``quota``, ``buffer_full``, ``shutdown``, ``mapping_error``, ...).
+        ``filtered``: spans left out on purpose (sampling rate, ``ai_only``). ``buffered``: events waiting for a
+        retry. ``requests`` and ``retries``: HTTP requests made. ``sample_rate``: the current shared rate.
+        """
+        snapshot = self._stats.snapshot()
+        snapshot["buffered"] = len(self._buffer)
+        snapshot["buffered_bytes"] = self._buffer.size_bytes
+        snapshot["sample_rate"] = self._sampling.rate
+        return snapshot
+
+    def _ratchet_rate(self) -> None:
+        old = self._sampling.rate
+        new = self._sampling.ratchet_down(factor=self._policy.quota_rate_factor, floor=self._policy.quota_rate_floor)
+        _logger.warning(
+            "LumiqTrace monthly quota exceeded: sampling rate lowered from %g to %g. It stays there until a restart, "
+            "an explicit LumiqTraceSampler rate, or a remote sample_rate rule.",
+            old,
+            new,
+        )
+
+    def _apply_remote_config(self, update: ConfigUpdate) -> None:
+        if update.sample_rate is not None:
+            self._sampling.set_rate(update.sample_rate)
+        if update.disable_tracing is not None:
+            self._sampling.set_disabled(update.disable_tracing)
+        if update.pii_redact_keys:
+            options = self._mapping_options
+            self._mapping_options = dataclasses.replace(
+                options, redact_keys=options.redact_keys | frozenset(update.pii_redact_keys)
+            )
+        if update.log_level:
+            level = logging.getLevelName(update.log_level.upper())
+            if isinstance(level, int):
+                logging.getLogger(_PACKAGE_LOGGER).setLevel(level)
+        _logger.debug("Applied LumiqTrace remote config cv=%s", update.cv)

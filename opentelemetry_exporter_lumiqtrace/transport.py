@@ -1,0 +1,161 @@
+# SPDX-License-Identifier: Apache-2.0
+"""HTTP to LumiqTrace: one keep-alive session, answers turned into plain values, never an exception.
+
+The transport knows nothing about spans or retry policy. It only posts a body and reports what came back.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import logging
+import math
+import os
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import requests
+from opentelemetry import context as otel_context
+
+from opentelemetry_exporter_lumiqtrace.version import __version__
+
+_logger = logging.getLogger(__name__)
+
+USER_AGENT = f"opentelemetry-exporter-lumiqtrace/{__version__} (Python; requests/{requests.__version__})"
+
+_SUPPRESS_KEYS: tuple[str, ...] = tuple(
+    key
+    for key in (
+        getattr(otel_context, "_SUPPRESS_INSTRUMENTATION_KEY", None),
+        getattr(otel_context, "_SUPPRESS_HTTP_INSTRUMENTATION_KEY", None),
+    )
+    if key is not None
+)
+
+
+def suppressed_context() -> otel_context.Context:
+    """A context in which OpenTelemetry instrumentations (requests, urllib3, ...) do not trace our own calls.
+
+    Attached in every thread that makes a request, not only the batch processor's: an exporter whose HTTP calls
+    are traced feeds its own spans back into itself forever.
+    """
+    ctx = otel_context.get_current()
+    for key in _SUPPRESS_KEYS:
+        ctx = otel_context.set_value(key, True, ctx)
+    return ctx
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What one HTTP attempt produced. ``status`` is None when no HTTP answer arrived (``error`` says why)."""
+
+    status: int | None
+    body: Mapping[str, Any] | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    error: str | None = None
+    timed_out: bool = False
+
+    @property
+    def message(self) -> str:
+        """The server's ``{"error": ...}`` text, or a short description of the failure."""
+        if self.body is not None and isinstance(self.body.get("error"), str):
+            return str(self.body["error"])
+        if self.error is not None:
+            return self.error
+        return f"HTTP {self.status}"
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header: delta-seconds or an HTTP-date. None when absent or unusable."""
+    if value is None:
+        return None
+    value = value.strip()
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when is None or when.tzinfo is None:
+            return None
+        seconds = when.timestamp() - (time.time() if now is None else now)
+    if not math.isfinite(seconds):
+        return None
+    return max(0.0, seconds)
+
+
+class IngestTransport:
+    """POSTs bodies to ``{base_url}/v1/ingest`` over one keep-alive ``requests.Session``.
+
+    Fork-safe: a child process gets a new session on first use instead of sharing the parent's sockets.
+    """
+
+    def __init__(self, *, url: str, api_key: str, gzip_body: bool) -> None:
+        self.url = url
+        self._headers = {
+            "x-api-key": api_key,
+            "Content-Type": "application/x-ndjson",
+            "User-Agent": USER_AGENT,
+            "Accept": "application/json",
+        }
+        if gzip_body:
+            self._headers["Content-Encoding"] = "gzip"
+        self._lock = threading.Lock()
+        self._session: requests.Session | None = None
+        self._pid = os.getpid()
+
+    def __repr__(self) -> str:
+        return f"IngestTransport(url={self.url!r})"
+
+    def _get_session(self) -> requests.Session:
+        with self._lock:
+            if self._session is None or self._pid != os.getpid():
+                # After fork the inherited pool's sockets belong to the parent: abandon them without closing.
+                self._session = requests.Session()
+                self._session.headers.update(self._headers)
+                self._pid = os.getpid()
+            return self._session
+
+    def after_fork_in_child(self) -> None:
+        self._lock = threading.Lock()
+        self._session = None
+        self._pid = os.getpid()
+
+    def post(self, body: bytes, *, timeout: float) -> Answer:
+        session = self._get_session()
+        token = otel_context.attach(suppressed_context())
+        try:
+            response = session.post(self.url, data=body, timeout=max(0.001, timeout))
+        except requests.Timeout as exc:
+            return Answer(status=None, error=f"timed out: {type(exc).__name__}", timed_out=True)
+        except requests.RequestException as exc:
+            return Answer(status=None, error=f"connection error: {type(exc).__name__}")
+        except Exception as exc:  # never raise into the exporter, whatever the HTTP stack does
+            return Answer(status=None, error=f"unexpected error: {type(exc).__name__}: {exc}")
+        finally:
+            otel_context.detach(token)
+        return Answer(
+            status=response.status_code,
+            body=_json_body(response),
+            headers={k.lower(): v for k, v in response.headers.items()},
+        )
+
+    def close(self) -> None:
+        with self._lock:
+            session, self._session = self._session, None
+        if session is not None and self._pid == os.getpid():
+            session.close()
+
+
+def _json_body(response: requests.Response) -> Mapping[str, Any] | None:
+    try:
+        body = json.loads(response.content) if response.content else None
+    except ValueError:
+        return None
+    return body if isinstance(body, dict) else None
