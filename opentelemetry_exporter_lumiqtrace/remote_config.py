@@ -322,8 +322,11 @@ class RemoteConfigPoller:
         except Exception:  # a background fetch must never raise
             _logger.debug("Remote config fetch from %s failed", self._url, exc_info=True)
         finally:
-            detach(token)
-            self._finish(cv, update)
+            # on_update runs here too, still suppressed: applying config must not emit spans either.
+            try:
+                self._finish(cv, update)
+            finally:
+                detach(token)
 
     def _finish(self, cv: int, update: ConfigUpdate | None) -> None:
         with self._lock:
