@@ -1,0 +1,96 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Shared fixtures: spans made by the real SDK, exporters pointed at the local server, isolated state."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
+
+from opentelemetry_exporter_lumiqtrace.delivery import RetryPolicy
+from opentelemetry_exporter_lumiqtrace.sampling import shared_sampling_state
+from opentelemetry_exporter_lumiqtrace.testing import LocalIngestServer
+
+# Fast waits for tests: the rules are the same, the numbers small.
+FAST_POLICY = RetryPolicy(initial_backoff_s=0.01, max_backoff_s=0.05, default_retry_after_s=0.2)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    for name in list(os.environ):
+        if name.startswith("LUMIQTRACE_"):
+            monkeypatch.delenv(name)
+    shared_sampling_state().reset(1.0)
+    yield
+    shared_sampling_state().reset(1.0)
+    logging.getLogger("opentelemetry_exporter_lumiqtrace").setLevel(logging.NOTSET)
+
+
+@pytest.fixture
+def server() -> Iterator[LocalIngestServer]:
+    with LocalIngestServer() as srv:
+        yield srv
+
+
+def make_spans(count: int, *, traces: int = 1, service: str = "svc") -> list[ReadableSpan]:
+    """``count`` GenAI chat spans spread over ``traces`` traces, each trace under one HTTP server span."""
+    memory = InMemorySpanExporter()
+    provider = TracerProvider(resource=Resource.create({"service.name": service}))
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    tracer = provider.get_tracer("tests")
+    per_trace = max(1, count // traces)
+    made = 0
+    while made < count:
+        with tracer.start_as_current_span("GET /chat", kind=SpanKind.SERVER) as root:
+            root.set_attribute("http.request.method", "GET")
+            made += 1
+            for _ in range(min(per_trace - 1, count - made)):
+                with tracer.start_as_current_span("chat gpt-4o", kind=SpanKind.CLIENT) as span:
+                    span.set_attribute("gen_ai.operation.name", "chat")
+                    span.set_attribute("gen_ai.provider.name", "openai")
+                    span.set_attribute("gen_ai.request.model", "gpt-4o")
+                    span.set_attribute("gen_ai.usage.input_tokens", 12)
+                    span.set_attribute("gen_ai.usage.output_tokens", 7)
+                made += 1
+    provider.shutdown()
+    return list(memory.get_finished_spans())
+
+
+@pytest.fixture
+def exporter_factory(server: LocalIngestServer) -> Iterator[Callable[..., Any]]:
+    from opentelemetry_exporter_lumiqtrace import LumiqTraceSpanExporter
+
+    made: list[LumiqTraceSpanExporter] = []
+
+    def factory(**kwargs: Any) -> LumiqTraceSpanExporter:
+        kwargs.setdefault("api_key", server.api_key)
+        kwargs.setdefault("base_url", server.base_url)
+        kwargs.setdefault("retry_policy", FAST_POLICY)
+        exporter = LumiqTraceSpanExporter(**kwargs)
+        made.append(exporter)
+        return exporter
+
+    yield factory
+    for exporter in made:
+        exporter.shutdown(timeout_millis=1000)
+
+
+class FakeClock:
+    """A monotonic clock the test moves by hand."""
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
