@@ -1,0 +1,136 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Cost of an LLM call in USD, computed with the optional ``genai-prices`` package.
+
+``genai-prices`` is the ``pricing`` extra (``pip install opentelemetry-exporter-lumiqtrace[pricing]``). It is imported
+lazily on the first priced span; when it is missing (or cannot be imported, e.g. on Python 3.10 where its 0.2 line
+does not install) :func:`compute_cost` returns ``None`` and the event carries no ``cost_usd``. The bundled price
+snapshot is used as is: the exporter never enables ``genai-prices``' network price updates.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from datetime import datetime, timezone
+from typing import Any
+
+from opentelemetry_exporter_lumiqtrace._conventions import PRICING_PROVIDER_IDS
+
+_logger = logging.getLogger(__name__)
+
+DEFAULT_MAX_CACHED_MODELS = 2048
+
+_UNSET: Any = object()
+_genai_prices: Any = _UNSET
+_import_lock = threading.Lock()
+# (provider id, model) -> True when genai-prices knows the model, False when it raised LookupError.
+_known: dict[tuple[str | None, str], bool] = {}
+
+
+def _module() -> Any:
+    global _genai_prices
+    if _genai_prices is _UNSET:
+        with _import_lock:
+            if _genai_prices is _UNSET:
+                try:
+                    import genai_prices  # optional extra: imported on first use only
+
+                    _genai_prices = genai_prices
+                except Exception:  # ImportError, or a broken install of its dependencies
+                    _logger.debug("genai-prices is not available; cost_usd is only sent when spans carry a cost")
+                    _genai_prices = None
+    return _genai_prices
+
+
+def pricing_available() -> bool:
+    """Whether ``genai-prices`` can be imported."""
+    return _module() is not None
+
+
+def pricing_provider_id(raw_provider: str | None) -> str | None:
+    """The ``genai-prices`` provider id for a raw provider value, or ``None`` to let it infer from the model."""
+    if not raw_provider:
+        return None
+    return PRICING_PROVIDER_IDS.get(raw_provider.strip().lower())
+
+
+def pricing_model_ref(model: str) -> str:
+    """Model id as ``genai-prices`` matches it: without Vertex resource paths and ``models/`` prefixes."""
+    ref = model.strip()
+    marker = "/models/"
+    if marker in ref:
+        # projects/p/locations/l/publishers/google/models/gemini-2.5-flash -> gemini-2.5-flash
+        ref = ref.rsplit(marker, 1)[1]
+    elif ref.startswith("models/"):
+        ref = ref[7:]
+    return ref
+
+
+def compute_cost(
+    *,
+    raw_provider: str | None,
+    model: str,
+    input_tokens: int | None,
+    output_tokens: int | None,
+    cache_read_tokens: int | None = None,
+    cache_write_tokens: int | None = None,
+    start_time_ns: int | None = None,
+) -> float | None:
+    """USD cost of one call, or ``None`` when ``genai-prices`` is missing or does not know the model.
+
+    Token counts follow OTel semantics: ``input_tokens`` includes cached and cache-write tokens.
+    """
+    if input_tokens is None and output_tokens is None:
+        return None
+    prices = _module()
+    if prices is None:
+        return None
+    provider_id = pricing_provider_id(raw_provider)
+    ref = pricing_model_ref(model)
+    if not ref:
+        return None
+    key = (provider_id, ref)
+    known = _known.get(key)
+    if known is False:
+        return None
+    usage_kwargs: dict[str, int] = {}
+    if input_tokens is not None:
+        usage_kwargs["input_tokens"] = input_tokens
+    if output_tokens is not None:
+        usage_kwargs["output_tokens"] = output_tokens
+    if cache_read_tokens:
+        usage_kwargs["cache_read_tokens"] = cache_read_tokens
+    if cache_write_tokens:
+        usage_kwargs["cache_write_tokens"] = cache_write_tokens
+    when = None
+    if start_time_ns is not None:
+        try:
+            when = datetime.fromtimestamp(start_time_ns / 1e9, tz=timezone.utc)
+        except (OverflowError, OSError, ValueError):
+            when = None
+    try:
+        result = prices.calc_price(
+            prices.Usage(**usage_kwargs), ref, provider_id=provider_id, genai_request_timestamp=when
+        )
+    except LookupError:
+        _remember(key, False)
+        return None
+    except Exception:  # a pricing bug must never cost the span
+        _logger.debug("genai-prices failed for provider=%s model=%s", provider_id, ref, exc_info=True)
+        return None
+    if known is None:
+        _remember(key, True)
+    try:
+        cost = float(result.total_price)
+    except (TypeError, ValueError, AttributeError):
+        return None
+    if not math.isfinite(cost) or cost < 0:
+        return None
+    return cost
+
+
+def _remember(key: tuple[str | None, str], known: bool) -> None:
+    if len(_known) >= DEFAULT_MAX_CACHED_MODELS:
+        _known.clear()
+    _known[key] = known
