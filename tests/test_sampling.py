@@ -300,12 +300,12 @@ def test_readers_do_not_take_the_writer_lock() -> None:
     rate=st.one_of(st.sampled_from([0.0, 1e-9, 0.25, 0.5, 0.999999, 1.0]), st.floats(min_value=0.0, max_value=1.0)),
 )
 def test_decisions_match_trace_id_ratio_based(trace_id: int, rate: float) -> None:
-    reference = TraceIdRatioBased(rate).should_sample(None, trace_id, "root").decision.is_sampled()
+    reference = TraceIdRatioBased(rate).should_sample(None, trace_id, "root").decision is Decision.RECORD_AND_SAMPLE
     state = SamplingState(rate)
     assert state.bound == TraceIdRatioBased(rate).bound
     assert state.keeps(trace_id) is reference
     decision = LumiqTraceSampler(state=state).should_sample(None, trace_id, "root").decision
-    assert decision.is_sampled() is reference
+    assert (decision is Decision.RECORD_AND_SAMPLE) is reference
 
 
 def test_bad_env_value_warns_once_and_falls_back(
