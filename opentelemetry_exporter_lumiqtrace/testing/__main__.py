@@ -54,12 +54,6 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parse_args(argv)
-    handler = logging.StreamHandler(sys.stdout)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
-    server_logger = logging.getLogger("opentelemetry_exporter_lumiqtrace.testing")
-    server_logger.addHandler(handler)
-    server_logger.setLevel(logging.DEBUG)
-
     server = LocalIngestServer(
         host=args.host,
         port=args.port,
@@ -82,6 +76,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"LumiqTrace local ingest server: LUMIQTRACE_BASE_URL={server.base_url} LUMIQTRACE_API_KEY={server.api_key}",
         flush=True,
     )
+    # Attached after the banner so that the banner is always the first line (scripts read it).
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+    server_logger = logging.getLogger("opentelemetry_exporter_lumiqtrace.testing")
+    server_logger.addHandler(handler)
+    server_logger.setLevel(logging.DEBUG)
     try:
         # A bounded wait keeps the main thread responsive to signals on every platform.
         while not stopping.wait(0.5):
