@@ -17,6 +17,7 @@ from typing import Any
 
 _logger = logging.getLogger(__name__)
 
+_orjson: Any
 try:  # the optional `speedups` extra
     import orjson as _orjson
 except ImportError:  # pragma: no cover - exercised by the tox env without speedups

@@ -200,11 +200,12 @@ class LumiqTraceSpanExporter(SpanExporter):
             self._stats.add_dropped(DROP_NO_API_KEY, len(spans))
             return SpanExportResult.FAILURE
         deadline = self._clock() + self._timeout
+        if self._sampling.disabled:
+            # A remote disable_tracing rule is a circuit breaker: nothing is sent or kept while it holds.
+            self._stats.add_dropped(DROP_DISABLED, len(spans))
+            return SpanExportResult.SUCCESS
         with self._metrics.operation(len(spans)) as result:
             lines, lost = self._encode(spans)
-            if self._sampling.disabled:
-                self._stats.add_dropped(DROP_DISABLED, len(lines))
-                return SpanExportResult.SUCCESS
             outcome = self._send(self._buffer.drain() + lines, deadline)
             result.failed = lost + outcome
         return SpanExportResult.SUCCESS if lost == 0 and outcome == 0 else SpanExportResult.FAILURE

@@ -21,7 +21,7 @@ from opentelemetry_exporter_lumiqtrace.encoding import dumps_event
 from opentelemetry_exporter_lumiqtrace.testing import LocalIngestServer, Reply
 from opentelemetry_exporter_lumiqtrace.transport import parse_retry_after
 
-from .conftest import FAST_POLICY, FakeClock, make_spans
+from .conftest import FakeClock, make_spans
 
 
 def _ids(server: LocalIngestServer) -> Counter[str]:
@@ -269,7 +269,7 @@ def test_retry_buffer_bounds_by_bytes_and_keeps_order() -> None:
     buffer = RetryBuffer(max_events=100, max_bytes=10)
     assert buffer.add([b"aaaa", b"bbbb"]) == []
     assert buffer.add([b"cccc"]) == [b"aaaa"]
-    assert buffer.add([b"zz"], front=True) == [b"zz"]
+    assert buffer.add([b"zzz"], front=True) == [b"zzz"]
     assert buffer.drain() == [b"bbbb", b"cccc"]
     assert len(buffer) == 0 and buffer.size_bytes == 0
 

@@ -187,7 +187,7 @@ def test_fork_child_and_parent_each_deliver_their_own_events_once(server: LocalI
     """
     result = _run(code, {})
     assert result.returncode == 0, result.stderr
-    names = sorted(e["tags"]["span.name"] for e in server.events())
+    names = sorted(e["tags"]["otel.span_name"] for e in server.events())
     assert names == sorted(["before-fork"] + [f"{w}-{i}" for w in ("child", "parent") for i in range(5)])
     assert server.duplicates == 0
 
@@ -226,9 +226,7 @@ def test_self_metrics_follow_the_semantic_conventions(server: LocalIngestServer)
     server.script(Reply(status=400, body={"error": "Invalid event"}))
     exporter.export(make_spans(1))
     data = reader.get_metrics_data()
-    metrics: dict[str, Any] = {
-        m.name: m for rm in data.resource_metrics for sm in rm.scope_metrics for m in sm.metrics
-    }
+    metrics: dict[str, Any] = {m.name: m for rm in data.resource_metrics for sm in rm.scope_metrics for m in sm.metrics}
     exported = metrics["otel.sdk.exporter.span.exported"].data.data_points
     ok = sum(p.value for p in exported if "error.type" not in p.attributes)
     failed = sum(p.value for p in exported if "error.type" in p.attributes)
