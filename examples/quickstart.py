@@ -39,7 +39,7 @@ def produce_trace(provider: TracerProvider) -> None:
             llm.set_attribute("gen_ai.request.model", "gpt-4o")
             llm.set_attribute("gen_ai.response.model", "gpt-4o-2024-08-06")
             llm.set_attribute("gen_ai.request.stream", True)
-            llm.set_attribute("gen_ai.response.time_to_first_chunk", 0.21)
+            llm.set_attribute("gen_ai.response.time_to_first_chunk", 0.012)
             llm.set_attribute("gen_ai.usage.input_tokens", 512)
             llm.set_attribute("gen_ai.usage.output_tokens", 48)
             llm.set_attribute("gen_ai.response.finish_reasons", ["tool_calls"])
