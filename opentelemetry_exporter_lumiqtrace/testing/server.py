@@ -93,7 +93,14 @@ class Reply:
 
 @dataclass(frozen=True)
 class RecordedRequest:
-    """One request as the server saw it, and what it answered."""
+    """One request as the server saw it, and what it answered.
+
+    ``headers`` has lower-cased names; ``raw_body`` is the bytes received, ``body`` the bytes after
+    ``Content-Encoding`` (``raw_body`` when it could not be decoded); ``events`` the parsed NDJSON lines,
+    ``None`` when the body could not be decoded or a line is not a JSON object; ``status`` and ``response``
+    what was answered (``None`` when the connection was dropped or left hanging); ``time`` the server clock
+    when the request arrived.
+    """
 
     method: str
     path: str
