@@ -1,0 +1,218 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Property test: any attribute dictionary maps to a valid, JSON-serialisable event, never an exception."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from opentelemetry.sdk.trace import Event
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from opentelemetry_exporter_lumiqtrace import _conventions as c
+from opentelemetry_exporter_lumiqtrace.mapping import MappingOptions, map_span
+from tests.test_mapping_support import START_NS, make_span
+
+try:
+    from opentelemetry_exporter_lumiqtrace.testing import validate_event
+except ImportError:  # pragma: no cover
+    validate_event = None
+
+pytestmark = pytest.mark.skipif(validate_event is None, reason="testing.validate_event is not available")
+
+KNOWN_KEYS = sorted(
+    {
+        *c.PROVIDER_KEYS,
+        *c.RESPONSE_MODEL_KEYS,
+        *c.REQUEST_MODEL_KEYS,
+        *c.KIND_KEYS,
+        *c.INPUT_TOKEN_KEYS,
+        *c.OUTPUT_TOKEN_KEYS,
+        *c.TOTAL_TOKEN_KEYS,
+        *c.CACHE_READ_KEYS,
+        *c.CACHE_WRITE_KEYS,
+        *c.REASONING_KEYS,
+        *c.COST_KEYS,
+        *c.TTFT_SECONDS_KEYS,
+        *c.STREAM_KEYS,
+        *c.ENVIRONMENT_SPAN_KEYS,
+        *c.USER_KEYS,
+        *c.SESSION_KEYS,
+        *c.CONTEXT_TAG_KEYS,
+        *c.FINISH_REASON_KEYS,
+        *c.HTTP_STATUS_KEYS,
+        *c.HTTP_METHOD_KEYS,
+        c.LQT_MODEL,
+        c.LQT_OPERATION,
+        c.LQT_SPAN_KIND,
+        c.LQT_STATUS,
+        c.LQT_ERROR_CODE,
+        c.LQT_TTFT_MS,
+        c.ERROR_TYPE,
+        c.GRPC_STATUS_KEY,
+        c.OI_INVOCATION_PARAMETERS,
+        c.LANGFUSE_COST_DETAILS,
+        c.OI_TAGS,
+        c.OI_METADATA,
+        c.OT_SYSTEM_INSTRUCTIONS,
+        c.OT_INPUT_MESSAGES,
+        c.OT_OUTPUT_MESSAGES,
+        c.OT_TOOL_ARGUMENTS,
+        c.OT_TOOL_RESULT,
+        c.OI_INPUT_VALUE,
+        c.OI_OUTPUT_VALUE,
+        c.OL_ENTITY_INPUT,
+        c.OL_ENTITY_OUTPUT,
+        c.HTTP_TARGET,
+        "gen_ai.prompt.0.role",
+        "gen_ai.prompt.0.content",
+        "gen_ai.prompt.1.tool_calls.0.arguments",
+        "gen_ai.completion.0.content",
+        "llm.input_messages.0.message.role",
+        "llm.input_messages.0.message.contents.0.message_content.text",
+        "llm.input_messages.1.message.tool_calls.0.tool_call.function.name",
+        "llm.output_messages.0.message.content",
+        "llm.prompts.0.prompt.text",
+        "llm.choices.0.completion.text",
+        "lumiqtrace.tags.team",
+        "lumiqtrace.tags.api_key",
+        "traceloop.association.properties.tier",
+    }
+)
+
+JSONISH = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(
+            st.sampled_from(
+                [
+                    "role",
+                    "content",
+                    "parts",
+                    "type",
+                    "text",
+                    "name",
+                    "arguments",
+                    "messages",
+                    "stream",
+                    "total",
+                    "choices",
+                    "message",
+                ]
+            ),
+            inner,
+            max_size=4,
+        )
+    ),
+    max_leaves=12,
+)
+TEXT = st.text(max_size=40) | st.sampled_from(["", " ", "\ud800bad", "gpt-4o", "openai", "chat", "LLM", "429", "true"])
+SCALAR = (
+    TEXT | st.booleans() | st.integers(min_value=-(2**70), max_value=2**70) | st.floats()  # NaN, inf, -0.0 included
+)
+ODD = (
+    st.binary(max_size=20)
+    | JSONISH.map(lambda v: json.dumps(v))
+    | st.just("x" * 200_000)
+    | st.lists(SCALAR, max_size=5).map(tuple)  # mixed-type sequences
+    | st.lists(st.text(max_size=5), max_size=5)
+    | st.just(b"\xff\xfe\x00")
+    | st.just(object())
+    | st.none()
+)
+VALUE = SCALAR | ODD
+KEY = st.sampled_from(KNOWN_KEYS) | st.text(max_size=30)
+ATTRS = st.dictionaries(KEY, VALUE, max_size=25)
+
+
+@st.composite
+def events(draw: st.DrawFn) -> list[Event]:
+    out = []
+    for _ in range(draw(st.integers(min_value=0, max_value=4))):
+        name = draw(
+            st.sampled_from(
+                [
+                    "exception",
+                    "First Token Stream Event",
+                    "gen_ai.content.prompt",
+                    "gen_ai.content.completion",
+                    "llm.content.completion.chunk",
+                    "other",
+                ]
+            )
+        )
+        attrs = draw(
+            st.dictionaries(
+                st.sampled_from(
+                    ["exception.type", "exception.message", "exception.escaped", "gen_ai.prompt", "gen_ai.completion"]
+                ),
+                VALUE,
+                max_size=4,
+            )
+        )
+        offset = draw(st.integers(min_value=-(10**12), max_value=10**12))
+        out.append(Event(name, attributes=attrs, timestamp=START_NS + offset))
+    return out
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.large_base_example])
+@given(
+    attrs=ATTRS,
+    span_events=events(),
+    kind=st.sampled_from(list(SpanKind)),
+    status=st.sampled_from([StatusCode.UNSET, StatusCode.OK, StatusCode.ERROR]),
+    description=st.none() | TEXT,
+    start=st.none() | st.integers(min_value=-(2**63), max_value=2**63),
+    duration=st.floats(min_value=-5000, max_value=10**7, allow_nan=False),
+    capture=st.booleans(),
+    ai_only=st.booleans(),
+)
+def test_any_span_maps_to_a_valid_event(
+    attrs: dict[str, Any],
+    span_events: list[Event],
+    kind: SpanKind,
+    status: StatusCode,
+    description: str | None,
+    start: int | None,
+    duration: float,
+    capture: bool,
+    ai_only: bool,
+) -> None:
+    span = make_span(
+        attrs,
+        kind=kind,
+        status=Status(status, description if status is StatusCode.ERROR else None),
+        events=span_events,
+        start=start,
+        duration_ms=duration,
+    )
+    options = MappingOptions(capture_content=capture, ai_only=ai_only, max_content_chars=1000, compute_cost=True)
+    event = map_span(span, options)
+    if event is None:
+        assert ai_only
+        return
+    assert validate_event is not None
+    assert validate_event(event) is None, (validate_event(event), event)
+    encoded = json.dumps(event, allow_nan=False, ensure_ascii=False)
+    encoded.encode("utf-8")  # no lone surrogates reach the wire
+    assert None not in event.values()
+    for name in ("input_tokens", "output_tokens", "cached_tokens", "latency_ms", "ttft_ms"):
+        if name in event:
+            assert type(event[name]) is int
+    if not capture:
+        assert "prompt" not in event
+        assert "response" not in event
+
+
+def test_span_without_context_or_times_still_maps() -> None:
+    from opentelemetry.sdk.trace import ReadableSpan
+
+    span = ReadableSpan(name="bare")
+    event = map_span(span, MappingOptions())
+    assert event is not None
+    assert validate_event is not None
+    assert validate_event(event) is None
