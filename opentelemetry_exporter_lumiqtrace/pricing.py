@@ -24,8 +24,6 @@ DEFAULT_MAX_CACHED_MODELS = 2048
 _UNSET: Any = object()
 _genai_prices: Any = _UNSET
 _import_lock = threading.Lock()
-# (provider id, model) -> True when genai-prices knows the model, False when it raised LookupError.
-_known: dict[tuple[str | None, str], bool] = {}
 
 
 def _module() -> Any:
@@ -67,6 +65,64 @@ def pricing_model_ref(model: str) -> str:
     return ref
 
 
+class _LinearRates:
+    """USD per token of a model whose price is flat (no tiers, no date or time-of-day conditions).
+
+    Measured once through ``genai-prices`` itself (cost of a million tokens of each kind), so the per-span cost is a
+    few multiplications instead of a full ``calc_price`` (which costs ~80 µs, more than the rest of the mapping).
+    """
+
+    __slots__ = ("cache_read", "cache_write", "fixed", "input", "output")
+
+    def __init__(self, fixed: float, input: float, output: float, cache_read: float, cache_write: float) -> None:
+        self.fixed = fixed
+        self.input = input
+        self.output = output
+        self.cache_read = cache_read
+        self.cache_write = cache_write
+
+    def cost(self, input_tokens: int, output_tokens: int, cache_read: int, cache_write: int) -> float:
+        uncached = max(input_tokens - cache_read - cache_write, 0)
+        return (
+            self.fixed
+            + uncached * self.input
+            + cache_read * self.cache_read
+            + cache_write * self.cache_write
+            + output_tokens * self.output
+        )
+
+
+_UNKNOWN_MODEL = "unknown"
+_NOT_LINEAR = "not-linear"
+# (genai-prices provider id, model ref) -> _LinearRates, _NOT_LINEAR (price each call) or _UNKNOWN_MODEL.
+_rates: dict[tuple[str | None, str], Any] = {}
+_MTOK = 1_000_000
+
+
+def _resolve(prices: Any, provider_id: str | None, ref: str) -> Any:
+    def calc(**usage: int) -> Any:
+        return prices.calc_price(prices.Usage(**usage), ref, provider_id=provider_id)
+
+    try:
+        base = calc(input_tokens=0, output_tokens=0)
+    except LookupError:
+        return _UNKNOWN_MODEL
+    model_prices = getattr(base.model, "prices", None)
+    tiered_type = getattr(prices.types, "TieredPrices", ())
+    if not isinstance(model_prices, prices.types.ModelPrice) or any(
+        isinstance(v, tiered_type) for v in vars(base.model_price).values()
+    ):
+        return _NOT_LINEAR
+    fixed = float(base.total_price)
+    return _LinearRates(
+        fixed=fixed,
+        input=(float(calc(input_tokens=_MTOK).total_price) - fixed) / _MTOK,
+        output=(float(calc(output_tokens=_MTOK).total_price) - fixed) / _MTOK,
+        cache_read=(float(calc(input_tokens=_MTOK, cache_read_tokens=_MTOK).total_price) - fixed) / _MTOK,
+        cache_write=(float(calc(input_tokens=_MTOK, cache_write_tokens=_MTOK).total_price) - fixed) / _MTOK,
+    )
+
+
 def compute_cost(
     *,
     raw_provider: str | None,
@@ -79,7 +135,8 @@ def compute_cost(
 ) -> float | None:
     """USD cost of one call, or ``None`` when ``genai-prices`` is missing or does not know the model.
 
-    Token counts follow OTel semantics: ``input_tokens`` includes cached and cache-write tokens.
+    Token counts follow OTel semantics: ``input_tokens`` includes cached and cache-write tokens. The model lookup is
+    cached per (provider, model), unknown models included.
     """
     if input_tokens is None and output_tokens is None:
         return None
@@ -91,9 +148,49 @@ def compute_cost(
     if not ref:
         return None
     key = (provider_id, ref)
-    known = _known.get(key)
-    if known is False:
+    rates = _rates.get(key)
+    cost: float | None
+    try:
+        if rates is None:
+            rates = _resolve(prices, provider_id, ref)
+            if len(_rates) >= DEFAULT_MAX_CACHED_MODELS:
+                _rates.clear()
+            _rates[key] = rates
+        if rates is _UNKNOWN_MODEL:
+            return None
+        if isinstance(rates, _LinearRates):
+            cost = rates.cost(input_tokens or 0, output_tokens or 0, cache_read_tokens or 0, cache_write_tokens or 0)
+        else:
+            cost = _price_once(
+                prices,
+                provider_id,
+                ref,
+                input_tokens,
+                output_tokens,
+                cache_read_tokens,
+                cache_write_tokens,
+                start_time_ns,
+            )
+    except LookupError:
         return None
+    except Exception:  # a pricing bug must never cost the span
+        _logger.debug("genai-prices failed for provider=%s model=%s", provider_id, ref, exc_info=True)
+        return None
+    if cost is None or not math.isfinite(cost) or cost < 0:
+        return None
+    return cost
+
+
+def _price_once(
+    prices: Any,
+    provider_id: str | None,
+    ref: str,
+    input_tokens: int | None,
+    output_tokens: int | None,
+    cache_read_tokens: int | None,
+    cache_write_tokens: int | None,
+    start_time_ns: int | None,
+) -> float | None:
     usage_kwargs: dict[str, int] = {}
     if input_tokens is not None:
         usage_kwargs["input_tokens"] = input_tokens
@@ -109,28 +206,8 @@ def compute_cost(
             when = datetime.fromtimestamp(start_time_ns / 1e9, tz=timezone.utc)
         except (OverflowError, OSError, ValueError):
             when = None
+    result = prices.calc_price(prices.Usage(**usage_kwargs), ref, provider_id=provider_id, genai_request_timestamp=when)
     try:
-        result = prices.calc_price(
-            prices.Usage(**usage_kwargs), ref, provider_id=provider_id, genai_request_timestamp=when
-        )
-    except LookupError:
-        _remember(key, False)
-        return None
-    except Exception:  # a pricing bug must never cost the span
-        _logger.debug("genai-prices failed for provider=%s model=%s", provider_id, ref, exc_info=True)
-        return None
-    if known is None:
-        _remember(key, True)
-    try:
-        cost = float(result.total_price)
+        return float(result.total_price)
     except (TypeError, ValueError, AttributeError):
         return None
-    if not math.isfinite(cost) or cost < 0:
-        return None
-    return cost
-
-
-def _remember(key: tuple[str | None, str], known: bool) -> None:
-    if len(_known) >= DEFAULT_MAX_CACHED_MODELS:
-        _known.clear()
-    _known[key] = known

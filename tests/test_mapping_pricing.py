@@ -106,3 +106,30 @@ def test_pricing_helpers() -> None:
     assert pricing.pricing_provider_id("something-else") is None
     assert pricing.pricing_model_ref("models/gemini-2.5-pro") == "gemini-2.5-pro"
     assert pricing.compute_cost(raw_provider="openai", model="gpt-4o", input_tokens=None, output_tokens=None) is None
+
+
+@pytest.mark.parametrize("input_tokens", [1_000, 300_000])
+def test_tiered_prices_match_genai_prices(input_tokens: int) -> None:
+    """Long-context tiers are not linear: those models are priced by genai-prices on every call."""
+    attrs = {
+        "gen_ai.provider.name": "gcp.gemini",
+        "gen_ai.request.model": "gemini-2.5-pro",
+        "gen_ai.usage.input_tokens": input_tokens,
+        "gen_ai.usage.output_tokens": 1_000,
+    }
+    expected = _expected("gemini-2.5-pro", "google", input_tokens=input_tokens, output_tokens=1_000)
+    assert mapped(attrs, PRICED)["cost_usd"] == pytest.approx(expected)
+
+
+def test_cache_write_tokens_are_priced() -> None:
+    attrs = {
+        "gen_ai.provider.name": "anthropic",
+        "gen_ai.request.model": "claude-sonnet-4-5",
+        "gen_ai.usage.input_tokens": 10_000,
+        "gen_ai.usage.cache_creation.input_tokens": 8_000,
+        "gen_ai.usage.output_tokens": 10,
+    }
+    expected = _expected(
+        "claude-sonnet-4-5", "anthropic", input_tokens=10_000, cache_write_tokens=8_000, output_tokens=10
+    )
+    assert mapped(attrs, PRICED)["cost_usd"] == pytest.approx(expected)
