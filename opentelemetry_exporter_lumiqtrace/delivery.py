@@ -279,6 +279,7 @@ class DeliveryResult:
     delivered: int = 0
     dropped: int = 0
     kept: list[bytes] = field(default_factory=list)
+    held: list[bytes] = field(default_factory=list)
 
 
 class Deliverer:
@@ -314,10 +315,15 @@ class Deliverer:
             encode_slices(lines, max_events=self.policy.max_events_per_request, max_bytes=self.policy.max_request_bytes)
         )
 
-    def deliver(self, lines: Sequence[bytes], deadline: float) -> DeliveryResult:
-        """Send ``lines`` oldest first, within ``deadline``. Unsent retryable lines come back in ``result.kept``."""
+    def deliver(self, lines: Sequence[bytes], deadline: float, *, hold_tail: bool = False) -> DeliveryResult:
+        """Send ``lines`` oldest first, within ``deadline``. Unsent retryable lines come back in ``result.kept``.
+
+        With ``hold_tail``, a last slice smaller than a full request is not sent but returned in ``result.held``.
+        """
         result = DeliveryResult()
         pending: deque[list[bytes]] = deque(self.slices(lines))
+        if hold_tail and len(pending) > 1 and len(pending[-1]) < self.policy.max_events_per_request:
+            result.held = pending.pop()
         while pending:
             chunk = pending.popleft()
             blocked = self.state.blocked_reason()

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
@@ -43,6 +44,35 @@ _logger = logging.getLogger(__name__)
 _PACKAGE_LOGGER = "opentelemetry_exporter_lumiqtrace"
 
 
+# How many trace ids are remembered as "partly sent": enough for the traces in flight in a busy process.
+_STARTED_TRACES_MAX = 65_536
+
+
+class RecentTraces:
+    """A bounded, insertion-ordered set of trace ids (oldest forgotten first).
+
+    When the sampling rate drops mid-trace, spans of traces that already had spans sent keep going, so a trace
+    is sent whole or dropped whole, never split. Only ints are stored; a dict is the cheapest ordered set.
+    """
+
+    def __init__(self, max_size: int) -> None:
+        self._max = max_size
+        self._ids: dict[int, None] = {}
+
+    def add(self, trace_id: int) -> None:
+        ids = self._ids
+        if trace_id in ids:
+            return
+        ids[trace_id] = None
+        if len(ids) > self._max:
+            # A concurrent export may have removed it first.
+            with contextlib.suppress(StopIteration, KeyError, RuntimeError):
+                del ids[next(iter(ids))]
+
+    def __contains__(self, trace_id: object) -> bool:
+        return trace_id in self._ids
+
+
 class LumiqTraceSpanExporter(SpanExporter):
     """Exports OpenTelemetry spans to LumiqTrace's native ingest API (``POST {base_url}/v1/ingest``).
 
@@ -72,6 +102,7 @@ class LumiqTraceSpanExporter(SpanExporter):
         quota_probe_interval: float | None = None,
         quota_rate_factor: float | None = None,
         quota_rate_floor: float | None = None,
+        linger: float | None = None,
         retry_policy: RetryPolicy | None = None,
         meter_provider: Any | None = None,
         _clock: Callable[[], float] | None = None,
@@ -106,6 +137,7 @@ class LumiqTraceSpanExporter(SpanExporter):
         self._buffer_max_bytes = _config.resolve_positive_int(
             buffer_max_bytes, _config.LUMIQTRACE_BUFFER_MAX_BYTES, _config.DEFAULT_BUFFER_MAX_BYTES
         )
+        self._linger = _config.resolve_float(linger, _config.LUMIQTRACE_LINGER, _config.DEFAULT_LINGER_S, 0.0, 60.0)
         self._mapping_options = MappingOptions(
             environment=_config.resolve_optional_str(environment, _config.LUMIQTRACE_ENVIRONMENT),
             capture_content=_config.resolve_bool(capture_content, _config.LUMIQTRACE_CAPTURE_CONTENT, False),
@@ -144,6 +176,8 @@ class LumiqTraceSpanExporter(SpanExporter):
         self._buffer = RetryBuffer(max_events=self._buffer_max_events, max_bytes=self._buffer_max_bytes)
         self._poller: RemoteConfigPoller | None = None
         self._deliverer: Deliverer | None = None
+        self._started_traces = RecentTraces(_STARTED_TRACES_MAX)
+        self._linger_timer: threading.Timer | None = None
         if self._api_key is None:
             return
         transport = IngestTransport(
@@ -206,22 +240,34 @@ class LumiqTraceSpanExporter(SpanExporter):
             return SpanExportResult.SUCCESS
         with self._metrics.operation(len(spans)) as result:
             lines, lost = self._encode(spans)
-            outcome = self._send(self._buffer.drain() + lines, deadline)
+            # Under sustained load (a batch of at least one full request) an undersized last request is carried
+            # into the next export for up to `linger` seconds, so the per-key rate limit buys the most events.
+            hold_tail = self._linger > 0 and len(lines) >= self._policy.max_events_per_request
+            outcome = self._send(self._buffer.drain() + lines, deadline, hold_tail=hold_tail)
             result.failed = lost + outcome
         return SpanExportResult.SUCCESS if lost == 0 and outcome == 0 else SpanExportResult.FAILURE
 
     def _encode(self, spans: Sequence[ReadableSpan]) -> tuple[list[bytes], int]:
         """Filter, map and encode; returns the encoded lines and how many spans were lost on the way."""
-        keeps = self._sampling.keeps
+        keeps = self._sampling.snapshot().keeps
+        started = self._started_traces
         options = self._mapping_options
         events: list[dict[str, Any]] = []
         filtered = 0
         mapping_errors = 0
         for span in spans:
             ctx = span.context
-            if ctx is None or not keeps(ctx.trace_id):
+            if ctx is None:
                 filtered += 1
                 continue
+            trace_id = ctx.trace_id
+            if keeps(trace_id):
+                started.add(trace_id)
+            elif trace_id not in started:
+                # Above the current threshold and nothing of it sent yet: the whole trace goes.
+                filtered += 1
+                continue
+            # else: part of this trace was already sent at a higher rate; finish it rather than split it.
             try:
                 event = map_span(span, options)
             except Exception as exc:
@@ -249,12 +295,15 @@ class LumiqTraceSpanExporter(SpanExporter):
             )
         return lines, mapping_errors + len(errors)
 
-    def _send(self, lines: list[bytes], deadline: float) -> int:
-        """Deliver; keep the retryable rest in the buffer. Returns how many events are not delivered yet."""
+    def _send(self, lines: list[bytes], deadline: float, *, hold_tail: bool = False) -> int:
+        """Deliver; keep the retryable rest in the buffer. Returns how many events failed or wait for a retry."""
         if not lines:
             return 0
         assert self._deliverer is not None
-        result = self._deliverer.deliver(lines, deadline)
+        result = self._deliverer.deliver(lines, deadline, hold_tail=hold_tail)
+        if result.held:
+            self._buffer.add(result.held)
+            self._start_linger_timer()
         if result.kept:
             evicted = self._buffer.add(result.kept, front=True)
             if evicted:
@@ -268,6 +317,24 @@ class LumiqTraceSpanExporter(SpanExporter):
                     len(evicted),
                 )
         return len(result.kept) + result.dropped
+
+    def _start_linger_timer(self) -> None:
+        """Bound the linger: if no export comes to pick the tail up, a timer sends it."""
+        with self._lock:
+            if self._linger_timer is not None and self._linger_timer.is_alive():
+                return
+            timer = threading.Timer(self._linger, self._flush_held_tail)
+            timer.daemon = True
+            timer.name = "LumiqTraceLinger"
+            self._linger_timer = timer
+        timer.start()
+
+    def _flush_held_tail(self) -> None:
+        try:
+            if self._deliverer is not None and not self._shutdown and len(self._buffer):
+                self._send(self._buffer.drain(), self._clock() + self._timeout)
+        except Exception:
+            _logger.exception("Unexpected error while sending held events.")
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         """Send everything buffered now, within ``timeout_millis``. True when nothing is left waiting."""
@@ -289,6 +356,9 @@ class LumiqTraceSpanExporter(SpanExporter):
         self._shutdown = True
         # Cut every back-off and Retry-After wait short, in this thread and in concurrent export calls.
         self._stop_event.set()
+        timer = self._linger_timer
+        if timer is not None:
+            timer.cancel()
         try:
             if self._deliverer is not None:
                 deadline = self._clock() + max(0, min(timeout_millis / 1000.0, self._timeout))

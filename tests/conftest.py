@@ -74,6 +74,7 @@ def exporter_factory(server: LocalIngestServer) -> Iterator[Callable[..., Any]]:
         kwargs.setdefault("api_key", server.api_key)
         kwargs.setdefault("base_url", server.base_url)
         kwargs.setdefault("retry_policy", FAST_POLICY)
+        kwargs.setdefault("linger", 0)  # tests count requests; the linger has tests of its own
         exporter = LumiqTraceSpanExporter(**kwargs)
         made.append(exporter)
         return exporter

@@ -1,0 +1,235 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Quota 429s, the sampling ratchet, whole traces, and LumiqTrace's remote config, against the local server."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import defaultdict
+from typing import Any
+
+import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
+from opentelemetry.trace import set_span_in_context
+
+from opentelemetry_exporter_lumiqtrace import LumiqTraceSampler
+from opentelemetry_exporter_lumiqtrace.sampling import shared_sampling_state
+from opentelemetry_exporter_lumiqtrace.testing import LocalIngestServer, Reply
+
+from .conftest import FakeClock, make_spans
+
+QUOTA = Reply(status=429, body={"error": "Monthly quota exceeded"})
+
+
+def test_quota_429_ratchets_the_rate_pauses_then_probes_and_resumes(
+    server: LocalIngestServer, exporter_factory: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock = FakeClock()
+    sampler = LumiqTraceSampler(rate=1.0)
+    exporter = exporter_factory(_clock=clock, quota_probe_interval=600)
+    server.script(QUOTA)
+    with caplog.at_level(logging.WARNING, logger="opentelemetry_exporter_lumiqtrace"):
+        assert exporter.export(make_spans(150)) is SpanExportResult.FAILURE
+    assert sampler.rate == 0.5
+    assert "lowered from 1 to 0.5" in caplog.text
+    # No retry of that slice, and nothing else of the batch tried either.
+    assert len(server.ingest_requests()) == 1
+    # Paused: nothing sent, arrivals dropped and counted, not buffered.
+    for _ in range(3):
+        clock.advance(100)
+        exporter.export(make_spans(20, traces=20))
+    assert len(server.ingest_requests()) == 1
+    stats = exporter.stats()
+    assert stats["buffered"] == 0 and stats["dropped"]["quota"] >= 150
+    # After the probe interval: one probe; it succeeds, sending resumes, the rate stays ratcheted.
+    clock.advance(300)
+    exporter.export(make_spans(40, traces=40))
+    assert len(server.ingest_requests()) == 2
+    exporter.export(make_spans(40, traces=40))
+    assert len(server.ingest_requests()) == 3
+    assert sampler.rate == 0.5
+    # Delivered spans are only those of traces the lowered rate keeps.
+    state = shared_sampling_state()
+    assert server.events() and all(state.keeps(int(e["trace_id"], 16)) for e in server.events())
+
+
+def test_repeated_quota_429s_in_one_pause_ratchet_once(server: LocalIngestServer, exporter_factory: Any) -> None:
+    clock = FakeClock()
+    sampler = LumiqTraceSampler(rate=0.8)
+    exporter = exporter_factory(_clock=clock, quota_probe_interval=60)
+    server.script(QUOTA, QUOTA, QUOTA)
+    exporter.export(make_spans(50, traces=50))
+    for _ in range(2):
+        clock.advance(61)  # a probe goes out and is refused again: the same episode
+        exporter.export(make_spans(50, traces=50))
+    assert len(server.ingest_requests()) == 3
+    assert sampler.rate == pytest.approx(0.4)
+    clock.advance(61)
+    exporter.export(make_spans(50, traces=50))  # the probe succeeds: the episode ends
+    server.script(QUOTA)
+    exporter.export(make_spans(50, traces=50))  # a new episode ratchets again
+    assert sampler.rate == pytest.approx(0.2)
+
+
+def test_quota_rate_factor_and_floor_are_configurable(server: LocalIngestServer, exporter_factory: Any) -> None:
+    sampler = LumiqTraceSampler(rate=1.0)
+    exporter = exporter_factory(quota_rate_factor=0.01, quota_rate_floor=0.05)
+    server.script(QUOTA)
+    exporter.export(make_spans(5))
+    assert sampler.rate == 0.05
+
+
+def test_a_trace_spanning_the_ratchet_is_sent_whole_or_dropped_whole(server: LocalIngestServer) -> None:
+    from opentelemetry_exporter_lumiqtrace import LumiqTraceSpanExporter
+
+    sampler = LumiqTraceSampler(rate=1.0)
+    clock = FakeClock()
+    exporter = LumiqTraceSpanExporter(
+        api_key=server.api_key, base_url=server.base_url, linger=0, quota_probe_interval=60, _clock=clock
+    )
+    provider = TracerProvider(sampler=sampler)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("t")
+    open_roots = []
+    # 200 traces: each root opened and its first child finished (and exported) before the ratchet...
+    for i in range(200):
+        root = tracer.start_span(f"root-{i}")
+        ctx = set_span_in_context(root)
+        tracer.start_span("child-before", context=ctx).end()
+        open_roots.append((root, ctx))
+    server.script(QUOTA)
+    with tracer.start_as_current_span("unlucky"):  # its export meets the quota answer
+        pass
+    assert sampler.rate == 0.5
+    # ...finished after the pause, once a probe (the first export below) succeeded.
+    clock.advance(61)
+    for root, ctx in open_roots:
+        tracer.start_span("child-after", context=ctx).end()
+        root.end()
+    # And 200 new traces at the lowered rate.
+    for i in range(200):
+        with tracer.start_as_current_span(f"new-{i}"), tracer.start_as_current_span("new-child"):
+            pass
+    provider.shutdown()
+    by_trace: dict[str, list[str]] = defaultdict(list)
+    for event in server.events():
+        by_trace[event["trace_id"]].append(event["tags"]["otel.span_name"])
+    old = [names for names in by_trace.values() if any(n.startswith("root-") for n in names)]
+    new = [names for names in by_trace.values() if any(n.startswith("new-") for n in names)]
+    assert len(old) == 200  # already partly sent before the ratchet: finished whole
+    assert all(sorted(n.split("-")[0] for n in names) == ["child", "child", "root"] for names in old)
+    assert 50 < len(new) < 150  # the lowered rate: about half of the new traces
+    assert all(len(names) == 2 for names in new)
+    orphans = [names for names in by_trace.values() if len(names) == 1 and names[0] != "unlucky"]
+    assert orphans == []
+
+
+def test_remote_sample_rate_rule_applies_within_one_export_cycle(
+    server: LocalIngestServer, exporter_factory: Any
+) -> None:
+    sampler = LumiqTraceSampler(rate=1.0)
+    exporter = exporter_factory()
+    server.set_config(rules=[{"type": "sample_rate", "value": 0.1}])
+    assert exporter.export(make_spans(3)) is SpanExportResult.SUCCESS
+    assert exporter._poller is not None and exporter._poller.wait_idle(5)
+    assert sampler.rate == 0.1
+    assert len(server.config_requests()) == 1
+    assert server.config_requests()[0].headers["x-api-key"] == server.api_key
+    exporter.export(make_spans(3))
+    assert exporter._poller.wait_idle(5)
+    assert len(server.config_requests()) == 1  # cv did not rise: no second fetch
+
+
+def test_remote_disable_tracing_stops_all_ingest_requests(server: LocalIngestServer, exporter_factory: Any) -> None:
+    sampler = LumiqTraceSampler(rate=1.0)
+    exporter = exporter_factory()
+    server.set_config(rules=[{"type": "disable_tracing", "value": True}])
+    exporter.export(make_spans(3))
+    assert exporter._poller is not None and exporter._poller.wait_idle(5)
+    before = len(server.ingest_requests())
+    for _ in range(3):
+        assert exporter.export(make_spans(10)) is SpanExportResult.SUCCESS
+    assert len(server.ingest_requests()) == before
+    assert exporter.stats()["dropped"]["disabled"] == 30
+    assert sampler.should_sample(None, 1, "x").decision.is_sampled() is False
+
+
+def test_remote_redaction_keys_and_log_level(server: LocalIngestServer, exporter_factory: Any) -> None:
+    exporter = exporter_factory()
+    server.set_config(
+        rules=[{"type": "pii_redact_keys", "value": ["customer_ref"]}, {"type": "log_level", "value": "debug"}]
+    )
+    exporter.export(make_spans(1))
+    assert exporter._poller is not None and exporter._poller.wait_idle(5)
+    assert logging.getLogger("opentelemetry_exporter_lumiqtrace").level == logging.DEBUG
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    with provider.get_tracer("t").start_as_current_span("with-pii") as span:
+        span.set_attribute("lumiqtrace.tags.customer_ref", "C-12345")
+        span.set_attribute("customerRef", "C-12345")
+    event = next(e for e in server.events() if e["tags"]["otel.span_name"] == "with-pii")
+    assert "C-12345" not in str(event)
+
+
+def test_garbage_remote_config_changes_nothing(server: LocalIngestServer, exporter_factory: Any) -> None:
+    sampler = LumiqTraceSampler(rate=0.7)
+    exporter = exporter_factory()
+    server.set_config_body(b"<html>definitely not json")
+    assert exporter.export(make_spans(30, traces=30)) is SpanExportResult.SUCCESS
+    assert exporter._poller is not None and exporter._poller.wait_idle(5)
+    assert len(server.config_requests()) == 1
+    assert sampler.rate == 0.7 and not shared_sampling_state().disabled
+
+
+def test_linger_carries_an_undersized_tail_into_the_next_export(
+    server: LocalIngestServer, exporter_factory: Any
+) -> None:
+    exporter = exporter_factory(linger=30)
+    exporter.export(make_spans(512))
+    assert [len(r.events or []) for r in server.ingest_requests()] == [100] * 5
+    assert exporter.stats()["buffered"] == 12
+    exporter.export(make_spans(512))
+    sizes = [len(r.events or []) for r in server.ingest_requests()]
+    assert sizes == [100] * 10  # 12 + 512 = 524: five full requests, 24 held
+    assert exporter.stats()["buffered"] == 24
+    assert exporter.force_flush()
+    assert len(server.events()) == 1024
+    # A small export (light load) is never held.
+    exporter.export(make_spans(7))
+    assert len(server.events()) == 1031
+
+
+def test_linger_is_bounded_by_a_timer(server: LocalIngestServer, exporter_factory: Any) -> None:
+    exporter = exporter_factory(linger=0.2)
+    exporter.export(make_spans(150))
+    assert len(server.events()) == 100
+    assert server.wait_for_events(150, timeout=3)
+    assert exporter.stats()["buffered"] == 0
+
+
+def test_shutdown_sends_the_held_tail(server: LocalIngestServer, exporter_factory: Any) -> None:
+    exporter = exporter_factory(linger=30)
+    exporter.export(make_spans(130))
+    exporter.shutdown()
+    assert len(server.events()) == 130
+
+
+def test_concurrent_ratchet_and_exports_do_not_raise(server: LocalIngestServer, exporter_factory: Any) -> None:
+    exporter = exporter_factory()
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            for _ in range(5):
+                exporter.export(make_spans(20, traces=10))
+        except BaseException as exc:  # pragma: no cover - the assertion below reports it
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    shared_sampling_state().ratchet_down(factor=0.5, floor=0.01)
+    for t in threads:
+        t.join(10)
+    assert errors == []
