@@ -228,6 +228,7 @@ class DeliveryState:
         self.quota_paused_until: float | None = None
         self.quota_ratcheted = False  # one ratchet per quota episode
         self._probe_in_flight = False
+        self._prober: int | None = None
 
     def hold(self, seconds: float) -> float:
         with self._lock:
@@ -266,12 +267,16 @@ class DeliveryState:
             elif self.quota_paused_until is not None and (now < self.quota_paused_until or self._probe_in_flight):
                 return DROP_QUOTA
             if self.auth_blocked_until is not None or self.quota_paused_until is not None:
-                self._probe_in_flight = True  # this caller probes; others keep dropping until it is answered
+                # This caller probes; others keep dropping until it is answered.
+                self._probe_in_flight = True
+                self._prober = threading.get_ident()
             return None
 
     def probe_done(self) -> None:
         with self._lock:
-            self._probe_in_flight = False
+            if self._prober == threading.get_ident():
+                self._probe_in_flight = False
+                self._prober = None
 
 
 @dataclass

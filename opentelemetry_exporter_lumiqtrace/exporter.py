@@ -44,6 +44,8 @@ _logger = logging.getLogger(__name__)
 _PACKAGE_LOGGER = "opentelemetry_exporter_lumiqtrace"
 
 
+# The SDK BatchSpanProcessor's default max_export_batch_size (OTEL_BSP_MAX_EXPORT_BATCH_SIZE).
+LINGER_MIN_BATCH = 512
 # How many trace ids are remembered as "partly sent": enough for the traces in flight in a busy process.
 _STARTED_TRACES_MAX = 65_536
 
@@ -240,9 +242,11 @@ class LumiqTraceSpanExporter(SpanExporter):
             return SpanExportResult.SUCCESS
         with self._metrics.operation(len(spans)) as result:
             lines, lost = self._encode(spans)
-            # Under sustained load (a batch of at least one full request) an undersized last request is carried
-            # into the next export for up to `linger` seconds, so the per-key rate limit buys the most events.
-            hold_tail = self._linger > 0 and len(lines) >= self._policy.max_events_per_request
+            # Under sustained load an undersized last request is carried into the next export for up to `linger`
+            # seconds, so the per-key rate limit buys the most events. A full processor batch is the sign of
+            # sustained load: the batch processor exports full batches only while more spans are queued, and its
+            # last (smaller) batch of a force_flush is never held, so a flush still sends everything.
+            hold_tail = self._linger > 0 and len(spans) >= LINGER_MIN_BATCH
             outcome = self._send(self._buffer.drain() + lines, deadline, hold_tail=hold_tail)
             result.failed = lost + outcome
         return SpanExportResult.SUCCESS if lost == 0 and outcome == 0 else SpanExportResult.FAILURE

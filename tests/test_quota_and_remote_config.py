@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExportResult
 from opentelemetry.trace import set_span_in_context
 
 from opentelemetry_exporter_lumiqtrace import LumiqTraceSampler
@@ -202,17 +202,32 @@ def test_linger_carries_an_undersized_tail_into_the_next_export(
 
 def test_linger_is_bounded_by_a_timer(server: LocalIngestServer, exporter_factory: Any) -> None:
     exporter = exporter_factory(linger=0.2)
-    exporter.export(make_spans(150))
-    assert len(server.events()) == 100
-    assert server.wait_for_events(150, timeout=3)
+    exporter.export(make_spans(512))
+    assert len(server.events()) == 500
+    assert server.wait_for_events(512, timeout=3)
     assert exporter.stats()["buffered"] == 0
+
+
+def test_a_processor_flush_sends_everything(server: LocalIngestServer, exporter_factory: Any) -> None:
+    exporter = exporter_factory(linger=30)
+    provider = TracerProvider()
+    provider.add_span_processor(BatchSpanProcessor(exporter, schedule_delay_millis=60_000, max_queue_size=4096))
+    tracer = provider.get_tracer("t")
+    for i in range(1100):
+        with tracer.start_as_current_span(f"s{i}"):
+            pass
+    provider.force_flush()  # 512 + 512 + 76: the last, smaller batch picks up the held tails
+    assert len(server.events()) == 1100
+    assert all(len(r.events or []) == 100 for r in server.ingest_requests()[:-1])
+    provider.shutdown()
 
 
 def test_shutdown_sends_the_held_tail(server: LocalIngestServer, exporter_factory: Any) -> None:
     exporter = exporter_factory(linger=30)
-    exporter.export(make_spans(130))
+    exporter.export(make_spans(530))
+    assert exporter.stats()["buffered"] == 30
     exporter.shutdown()
-    assert len(server.events()) == 130
+    assert len(server.events()) == 530
 
 
 def test_concurrent_ratchet_and_exports_do_not_raise(server: LocalIngestServer, exporter_factory: Any) -> None:
