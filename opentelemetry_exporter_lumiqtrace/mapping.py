@@ -450,13 +450,20 @@ def _stream(attrs: Mapping[str, Any]) -> bool | None:
                 return flag
     params = attrs.get(c.OI_INVOCATION_PARAMETERS)
     if isinstance(params, str) and '"stream"' in params:
-        try:
-            parsed = json.loads(params)
-        except (ValueError, RecursionError):
-            return None
-        if isinstance(parsed, dict):
-            return _bool(parsed.get("stream"))
+        return _bool(_invocation_parameters(attrs).get("stream"))
     return None
+
+
+def _invocation_parameters(attrs: Mapping[str, Any]) -> Mapping[str, Any]:
+    """OpenInference's ``llm.invocation_parameters`` JSON object, or an empty mapping."""
+    params = attrs.get(c.OI_INVOCATION_PARAMETERS)
+    if not isinstance(params, str) or params[:1] != "{" or len(params) > DEFAULT_MAX_CONTENT_CHARS:
+        return {}
+    try:
+        parsed = json.loads(params)
+    except (ValueError, RecursionError):
+        return {}
+    return parsed if isinstance(parsed, dict) else {}
 
 
 def _ttft_ms(attrs: Mapping[str, Any], chunk_ns: int | None, start_ns: int | None) -> int | None:
@@ -724,6 +731,12 @@ def map_span(span: ReadableSpan, options: MappingOptions = _DEFAULT_OPTIONS) -> 
     if scan.is_ai:
         found = _first_str(attrs, (c.LQT_MODEL,)) or _first_str(attrs, c.RESPONSE_MODEL_KEYS)
         requested = _first_str(attrs, c.REQUEST_MODEL_KEYS)
+        if requested is None and found is None:
+            # OpenInference sets llm.model_name from the response only; a failed call keeps the requested model
+            # in its invocation parameters.
+            oi_model = _str(_invocation_parameters(attrs).get("model"))
+            if oi_model is not None:
+                requested = (c.OI_INVOCATION_PARAMETERS, oi_model)
         model = found[1] if found is not None else (requested[1] if requested is not None else None)
         if requested is not None and requested[1] != model:
             request_model = requested[1]

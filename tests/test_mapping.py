@@ -139,6 +139,9 @@ def test_provider_fallbacks_without_provider_attribute(attrs: dict[str, str], pr
         ({"llm.model_name": "a", "gen_ai.response.model": "b"}, "b", "a"),
         ({"gen_ai.request.model": "a", "llm.model_name": "b"}, "a", None),
         ({"embedding.model_name": "text-embedding-3-small"}, "text-embedding-3-small", None),
+        # a failed OpenInference call only has the requested model in its invocation parameters
+        ({"llm.invocation_parameters": json.dumps({"model": "gpt-4.1", "stream": False})}, "gpt-4.1", None),
+        ({"llm.model_name": "a", "llm.invocation_parameters": json.dumps({"model": "b"})}, "a", None),
         ({"lumiqtrace.model": "mine", "gen_ai.response.model": "b", "gen_ai.request.model": "a"}, "mine", "a"),
     ],
 )
