@@ -892,3 +892,128 @@ def test_sdk_span_that_raised() -> None:
 
 def test_sdk_version_from_options() -> None:
     assert mapped(CHAT, MappingOptions(sdk_version="9.9.9"))["sdk_version"] == "9.9.9"
+
+
+# --- whole span shapes of instrumentations not run for real ---------------------------------------------------------
+
+
+def test_openai_v2_2_4b0_default_shape() -> None:
+    """opentelemetry-instrumentation-openai-v2 2.4b0 (default mode): gen_ai.system, no provider name, no content."""
+    attrs = {
+        "gen_ai.operation.name": "chat",
+        "gen_ai.system": "openai",
+        "gen_ai.request.model": "gpt-4o",
+        "gen_ai.response.model": "gpt-4o-2024-08-06",
+        "gen_ai.response.id": "chatcmpl-1",
+        "gen_ai.response.finish_reasons": ("stop",),
+        "gen_ai.usage.input_tokens": 30,
+        "gen_ai.usage.output_tokens": 7,
+        "server.address": "api.openai.com",
+        "server.port": 443,
+    }
+    event = mapped(attrs, name="chat gpt-4o", kind=SpanKind.CLIENT)
+    assert (event["provider"], event["model"], event["operation"], event["span_kind"]) == (
+        "openai",
+        "gpt-4o-2024-08-06",
+        "chat",
+        "llm",
+    )
+    assert (event["input_tokens"], event["output_tokens"], event["stream"]) == (30, 7, False)
+    assert event["finish_reason"] == "stop"
+    assert "prompt_hash" not in event  # content goes to log records, which a span exporter never sees
+    assert event["tags"]["gen_ai.provider.name"] == "openai"
+    assert event["tags"]["gen_ai.response.id"] == "chatcmpl-1"
+
+    failed = mapped(
+        {k: v for k, v in attrs.items() if not k.startswith(("gen_ai.usage", "gen_ai.response"))}
+        | {"error.type": "RateLimitError"},
+        status=Status(StatusCode.ERROR, "Error code: 429 - {'error': {'code': 'rate_limit_exceeded'}}"),
+        kind=SpanKind.CLIENT,
+    )
+    assert (failed["status"], failed["error_code"], failed["model"]) == (
+        "rate_limited",
+        "rate_limit_exceeded",
+        "gpt-4o",
+    )
+
+    embed = mapped(
+        {
+            "gen_ai.operation.name": "embeddings",
+            "gen_ai.system": "openai",
+            "gen_ai.request.model": "text-embedding-3-small",
+            "gen_ai.usage.input_tokens": 4,
+        },
+        kind=SpanKind.CLIENT,
+    )
+    assert (embed["operation"], embed["model"], embed["input_tokens"]) == ("embed", "text-embedding-3-small", 4)
+
+
+def test_openllmetry_legacy_streaming_shape() -> None:
+    """OpenLLMetry <= 0.54: llm.request.type, capitalised gen_ai.system, prompt_tokens, chunk events."""
+    attrs = {
+        "llm.request.type": "chat",
+        "gen_ai.system": "OpenAI",
+        "gen_ai.request.model": "gpt-4o",
+        "gen_ai.response.model": "gpt-4o-2024-08-06",
+        "gen_ai.usage.prompt_tokens": 20,
+        "gen_ai.usage.completion_tokens": 3,
+        "llm.usage.total_tokens": 23,
+        "llm.is_streaming": True,
+        "gen_ai.prompt.0.role": "user",
+        "gen_ai.prompt.0.content": "hi",
+        "gen_ai.completion.0.role": "assistant",
+        "gen_ai.completion.0.content": "hello",
+        "gen_ai.completion.0.finish_reason": "stop",
+        "traceloop.association.properties.session_id": "s-1",
+        "traceloop.association.properties.user_id": "u-1",
+        "traceloop.workflow.name": "greeter",
+    }
+    chunks = tuple(event_at("llm.content.completion.chunk", ms) for ms in (210, 230, 250))
+    event = mapped(attrs, MappingOptions(capture_content=True), name="openai.chat", events=chunks)
+    assert (event["provider"], event["model"], event["operation"]) == ("openai", "gpt-4o-2024-08-06", "chat")
+    assert (event["input_tokens"], event["output_tokens"]) == (20, 3)
+    assert (event["stream"], event["ttft_ms"]) == (True, 210)
+    assert (event["session_id"], event["user_id"]) == ("s-1", "u-1")
+    assert event["finish_reason"] == "stop"
+    assert (event["prompt"], event["response"]) == ("user: hi", "hello")
+    assert event["tags"]["traceloop.workflow.name"] == "greeter"
+    assert event["tags"]["gen_ai.provider.name"] == "OpenAI"
+
+
+def test_openinference_shape() -> None:
+    attrs = {
+        "openinference.span.kind": "LLM",
+        "llm.provider": "openai",
+        "llm.system": "openai",
+        "llm.model_name": "gpt-4o-mini-2024-07-18",
+        "llm.token_count.prompt": 15,
+        "llm.token_count.completion": 4,
+        "llm.token_count.prompt_details.cache_read": 2,
+        "llm.invocation_parameters": json.dumps({"model": "gpt-4o-mini", "stream": True}),
+        "session.id": "s-2",
+        "user.id": "u-2",
+        "tag.tags": ("prod",),
+        "metadata": json.dumps({"experiment": "b"}),
+        "input.value": json.dumps({"messages": [{"role": "user", "content": "hi"}]}),
+        "input.mime_type": "application/json",
+        "llm.input_messages.0.message.role": "user",
+        "llm.input_messages.0.message.content": "hi",
+        "llm.output_messages.0.message.role": "assistant",
+        "llm.output_messages.0.message.content": "hello",
+    }
+    event = mapped(attrs, name="ChatCompletion", events=(event_at("First Token Stream Event", 120),))
+    assert (event["provider"], event["model"], event["operation"], event["span_kind"]) == (
+        "openai",
+        "gpt-4o-mini-2024-07-18",
+        "chat",
+        "llm",
+    )
+    assert (event["input_tokens"], event["output_tokens"], event["cached_tokens"]) == (15, 4, 2)
+    assert (event["stream"], event["ttft_ms"]) == (True, 120)
+    assert (event["session_id"], event["user_id"]) == ("s-2", "u-2")
+    assert event["tags"]["tags"] == "prod"
+    assert event["tags"]["metadata.experiment"] == "b"
+    assert (
+        event["prompt_hash"]
+        == mapped({**CHAT, "gen_ai.input.messages": '[{"role":"user","content":"hi"}]'})["prompt_hash"]
+    )
