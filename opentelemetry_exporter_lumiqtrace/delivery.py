@@ -123,6 +123,8 @@ class DeliveryStats:
         self.requests = 0
         self.retries = 0
         self.filtered = 0
+        self.spooled = 0
+        self.unspooled = 0
         self.dropped: dict[str, int] = {}
         self.last_error: dict[str, str] = {}
 
@@ -135,6 +137,14 @@ class DeliveryStats:
             self.requests += 1
             if retry:
                 self.retries += 1
+
+    def add_spooled(self, count: int) -> None:
+        with self._lock:
+            self.spooled += count
+
+    def add_unspooled(self, count: int) -> None:
+        with self._lock:
+            self.unspooled += count
 
     def add_filtered(self, count: int) -> None:
         with self._lock:
@@ -155,6 +165,8 @@ class DeliveryStats:
                 "dropped": dict(self.dropped),
                 "dropped_total": sum(self.dropped.values()),
                 "filtered": self.filtered,
+                "spooled": self.spooled,
+                "unspooled": self.unspooled,
                 "requests": self.requests,
                 "retries": self.retries,
                 "last_error": dict(self.last_error),
@@ -256,6 +268,13 @@ class DeliveryState:
             self.auth_reason = None
             self.quota_paused_until = None
             self.quota_ratcheted = False
+
+    def is_clear(self) -> bool:
+        """No back-pressure at all: no rate-limit hold, credentials and quota fine."""
+        with self._lock:
+            return (
+                self.hold_until <= self._clock() and self.auth_blocked_until is None and self.quota_paused_until is None
+            )
 
     def blocked_reason(self) -> str | None:
         """Why nothing may be sent now (``unauthorized``, ``forbidden``, ``quota``), or None (one probe when due)."""

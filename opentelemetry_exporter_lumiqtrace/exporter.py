@@ -37,6 +37,7 @@ from opentelemetry_exporter_lumiqtrace.encoding import encode_events
 from opentelemetry_exporter_lumiqtrace.mapping import MappingOptions, map_span
 from opentelemetry_exporter_lumiqtrace.remote_config import ConfigUpdate, RemoteConfigPoller
 from opentelemetry_exporter_lumiqtrace.sampling import shared_sampling_state
+from opentelemetry_exporter_lumiqtrace.spool import DEFAULT_SPOOL_MAX_BYTES, DiskSpool
 from opentelemetry_exporter_lumiqtrace.transport import USER_AGENT, IngestTransport
 from opentelemetry_exporter_lumiqtrace.version import __version__
 
@@ -46,6 +47,8 @@ _PACKAGE_LOGGER = "opentelemetry_exporter_lumiqtrace"
 
 # The SDK BatchSpanProcessor's default max_export_batch_size (OTEL_BSP_MAX_EXPORT_BATCH_SIZE).
 LINGER_MIN_BATCH = 512
+# Spooled events sent per export call at most: the drain rate limit.
+SPOOL_DRAIN_BATCH = 500
 # How many trace ids are remembered as "partly sent": enough for the traces in flight in a busy process.
 _STARTED_TRACES_MAX = 65_536
 
@@ -105,6 +108,8 @@ class LumiqTraceSpanExporter(SpanExporter):
         quota_rate_factor: float | None = None,
         quota_rate_floor: float | None = None,
         linger: float | None = None,
+        spool_dir: str | os.PathLike[str] | None = None,
+        spool_max_bytes: int | None = None,
         retry_policy: RetryPolicy | None = None,
         meter_provider: Any | None = None,
         _clock: Callable[[], float] | None = None,
@@ -140,6 +145,11 @@ class LumiqTraceSpanExporter(SpanExporter):
             buffer_max_bytes, _config.LUMIQTRACE_BUFFER_MAX_BYTES, _config.DEFAULT_BUFFER_MAX_BYTES
         )
         self._linger = _config.resolve_float(linger, _config.LUMIQTRACE_LINGER, _config.DEFAULT_LINGER_S, 0.0, 60.0)
+        spool_path = spool_dir if spool_dir is not None else os.environ.get(_config.LUMIQTRACE_SPOOL_DIR, "").strip()
+        self._spool_dir = os.fspath(spool_path) if spool_path else None
+        self._spool_max_bytes = _config.resolve_positive_int(
+            spool_max_bytes, _config.LUMIQTRACE_SPOOL_MAX_BYTES, DEFAULT_SPOOL_MAX_BYTES
+        )
         self._mapping_options = MappingOptions(
             environment=_config.resolve_optional_str(environment, _config.LUMIQTRACE_ENVIRONMENT),
             capture_content=_config.resolve_bool(capture_content, _config.LUMIQTRACE_CAPTURE_CONTENT, False),
@@ -180,8 +190,15 @@ class LumiqTraceSpanExporter(SpanExporter):
         self._deliverer: Deliverer | None = None
         self._started_traces = RecentTraces(_STARTED_TRACES_MAX)
         self._linger_timer: threading.Timer | None = None
+        self._spool: DiskSpool | None = None
         if self._api_key is None:
             return
+        if self._spool_dir is not None:
+            # Partitioned by endpoint and key, so spooled events never reach another project (and the key is not
+            # written to disk).
+            self._spool = DiskSpool.open(
+                self._spool_dir, max_bytes=self._spool_max_bytes, partition=f"{self._base_url}\n{self._api_key}"
+            )
         transport = IngestTransport(
             url=self._base_url + _config.INGEST_PATH,
             api_key=self._api_key,
@@ -249,6 +266,8 @@ class LumiqTraceSpanExporter(SpanExporter):
             hold_tail = self._linger > 0 and len(spans) >= LINGER_MIN_BATCH
             outcome = self._send(self._buffer.drain() + lines, deadline, hold_tail=hold_tail)
             result.failed = lost + outcome
+        if outcome == 0:
+            self._drain_spool(deadline)
         return SpanExportResult.SUCCESS if lost == 0 and outcome == 0 else SpanExportResult.FAILURE
 
     def _encode(self, spans: Sequence[ReadableSpan]) -> tuple[list[bytes], int]:
@@ -310,7 +329,9 @@ class LumiqTraceSpanExporter(SpanExporter):
             self._start_linger_timer()
         if result.kept:
             evicted = self._buffer.add(result.kept, front=True)
-            if evicted:
+            if evicted and self._spool is not None and self._spool.write(evicted):
+                self._stats.add_spooled(len(evicted))
+            elif evicted:
                 self._stats.add_dropped(DROP_BUFFER_FULL, len(evicted))
                 self._throttled.log(
                     logging.WARNING,
@@ -321,6 +342,25 @@ class LumiqTraceSpanExporter(SpanExporter):
                     len(evicted),
                 )
         return len(result.kept) + result.dropped
+
+    def _drain_spool(self, deadline: float) -> None:
+        """Send one batch of events spooled by an earlier process (or an overflow), oldest first.
+
+        One batch per call is the drain rate limit, and it happens only when this call's own events went out and
+        no back-pressure holds, so a recovering server is not flooded with a backlog (Azure Monitor's lesson).
+        """
+        spool, deliverer = self._spool, self._deliverer
+        if spool is None or deliverer is None or not self._state.is_clear() or self._clock() >= deadline:
+            return
+        batch = spool.claim(SPOOL_DRAIN_BATCH)
+        if batch is None:
+            return
+        result = deliverer.deliver(batch.lines, deadline)
+        if result.kept:
+            spool.release(batch)  # resending the delivered part later is safe: event ids deduplicate
+        else:
+            spool.ack(batch)
+            self._stats.add_unspooled(result.delivered)
 
     def _start_linger_timer(self) -> None:
         """Bound the linger: if no export comes to pick the tail up, a timer sends it."""
@@ -346,7 +386,8 @@ class LumiqTraceSpanExporter(SpanExporter):
             if self._deliverer is None or self._shutdown:
                 return not self._shutdown
             deadline = self._clock() + max(0, timeout_millis) / 1000.0
-            self._send(self._buffer.drain(), deadline)
+            if self._send(self._buffer.drain(), deadline) == 0:
+                self._drain_spool(deadline)
             return len(self._buffer) == 0
         except Exception:
             _logger.exception("Unexpected error while flushing the LumiqTrace exporter.")
@@ -367,7 +408,14 @@ class LumiqTraceSpanExporter(SpanExporter):
             if self._deliverer is not None:
                 deadline = self._clock() + max(0, min(timeout_millis / 1000.0, self._timeout))
                 kept = self._deliverer.deliver(self._buffer.drain(), deadline).kept
-                if kept:
+                if kept and self._spool is not None and self._spool.write(kept):
+                    self._stats.add_spooled(len(kept))
+                    _logger.info(
+                        "LumiqTrace exporter shut down with %d events undelivered; spooled to %s for the next start.",
+                        len(kept),
+                        self._spool.directory,
+                    )
+                elif kept:
                     self._stats.add_dropped(DROP_SHUTDOWN, len(kept))
                     _logger.warning("LumiqTrace exporter shut down with %d events undelivered.", len(kept))
                 self._deliverer.transport.close()
@@ -384,12 +432,15 @@ class LumiqTraceSpanExporter(SpanExporter):
         ``delivered``: events accepted by LumiqTrace. ``dropped``: events given up, by reason (``bad_request``,
         ``unauthorized``, ``forbidden``, ``quota``, ``buffer_full``, ``shutdown``, ``mapping_error``, ...).
         ``filtered``: spans left out on purpose (sampling rate, ``ai_only``). ``buffered``: events waiting for a
-        retry. ``requests`` and ``retries``: HTTP requests made. ``sample_rate``: the current shared rate.
+        retry in memory. ``spooled``: events written to the disk spool; ``unspooled``: spooled events delivered;
+        ``spool_pending``: events waiting in the spool directory. ``requests`` and ``retries``: HTTP requests
+        made. ``sample_rate``: the current shared rate.
         """
         snapshot = self._stats.snapshot()
         snapshot["buffered"] = len(self._buffer)
         snapshot["buffered_bytes"] = self._buffer.size_bytes
         snapshot["sample_rate"] = self._sampling.rate
+        snapshot["spool_pending"] = self._spool.pending_events() if self._spool is not None else 0
         return snapshot
 
     def _ratchet_rate(self) -> None:
