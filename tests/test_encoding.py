@@ -1,0 +1,156 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Encoding: orjson and the stdlib write the same bytes for every event; slices and bodies keep their bounds."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import math
+from typing import Any
+
+import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+from opentelemetry_exporter_lumiqtrace import encoding
+from opentelemetry_exporter_lumiqtrace.encoding import (
+    EncodingError,
+    build_body,
+    dumps_event,
+    encode_events,
+    encode_slices,
+)
+
+needs_orjson = pytest.mark.skipif(encoding._orjson is None, reason="orjson (the speedups extra) is not installed")
+
+# Everything an event can hold: str, int, bool, float (cost_usd) and a str->str dict (tags). Text covers all of
+# Unicode but lone surrogates (they have a test of their own): control characters, quotes, backslashes, U+2028,
+# astral planes.
+_text = st.text(st.characters(min_codepoint=0, max_codepoint=0x10FFFF, exclude_categories=("Cs",)), max_size=40)
+_scalar = st.one_of(
+    _text,
+    st.integers(),  # past 64 bits too: those take the stdlib path
+    st.booleans(),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.floats(min_value=0, max_value=1e-3),  # cost-like: 1.5e-05 is where the two libraries differ
+)
+_events = st.dictionaries(
+    _text,
+    st.one_of(_scalar, st.dictionaries(_text, _text, max_size=6)),
+    max_size=12,
+)
+
+
+def _reference(event: Any) -> bytes:
+    return json.dumps(event, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")
+
+
+@needs_orjson
+@settings(max_examples=300, deadline=None)
+@given(_events)
+@example({"cost_usd": 1.5e-05, "tags": {"k": "v"}})
+@example({"cost_usd": 1e16, "latency_ms": 2**64, "n": -(2**63) - 1})
+@example({"s": "\x00\x1f\x7f\u2028\u2029\ufeff\U0001f600\"\\/"})
+@example({"cost_usd": -0.0, "x": 5e-324, "y": 1.7976931348623157e308})
+def test_orjson_and_stdlib_write_the_same_bytes(event: dict[str, Any]) -> None:
+    fast = encoding._dumps_orjson(event)
+    slow = encoding._dumps_stdlib(event)
+    assert fast == slow == _reference(event)
+    assert json.loads(fast) == event
+
+
+@needs_orjson
+def test_a_float_event_uses_orjson_not_the_fallback(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Guards the speed: a cost_usd must not push the whole event to the slow path.
+    def refuse(event: Any) -> bytes:
+        raise AssertionError("stdlib path taken")
+
+    monkeypatch.setattr(encoding, "_dumps_stdlib", refuse)
+    event = {"cost_usd": 4.2e-05, "latency_ms": 12, "stream": False, "tags": {"a": "b"}}
+    assert encoding._dumps_orjson(event) == b'{"cost_usd":4.2e-05,"latency_ms":12,"stream":false,"tags":{"a":"b"}}'
+    assert event["cost_usd"] == 4.2e-05  # the caller's event is not changed
+
+
+@needs_orjson
+@pytest.mark.parametrize(
+    "event",
+    [
+        {"big": 2**64},
+        {"neg": -(2**63) - 1},
+        {1: "int key"},
+        {"tags": {"k": 1}},
+        {"tags": {2: "v"}},
+        {"list": [1, 2.5e-05]},
+        {"none": None},
+    ],
+)
+def test_values_orjson_cannot_match_take_the_stdlib_path(event: dict[Any, Any]) -> None:
+    assert encoding._dumps_orjson(event) == _reference(event)
+
+
+class _Str(str):
+    pass
+
+
+@needs_orjson
+def test_subclasses_are_written_like_the_stdlib_writes_them() -> None:
+    import enum
+
+    class Level(enum.IntEnum):
+        HIGH = 3
+
+    event = {"s": _Str("x"), "n": Level.HIGH, "tags": {"k": _Str("v")}}
+    assert encoding._dumps_orjson(event) == _reference(event)
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf])
+def test_non_finite_numbers_are_refused_on_both_paths(value: float) -> None:
+    with pytest.raises(EncodingError):
+        encoding._dumps_stdlib({"cost_usd": value})
+    if encoding._orjson is not None:
+        with pytest.raises(EncodingError):
+            encoding._dumps_orjson({"cost_usd": value})
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.text(max_size=5), st.sampled_from(["\ud800", "\udfff", "a\udc80b"]))
+def test_lone_surrogates_are_refused_on_both_paths(text: str, surrogate: str) -> None:
+    for event in ({"model": text + surrogate}, {"tags": {"k": surrogate}}, {surrogate: text}):
+        with pytest.raises(EncodingError):
+            encoding._dumps_stdlib(event)
+        if encoding._orjson is not None:
+            with pytest.raises(EncodingError):
+                encoding._dumps_orjson(event)
+
+
+def test_dumps_event_is_compact_utf8_without_newline() -> None:
+    line = dumps_event({"model": "gpt-4o", "prompt": "héllo\n", "cost_usd": 1.5e-05})
+    assert line == '{"model":"gpt-4o","prompt":"héllo\\n","cost_usd":1.5e-05}'.encode()
+
+
+def test_encode_events_leaves_out_only_the_bad_event() -> None:
+    lines, errors = encode_events([{"a": 1}, {"b": "\ud800"}, {"c": math.nan}, {"d": True}])
+    assert lines == [b'{"a":1}', b'{"d":true}']
+    assert len(errors) == 2
+
+
+def test_encode_slices_caps_events_and_bytes() -> None:
+    lines = [b"x" * 9] * 250  # 10 bytes a line with its newline
+    by_count = list(encode_slices(lines, max_events=100, max_bytes=10_000))
+    assert [len(s) for s in by_count] == [100, 100, 50]
+    by_bytes = list(encode_slices(lines, max_events=100, max_bytes=35))
+    assert {len(s) for s in by_bytes} == {3, 1} and sum(len(s) for s in by_bytes) == 250
+    assert [len(s) for s in encode_slices([b"y" * 100, b"z"], max_events=100, max_bytes=50)] == [1, 1]
+    assert list(encode_slices([], max_events=100, max_bytes=50)) == []
+
+
+def test_build_body_is_ndjson_gzip_once_and_reproducible() -> None:
+    lines = [dumps_event({"n": i, "tags": {"k": "v" * i}}) for i in range(100)]
+    raw = build_body(lines, gzip_body=False)
+    assert raw == b"\n".join(lines) + b"\n"
+    body = build_body(lines, gzip_body=True)
+    assert body[:2] == b"\x1f\x8b"  # a gzip member, not a zlib stream
+    assert body[4:8] == b"\x00\x00\x00\x00"  # mtime 0
+    assert gzip.decompress(body) == raw
+    assert build_body(lines, gzip_body=True) == body
+    assert len(body) < len(raw) // 3
