@@ -73,6 +73,7 @@ def running(
     def pump() -> None:
         assert process.stdout is not None
         for line in process.stdout:
+            seen.append(line)  # live: tests read Running.lines while the process runs
             lines.put(line)
         lines.put(None)
 
@@ -88,7 +89,6 @@ def running(
                 raise AssertionError(f"{argv} not ready after {timeout} s:\n{''.join(seen)}") from None
             if line is None:
                 raise AssertionError(f"{argv} exited with {process.wait()} before ready:\n{''.join(seen)}")
-            seen.append(line)
             match = pattern.search(line)
         result = Running(process, match, seen)
         yield result
@@ -101,14 +101,6 @@ def running(
                 process.kill()
                 process.wait()
         reader.join(timeout=5)
-        while True:
-            try:
-                line = lines.get_nowait()
-            except queue.Empty:
-                break
-            if line is not None:
-                seen.append(line)
-    result.lines = seen
 
 
 def tree(events: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
