@@ -1,0 +1,118 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Where the exporter's CPU goes, stage by stage, on the span set of cpu_per_span.py.
+
+    python benchmarks/breakdown.py
+    python benchmarks/breakdown.py --no-speedups
+
+Stages: ``map_span`` (as spans come from the SDK, and with the attributes copied to a plain dict first, which is
+what a lookup-heavy mapping pays for ``MappingProxyType(BoundedAttributes)``: every missing key raises KeyError
+inside ``Mapping.get``), ``dumps_event`` (orjson and stdlib), ``build_body`` at several gzip levels (CPU and
+compressed bytes per span), and one HTTP POST of a 100-event body to the sink (its own process) with a
+``requests.Session`` as the transport uses it and with ``trust_env = False`` (no proxy/netrc lookups per request).
+Each figure is the best of several repetitions, in CPU microseconds per span (per request for the POSTs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import zlib
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import _common
+
+
+def _best_us(items: Sequence[Any], fn: Callable[[Any], object], repeat: int = 7) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.thread_time()
+        for item in items:
+            fn(item)
+        best = min(best, time.thread_time() - start)
+    return best / len(items) * 1e6
+
+
+def _with_dict_attributes(span: Any) -> Any:
+    from opentelemetry.sdk.trace import ReadableSpan
+
+    return ReadableSpan(
+        name=span.name,
+        context=span.context,
+        parent=span.parent,
+        resource=span.resource,
+        attributes=dict(span.attributes),
+        events=span.events,
+        links=span.links,
+        kind=span.kind,
+        status=span.status,
+        start_time=span.start_time,
+        end_time=span.end_time,
+        instrumentation_scope=span.instrumentation_scope,
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description="CPU per stage of the exporter.")
+    parser.add_argument("--no-speedups", action="store_true", help="block the orjson import (no `speedups` extra)")
+    parser.add_argument("--spans", type=int, default=2048)
+    args = parser.parse_args()
+    if args.no_speedups:
+        _common.block_orjson()
+    import requests
+
+    from opentelemetry_exporter_lumiqtrace import encoding
+    from opentelemetry_exporter_lumiqtrace.mapping import MappingOptions, map_span
+
+    spans = _common.build_span_set(args.spans)
+    options = MappingOptions()
+    print(f"python {sys.version.split()[0]}; {len(spans)} spans; orjson: {'on' if encoding._orjson else 'off'}")
+    rows: list[tuple[str, float, str]] = []
+    rows.append(("map_span (SDK span)", _best_us(spans, lambda s: map_span(s, options)), ""))
+    dict_spans = [_with_dict_attributes(s) for s in spans]
+    rows.append(("map_span (attributes as dict)", _best_us(dict_spans, lambda s: map_span(s, options)), ""))
+    rows.append(("dict(span.attributes)", _best_us(spans, lambda s: dict(s.attributes)), ""))
+    events = [map_span(s, options) for s in spans]
+    rows.append(("dumps_event", _best_us(events, encoding.dumps_event), ""))
+    rows.append(("  stdlib json path", _best_us(events, encoding._dumps_stdlib), ""))
+    lines = [encoding.dumps_event(e) for e in events]
+    chunks = [lines[i : i + 100] for i in range(0, len(lines), 100)]
+    raw_per_span = sum(len(line) + 1 for line in lines) / len(lines)
+    rows.append(("NDJSON bytes per span", float("nan"), f"{raw_per_span:.0f} B"))
+    for level in (1, 3, 6, 9):
+
+        def compress(chunk: list[bytes], level: int = level) -> bytes:
+            c = zlib.compressobj(level, zlib.DEFLATED, 31)
+            return c.compress(b"\n".join([*chunk, b""])) + c.flush()
+
+        us = _best_us(chunks, compress) * len(chunks) / len(lines)
+        size = sum(len(compress(chunk)) for chunk in chunks) / len(lines)
+        marker = " (current)" if level == encoding.GZIP_LEVEL else ""
+        rows.append((f"gzip level {level}{marker}", us, f"{size:.0f} B/span"))
+    us = _best_us(chunks, lambda c: encoding.build_body(c, gzip_body=True)) * len(chunks) / len(lines)
+    rows.append(("build_body (gzip)", us, ""))
+
+    body = encoding.build_body(chunks[0], gzip_body=True)
+    headers = {"Content-Type": "application/x-ndjson", "Content-Encoding": "gzip", "x-api-key": "k"}
+    with _common.ServerProcess("sink_server.py") as sink:
+        url = sink.base_url + "/v1/ingest"
+        for trust_env in (True, False):
+            session = requests.Session()
+            session.trust_env = trust_env
+            session.headers.update(headers)
+            session.post(url, data=body).raise_for_status()
+            per_request = _best_us(range(200), lambda _, s=session: s.post(url, data=body), repeat=3)
+            rows.append((f"POST 100 events, trust_env={trust_env}", per_request, "per request"))
+            session.close()
+    print(f"{'stage':<36} {'CPU us/span':>12}")
+    for name, us, note in rows:
+        figure = "" if us != us else f"{us:.2f}"
+        print(f"{name:<36} {figure:>12}  {note}")
+    print(json.dumps({name: round(us, 3) for name, us, _ in rows if us == us}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
