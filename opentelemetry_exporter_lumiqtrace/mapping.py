@@ -28,10 +28,10 @@ import logging
 import math
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any
+from typing import Any, TypeVar
 
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind, StatusCode
@@ -41,6 +41,8 @@ from opentelemetry_exporter_lumiqtrace import _conventions as c
 from opentelemetry_exporter_lumiqtrace._redaction import REDACTED, Redactor, scrub_secrets
 from opentelemetry_exporter_lumiqtrace.pricing import compute_cost
 from opentelemetry_exporter_lumiqtrace.version import __version__
+
+_T = TypeVar("_T")
 
 _logger = logging.getLogger(__name__)
 
@@ -197,14 +199,19 @@ def _int(value: Any) -> int | None:
     return None
 
 
-def _first_int(attrs: Mapping[str, Any], keys: Sequence[str]) -> int | None:
+def _first(attrs: Mapping[str, Any], keys: Sequence[str], parse: Callable[[Any], _T | None]) -> _T | None:
+    """The first value under ``keys`` (in precedence order) that ``parse`` accepts."""
     for key in keys:
         value = attrs.get(key)
         if value is not None:
-            number = _int(value)
-            if number is not None:
-                return number
+            parsed = parse(value)
+            if parsed is not None:
+                return parsed
     return None
+
+
+def _first_int(attrs: Mapping[str, Any], keys: Sequence[str]) -> int | None:
+    return _first(attrs, keys, _int)
 
 
 def _float(value: Any) -> float | None:
@@ -442,12 +449,9 @@ def _kind(attrs: Mapping[str, Any], has_model: bool) -> tuple[str, str, str | No
 
 
 def _stream(attrs: Mapping[str, Any]) -> bool | None:
-    for key in c.STREAM_KEYS:
-        value = attrs.get(key)
-        if value is not None:
-            flag = _bool(value)
-            if flag is not None:
-                return flag
+    flag = _first(attrs, c.STREAM_KEYS, _bool)
+    if flag is not None:
+        return flag
     params = attrs.get(c.OI_INVOCATION_PARAMETERS)
     if isinstance(params, str) and '"stream"' in params:
         return _bool(_invocation_parameters(attrs).get("stream"))
@@ -470,22 +474,18 @@ def _ttft_ms(attrs: Mapping[str, Any], chunk_ns: int | None, start_ns: int | Non
     explicit = _float(attrs.get(c.LQT_TTFT_MS))
     if explicit is not None:
         return round(explicit)
-    for key in c.TTFT_SECONDS_KEYS:
-        seconds = _float(attrs.get(key))
-        if seconds is not None:
-            return round(seconds * 1000)
+    seconds = _first(attrs, c.TTFT_SECONDS_KEYS, _float)
+    if seconds is not None:
+        return round(seconds * 1000)
     if chunk_ns is not None and start_ns is not None and chunk_ns >= start_ns:
         return round((chunk_ns - start_ns) / 1e6)
     return None
 
 
 def _explicit_cost(attrs: Mapping[str, Any]) -> float | None:
-    for key in c.COST_KEYS:
-        value = attrs.get(key)
-        if value is not None:
-            cost = _float(value)
-            if cost is not None:
-                return cost
+    cost = _first(attrs, c.COST_KEYS, _float)
+    if cost is not None:
+        return cost
     details = attrs.get(c.LANGFUSE_COST_DETAILS)
     if isinstance(details, str) and details[:1] == "{":
         try:
