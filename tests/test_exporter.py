@@ -255,3 +255,19 @@ def test_warnings_are_throttled_to_one_per_reason_per_minute(
     assert len([r for r in caplog.records if "rejected" in r.getMessage()]) == 2
     assert exporter.stats()["dropped"] == {"unexpected_status": 6}
     exporter.shutdown()
+
+
+def test_proxy_variables_are_honoured(server: LocalIngestServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The transport reads proxy settings once, at construction, instead of on every request.
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")  # nothing listens on the discard port
+    monkeypatch.setenv("NO_PROXY", "")
+    monkeypatch.delenv("no_proxy", raising=False)
+    monkeypatch.delenv("http_proxy", raising=False)
+    through_dead_proxy = LumiqTraceSpanExporter(api_key=server.api_key, base_url=server.base_url, timeout=0.3)
+    assert through_dead_proxy.export(make_spans(2)) is SpanExportResult.FAILURE
+    assert server.ingest_requests() == []
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    direct = LumiqTraceSpanExporter(api_key=server.api_key, base_url=server.base_url)
+    assert direct.export(make_spans(2)) is SpanExportResult.SUCCESS
+    through_dead_proxy.shutdown(timeout_millis=0)
+    direct.shutdown()
