@@ -209,11 +209,16 @@ class RetryBuffer:
                 evicted.append(line)
         return evicted
 
-    def drain(self) -> list[bytes]:
+    def drain(self, max_events: int | None = None) -> list[bytes]:
+        """Take the oldest ``max_events`` lines (all by default) out of the buffer."""
         with self._lock:
-            lines = list(self._lines)
-            self._lines.clear()
-            self._bytes = 0
+            if max_events is None or max_events >= len(self._lines):
+                lines = list(self._lines)
+                self._lines.clear()
+                self._bytes = 0
+            else:
+                lines = [self._lines.popleft() for _ in range(max_events)]
+                self._bytes -= sum(len(line) for line in lines)
         return lines
 
     def clear(self) -> int:

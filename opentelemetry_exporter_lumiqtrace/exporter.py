@@ -47,6 +47,8 @@ _PACKAGE_LOGGER = "opentelemetry_exporter_lumiqtrace"
 
 # The SDK BatchSpanProcessor's default max_export_batch_size (OTEL_BSP_MAX_EXPORT_BATCH_SIZE).
 LINGER_MIN_BATCH = 512
+# Buffered events taken per export call at most (50 requests).
+MAX_PENDING_PER_CALL = 5_000
 # Spooled events sent per export call at most: the drain rate limit.
 SPOOL_DRAIN_BATCH = 500
 # How many trace ids are remembered as "partly sent": enough for the traces in flight in a busy process.
@@ -264,7 +266,7 @@ class LumiqTraceSpanExporter(SpanExporter):
             # sustained load: the batch processor exports full batches only while more spans are queued, and its
             # last (smaller) batch of a force_flush is never held, so a flush still sends everything.
             hold_tail = self._linger > 0 and len(spans) >= LINGER_MIN_BATCH
-            outcome = self._send(self._buffer.drain() + lines, deadline, hold_tail=hold_tail)
+            outcome = self._send(self._take_pending(lines), deadline, hold_tail=hold_tail)
             result.failed = lost + outcome
         if outcome == 0:
             self._drain_spool(deadline)
@@ -325,23 +327,40 @@ class LumiqTraceSpanExporter(SpanExporter):
         assert self._deliverer is not None
         result = self._deliverer.deliver(lines, deadline, hold_tail=hold_tail)
         if result.held:
-            self._buffer.add(result.held)
+            self._keep(result.held)
             self._start_linger_timer()
         if result.kept:
-            evicted = self._buffer.add(result.kept, front=True)
-            if evicted and self._spool is not None and self._spool.write(evicted):
-                self._stats.add_spooled(len(evicted))
-            elif evicted:
-                self._stats.add_dropped(DROP_BUFFER_FULL, len(evicted))
-                self._throttled.log(
-                    logging.WARNING,
-                    DROP_BUFFER_FULL,
-                    "LumiqTrace retry buffer full (%d events / %d bytes); dropped the %d oldest events.",
-                    self._buffer.max_events,
-                    self._buffer.max_bytes,
-                    len(evicted),
-                )
+            self._keep(result.kept, front=True)
         return len(result.kept) + result.dropped
+
+    def _take_pending(self, lines: list[bytes]) -> list[bytes]:
+        """Buffered events first, oldest first, then ``lines``: at most ``MAX_PENDING_PER_CALL`` of them.
+
+        During a long outage the buffer is large and every attempt fails at its first request; taking a bounded
+        head keeps each call's work small and the order first-in, first-out.
+        """
+        if len(self._buffer) and len(self._buffer) + len(lines) > MAX_PENDING_PER_CALL:
+            self._keep(lines)
+            return self._buffer.drain(MAX_PENDING_PER_CALL)
+        return self._buffer.drain() + lines
+
+    def _keep(self, lines: list[bytes], *, front: bool = False) -> None:
+        """Buffer lines for a later attempt; what the bound evicts goes to the spool, else is dropped and counted."""
+        evicted = self._buffer.add(lines, front=front)
+        if not evicted:
+            return
+        if self._spool is not None and self._spool.write(evicted):
+            self._stats.add_spooled(len(evicted))
+            return
+        self._stats.add_dropped(DROP_BUFFER_FULL, len(evicted))
+        self._throttled.log(
+            logging.WARNING,
+            DROP_BUFFER_FULL,
+            "LumiqTrace retry buffer full (%d events / %d bytes); dropped the %d oldest events.",
+            self._buffer.max_events,
+            self._buffer.max_bytes,
+            len(evicted),
+        )
 
     def _drain_spool(self, deadline: float) -> None:
         """Send one batch of events spooled by an earlier process (or an overflow), oldest first.
@@ -386,7 +405,12 @@ class LumiqTraceSpanExporter(SpanExporter):
             if self._deliverer is None or self._shutdown:
                 return not self._shutdown
             deadline = self._clock() + max(0, timeout_millis) / 1000.0
-            if self._send(self._buffer.drain(), deadline) == 0:
+            while len(self._buffer) and self._clock() < deadline:
+                before = len(self._buffer)
+                self._send(self._buffer.drain(MAX_PENDING_PER_CALL), deadline)
+                if len(self._buffer) >= before:  # retryable failure: the rest waits for the next call
+                    break
+            if len(self._buffer) == 0:
                 self._drain_spool(deadline)
             return len(self._buffer) == 0
         except Exception:

@@ -349,3 +349,37 @@ def test_concurrent_exports_deliver_everything_once(server: LocalIngestServer, e
 def test_encoding_error_drops_only_that_event() -> None:
     with pytest.raises(ValueError):
         dumps_event({"tags": {"k": "\ud800"}})
+
+
+def test_a_large_backlog_is_sent_in_bounded_pieces_oldest_first(
+    server: LocalIngestServer, exporter_factory: Any
+) -> None:
+    from opentelemetry_exporter_lumiqtrace.exporter import MAX_PENDING_PER_CALL
+
+    exporter = exporter_factory(timeout=0.2, buffer_max_events=20_000)
+    server.set_outage(True)
+    batches = [make_spans(512, traces=64) for _ in range(14)]
+    for spans in batches:
+        exporter.export(spans)
+    assert exporter.stats()["buffered"] == 14 * 512 > MAX_PENDING_PER_CALL
+    # While failing, a call retries only the head of the backlog (the oldest slice) until its deadline.
+    attempts = len(server.ingest_requests())
+    exporter.export(make_spans(1))
+    retried = {tuple(e["span_id"] for e in r.events or []) for r in server.ingest_requests()[attempts:]}
+    oldest = tuple(format(s.context.span_id, "016x") for s in batches[0][:100])
+    assert retried == {oldest}
+    server.set_outage(False)
+    assert exporter.force_flush(timeout_millis=10_000)
+    accepted = [r for r in server.ingest_requests() if r.status == 202]
+    order = [e["span_id"] for r in accepted for e in r.events or []]
+    expected = [format(s.context.span_id, "016x") for spans in batches for s in spans]
+    assert order[: len(expected)] == expected
+    assert len(server.events()) == 14 * 512 + 1
+
+
+def test_retry_buffer_drains_a_bounded_head() -> None:
+    buffer = RetryBuffer(max_events=10, max_bytes=100)
+    buffer.add([b"a", b"bb", b"ccc"])
+    assert buffer.drain(2) == [b"a", b"bb"]
+    assert len(buffer) == 1 and buffer.size_bytes == 3
+    assert buffer.drain(5) == [b"ccc"] and buffer.size_bytes == 0
