@@ -21,7 +21,7 @@ def test_django_app_exports_the_request_tree_with_ids(server: LocalIngestServer)
     argv = [sys.executable, "app.py", "runserver", "--noreload", f"127.0.0.1:{port}"]
     with running(
         argv,
-        ready=r"Starting development server",
+        ready=r"Starting (WSGI )?development server",
         env=example_env(server),
         cwd=EXAMPLES / "django_app",
         stop_signal=signal.SIGINT,
