@@ -49,24 +49,25 @@ def normalise_key(key: str) -> str:
 class Redactor:
     """Decides whether a tag key is redacted; decisions are memoised because tag keys repeat across spans."""
 
-    __slots__ = ("_keys", "_memo")
+    __slots__ = ("_keys", "memo")
 
     def __init__(self, extra_keys: Iterable[str] = ()) -> None:
         keys = {normalise_key(k) for k in DEFAULT_REDACT_KEYS}
         keys.update(normalise_key(k) for k in extra_keys if isinstance(k, str) and k)
         self._keys = frozenset(keys)
-        self._memo: dict[str, bool] = {}
+        # Read directly by the mapping's hot path (a hit skips a method call); filled by matches().
+        self.memo: dict[str, bool] = {}
 
     def matches(self, key: str) -> bool:
-        hit = self._memo.get(key)
+        hit = self.memo.get(key)
         if hit is not None:
             return hit
         norm = normalise_key(key)
         hit = norm in self._keys or ("." in norm and norm.rsplit(".", 1)[1] in self._keys)
-        if len(self._memo) >= _MAX_MEMO:
+        if len(self.memo) >= _MAX_MEMO:
             # Unbounded tag key spaces (user metadata) must not grow memory forever.
-            self._memo.clear()
-        self._memo[key] = hit
+            self.memo.clear()
+        self.memo[key] = hit
         return hit
 
     def scrub_json(self, value: object, depth: int = 0) -> object:

@@ -119,16 +119,19 @@ class MappingOptions:
 
 
 _DEFAULT_OPTIONS = MappingOptions()
+_MASK_128 = 2**128 - 1
+_MASK_64 = 2**64 - 1
+_EVENT_ID_HASHER = hashlib.blake2b(digest_size=16, person=b"lumiqtrace-evid")
+_UUID_VARIANT = {d: "89ab"[int(d, 16) & 3] for d in "0123456789abcdef"}
 
 
 def event_id_for(trace_id: int, span_id: int) -> str:
     """Deterministic UUIDv4-shaped event id of a span, so a resent span is deduplicated by LumiqTrace."""
-    raw = (trace_id & (2**128 - 1)).to_bytes(16, "big") + (span_id & (2**64 - 1)).to_bytes(8, "big")
-    digest = bytearray(hashlib.blake2b(raw, digest_size=16, person=b"lumiqtrace-evid").digest())
-    digest[6] = (digest[6] & 0x0F) | 0x40  # version 4
-    digest[8] = (digest[8] & 0x3F) | 0x80  # variant 10xx
-    h = digest.hex()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    hasher = _EVENT_ID_HASHER.copy()
+    hasher.update((((trace_id & _MASK_128) << 64) | (span_id & _MASK_64)).to_bytes(24, "big"))
+    h = hasher.hexdigest()
+    # Version nibble 4 (hex digit 12) and variant bits 10xx (top of hex digit 16), written into the hex directly.
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_UUID_VARIANT[h[16]]}{h[17:20]}-{h[20:]}"
 
 
 # --- value coercion -------------------------------------------------------------------------------------------------
@@ -143,6 +146,13 @@ def _clean(text: str) -> str:
         return text
     except UnicodeEncodeError:
         return text.encode("utf-8", "replace").decode("utf-8")
+
+
+def _fit(text: str) -> str:
+    """``text`` as a wire field value: capped at the tag value limit and UTF-8 encodable."""
+    if len(text) > DEFAULT_MAX_TAG_VALUE_CHARS:
+        text = _cap(text, DEFAULT_MAX_TAG_VALUE_CHARS)
+    return text if text.isascii() else _clean(text)
 
 
 def _cap(text: str, limit: int) -> str:
@@ -285,42 +295,186 @@ def _timestamp(ns: int) -> str:
 
 # --- attribute scan -------------------------------------------------------------------------------------------------
 
+# Every precedence tuple (or single key) the mapping reads gets a bit. The one pass over a span's keys ORs the bits of
+# the keys present, and a lookup runs only when its bit is set: the lookups themselves are unchanged (same precedence,
+# same fall-through on unusable values), they are just skipped when none of their keys can be there.
+_GROUPS: tuple[tuple[str, ...], ...] = (
+    c.PROVIDER_KEYS,
+    c.HOST_KEYS,
+    (c.LQT_MODEL,),
+    c.RESPONSE_MODEL_KEYS,
+    c.REQUEST_MODEL_KEYS,
+    (c.OI_INVOCATION_PARAMETERS,),
+    (c.LQT_OPERATION, c.LQT_SPAN_KIND, c.OT_OPERATION, *c.KIND_KEYS, *c.TOOL_HINT_KEYS),
+    (c.LQT_TTFT_MS, *c.TTFT_SECONDS_KEYS),
+    c.INPUT_TOKEN_KEYS,
+    c.OUTPUT_TOKEN_KEYS,
+    c.TOTAL_TOKEN_KEYS,
+    c.CACHE_READ_KEYS,
+    c.CACHE_WRITE_KEYS,
+    c.REASONING_KEYS,
+    c.STREAM_KEYS,
+    (*c.COST_KEYS, c.LANGFUSE_COST_DETAILS),
+    c.FINISH_REASON_KEYS,
+    (
+        c.OT_SYSTEM_INSTRUCTIONS,
+        c.OT_INPUT_MESSAGES,
+        c.OT_OUTPUT_MESSAGES,
+        c.OT_TOOL_ARGUMENTS,
+        c.OT_TOOL_RESULT,
+        c.OI_INPUT_VALUE,
+        c.OI_OUTPUT_VALUE,
+        c.OL_ENTITY_INPUT,
+        c.OL_ENTITY_OUTPUT,
+    ),
+    (c.ERROR_TYPE, *c.HTTP_STATUS_KEYS, c.GRPC_STATUS_KEY, c.LQT_STATUS, c.LQT_ERROR_CODE),
+    c.ENVIRONMENT_SPAN_KEYS,
+    c.USER_KEYS,
+    c.SESSION_KEYS,
+    c.HTTP_METHOD_KEYS,
+    (c.HTTP_TARGET,),
+    (c.OI_TAGS,),
+    (c.OI_METADATA,),
+)
+(
+    _B_PROVIDER,
+    _B_HOST,
+    _B_LQT_MODEL,
+    _B_RESPONSE_MODEL,
+    _B_REQUEST_MODEL,
+    _B_INVOCATION,
+    _B_KIND,
+    _B_TTFT,
+    _B_INPUT_TOKENS,
+    _B_OUTPUT_TOKENS,
+    _B_TOTAL_TOKENS,
+    _B_CACHE_READ,
+    _B_CACHE_WRITE,
+    _B_REASONING,
+    _B_STREAM,
+    _B_COST,
+    _B_FINISH,
+    _B_CONTENT,
+    _B_STATUS,
+    _B_ENVIRONMENT,
+    _B_USER,
+    _B_SESSION,
+    _B_METHOD,
+    _B_TARGET,
+    _B_OI_TAGS,
+    _B_METADATA,
+) = (1 << i for i in range(len(_GROUPS)))
 
-class _Scan:
-    """Result of the one pass over attribute keys that prefix-based conventions need."""
 
-    __slots__ = ("assoc", "flat", "is_ai", "lqt_tags")
-
-    def __init__(self) -> None:
-        self.is_ai = False
-        self.lqt_tags: list[tuple[str, Any]] = []
-        self.assoc: list[tuple[str, Any]] = []
-        self.flat: list[list[tuple[str, Any]] | None] = [None] * len(_FLAT_PREFIXES)
+def _key_bits() -> dict[str, int]:
+    bits: dict[str, int] = {}
+    for i, keys in enumerate(_GROUPS):
+        for key in keys:
+            bits[key] = bits.get(key, 0) | (1 << i)
+    return bits
 
 
-def _scan(attrs: Mapping[str, Any]) -> _Scan:
-    scan = _Scan()
-    for key in attrs:
-        if not isinstance(key, str) or not key.startswith(_SCAN_PREFIXES):
-            continue
+_KEY_BITS = _key_bits()
+_CONTEXT_RANK = {key: rank for rank, key in enumerate(c.CONTEXT_TAG_KEYS)}
+
+# What the pass does with a key: (group bits, makes the span an AI span, family, flat bucket, suffix, context rank).
+_FAMILY_NONE = 0
+_FAMILY_LQT_TAG = 1
+_FAMILY_ASSOC = 2
+_FAMILY_FLAT = 3
+_KeyInfo = tuple[int, bool, int, int, str, int]
+_PLAIN_KEY: _KeyInfo = (0, False, _FAMILY_NONE, 0, "", -1)
+_MAX_KEY_INFO = 8192
+_key_info: dict[Any, _KeyInfo] = {}
+
+
+def _classify(key: Any) -> _KeyInfo:
+    """How the pass treats ``key`` (the prefix rules of the conventions), memoised: span keys repeat."""
+    bits = _KEY_BITS.get(key, 0) if isinstance(key, str) else 0
+    rank = _CONTEXT_RANK.get(key, -1) if isinstance(key, str) else -1
+    is_ai = False
+    family = _FAMILY_NONE
+    bucket = 0
+    suffix = ""
+    if isinstance(key, str) and key.startswith(_SCAN_PREFIXES):
         if key.startswith(c.LQT_PREFIX):
             if key.startswith(c.LQT_TAGS_PREFIX):
-                scan.lqt_tags.append((key[len(c.LQT_TAGS_PREFIX) :], attrs[key]))
+                family, suffix = _FAMILY_LQT_TAG, key[len(c.LQT_TAGS_PREFIX) :]
             elif key not in c.LQT_CONTEXT_KEYS:
-                scan.is_ai = True
-            continue
-        if key.startswith(c.ASSOCIATION_PREFIX):
-            scan.assoc.append((key[len(c.ASSOCIATION_PREFIX) :], attrs[key]))
-            continue
-        scan.is_ai = True
-        if key.startswith(_FLAT_PREFIXES):
+                is_ai = True
+        elif key.startswith(c.ASSOCIATION_PREFIX):
+            family, suffix = _FAMILY_ASSOC, key[len(c.ASSOCIATION_PREFIX) :]
+        else:
+            is_ai = True
             for i, prefix in enumerate(_FLAT_PREFIXES):
                 if key.startswith(prefix):
-                    bucket = scan.flat[i]
-                    if bucket is None:
-                        bucket = scan.flat[i] = []
-                    bucket.append((key[len(prefix) :], attrs[key]))
+                    family, bucket, suffix = _FAMILY_FLAT, i, key[len(prefix) :]
                     break
+    info = (bits, is_ai, family, bucket, suffix, rank)
+    if info == _PLAIN_KEY:
+        info = _PLAIN_KEY
+    if len(_key_info) >= _MAX_KEY_INFO:
+        # Unbounded key spaces (flattened message indexes, user metadata) must not grow memory forever.
+        _key_info.clear()
+    _key_info[key] = info
+    return info
+
+
+_NO_FLAT: list[list[tuple[str, Any]] | None] = [None] * len(_FLAT_PREFIXES)
+
+
+class _Scan:
+    """Result of the one pass over the span's attributes."""
+
+    __slots__ = ("assoc", "bits", "context", "flat", "is_ai", "lqt_tags")
+
+    def __init__(self) -> None:
+        self.bits = 0
+        self.is_ai = False
+        self.lqt_tags: list[tuple[str, Any]] | None = None
+        self.assoc: list[tuple[str, Any]] | None = None
+        self.flat: list[list[tuple[str, Any]] | None] | None = None
+        self.context: list[tuple[int, str, Any]] | None = None
+
+
+def _scan(attrs: dict[Any, Any]) -> _Scan:
+    scan = _Scan()
+    bits = 0
+    is_ai = False
+    known = _key_info
+    for key, value in attrs.items():
+        info = known.get(key)
+        if info is None:
+            info = _classify(key)
+        if info is _PLAIN_KEY:
+            continue
+        key_bits, key_ai, family, bucket, suffix, rank = info
+        bits |= key_bits
+        if key_ai:
+            is_ai = True
+        if family:
+            if family == _FAMILY_FLAT:
+                flat = scan.flat
+                if flat is None:
+                    flat = scan.flat = [None] * len(_FLAT_PREFIXES)
+                items = flat[bucket]
+                if items is None:
+                    items = flat[bucket] = []
+                items.append((suffix, value))
+            elif family == _FAMILY_LQT_TAG:
+                if scan.lqt_tags is None:
+                    scan.lqt_tags = []
+                scan.lqt_tags.append((suffix, value))
+            else:
+                if scan.assoc is None:
+                    scan.assoc = []
+                scan.assoc.append((suffix, value))
+        if rank >= 0:
+            if scan.context is None:
+                scan.context = []
+            scan.context.append((rank, key, value))
+    scan.bits = bits
+    scan.is_ai = is_ai
     return scan
 
 
@@ -339,7 +493,12 @@ class _Events:
         self.completion: Any = None
 
 
+_NO_EVENTS = _Events()  # shared, read only: most spans carry no events
+
+
 def _read_events(events: Sequence[Any]) -> _Events:
+    if not events:
+        return _NO_EVENTS
     out = _Events()
     for event in events:
         name = getattr(event, "name", None)
@@ -370,9 +529,9 @@ def _read_events(events: Sequence[Any]) -> _Events:
 # --- fields ---------------------------------------------------------------------------------------------------------
 
 
-def _provider(attrs: Mapping[str, Any], model: str | None) -> tuple[str, str | None]:
+def _provider(attrs: Mapping[str, Any], model: str | None, bits: int) -> tuple[str, str | None]:
     """(wire provider, raw provider value or None)."""
-    found = _first_str(attrs, c.PROVIDER_KEYS)
+    found = _first_str(attrs, c.PROVIDER_KEYS) if bits & _B_PROVIDER else None
     if found is not None:
         raw = found[1]
         low = raw.strip().lower()
@@ -383,7 +542,7 @@ def _provider(attrs: Mapping[str, Any], model: str | None) -> tuple[str, str | N
             system = _str(attrs.get(c.OI_SYSTEM))
             wire = "openai" if system is None or system.lower() == "openai" else "custom"
         return wire or "custom", raw
-    host = _first_str(attrs, c.HOST_KEYS)
+    host = _first_str(attrs, c.HOST_KEYS) if bits & _B_HOST else None
     if host is not None:
         name = host[1].lower()
         wire = c.HOST_EXACT.get(name)
@@ -404,8 +563,14 @@ def _provider(attrs: Mapping[str, Any], model: str | None) -> tuple[str, str | N
     return "custom", None
 
 
-def _kind(attrs: Mapping[str, Any], has_model: bool) -> tuple[str, str, str | None]:
+_CHAT_LLM_NO_RAW = ("chat", "llm", None)
+_CUSTOM_GENERAL_NO_RAW = ("custom", "general", None)
+
+
+def _kind(attrs: Mapping[str, Any], has_model: bool, bits: int) -> tuple[str, str, str | None]:
     """(operation, span_kind, raw operation value or None)."""
+    if not bits & _B_KIND:
+        return _CHAT_LLM_NO_RAW if has_model else _CUSTOM_GENERAL_NO_RAW
     explicit_op = _str(attrs.get(c.LQT_OPERATION))
     explicit_kind = _str(attrs.get(c.LQT_SPAN_KIND))
     raw_op = _str(attrs.get(c.OT_OPERATION))
@@ -448,8 +613,8 @@ def _kind(attrs: Mapping[str, Any], has_model: bool) -> tuple[str, str, str | No
     return operation, span_kind, raw_op
 
 
-def _stream(attrs: Mapping[str, Any]) -> bool | None:
-    flag = _first(attrs, c.STREAM_KEYS, _bool)
+def _stream(attrs: Mapping[str, Any], bits: int) -> bool | None:
+    flag = _first(attrs, c.STREAM_KEYS, _bool) if bits & _B_STREAM else None
     if flag is not None:
         return flag
     params = attrs.get(c.OI_INVOCATION_PARAMETERS)
@@ -517,17 +682,44 @@ def _short_id(identifier: str) -> str:
     return identifier.rsplit(".", 1)[-1].strip().lower()
 
 
+_SUCCESS: tuple[str, None, None, None] = ("success", None, None, None)
+
+
 def _status(
-    span: ReadableSpan, attrs: Mapping[str, Any], events: _Events
+    span: ReadableSpan, attrs: Mapping[str, Any], events: _Events, bits: int
 ) -> tuple[str, str | None, str | None, int | None]:
     """(status, error_code, error_message, http status) following the ladder in the module docstring."""
     status_obj = span.status
     status_code = getattr(status_obj, "status_code", StatusCode.UNSET)
+    if not bits & _B_STATUS and status_code is not StatusCode.ERROR and not events.exc_escaped:
+        return _SUCCESS
     description = _str(getattr(status_obj, "description", None))
     error_type = _str(attrs.get(c.ERROR_TYPE))
     http = _first_int(attrs, c.HTTP_STATUS_KEYS)
     grpc = _int(attrs.get(c.GRPC_STATUS_KEY))
     failed = status_code is StatusCode.ERROR or error_type is not None or events.exc_escaped
+
+    status: str | None = None
+    explicit = _str(attrs.get(c.LQT_STATUS))
+    if not failed:
+        # Nothing failed: no error identifiers or messages, so only the explicit status and HTTP count.
+        if explicit is not None and explicit.strip().lower() in c.STATUSES:
+            status = explicit.strip().lower()
+        elif http is None:
+            return _SUCCESS
+        elif http == 499:
+            status = "cancelled"
+        elif http in (408, 504):
+            status = "timeout"
+        elif http == 429:
+            status = "rate_limited"
+        elif http >= 500 or (http >= 400 and span.kind is not SpanKind.SERVER):
+            status = "error"
+        else:
+            return "success", None, None, http
+        if status == "success":
+            return status, None, None, http
+        return _failure(status, attrs, events, description, error_type, http, [])
 
     ids: list[str] = []
     messages: list[str] = []
@@ -542,8 +734,6 @@ def _status(
                 ids.append(_short_id(match.group(1)))
         messages.extend(events.exc_messages)
 
-    status: str | None = None
-    explicit = _str(attrs.get(c.LQT_STATUS))
     if explicit is not None and explicit.strip().lower() in c.STATUSES:
         status = explicit.strip().lower()
     elif (
@@ -574,7 +764,18 @@ def _status(
 
     if status == "success":
         return status, None, None, http
+    return _failure(status, attrs, events, description, error_type, http, messages)
 
+
+def _failure(
+    status: str,
+    attrs: Mapping[str, Any],
+    events: _Events,
+    description: str | None,
+    error_type: str | None,
+    http: int | None,
+    messages: list[str],
+) -> tuple[str, str | None, str | None, int | None]:
     error_code = _str(attrs.get(c.LQT_ERROR_CODE))
     if error_code is None:
         for message in messages:
@@ -635,28 +836,41 @@ def _resource_info(resource: Any) -> tuple[str | None, str | None]:
 
 
 class _Tags:
-    __slots__ = ("_max", "_max_value", "_redactor", "full", "tags")
+    __slots__ = ("_max", "_max_value", "_memo", "_redactor", "tags")
 
     def __init__(self, options: MappingOptions) -> None:
         self.tags: dict[str, str] = {}
         self._max = max(options.max_tags, 0)
         self._max_value = max(options.max_tag_value_chars, 0)
         self._redactor = options._redactor
-        self.full = self._max == 0
+        self._memo = options._redactor.memo
+
+    @property
+    def full(self) -> bool:
+        return len(self.tags) >= self._max
 
     def add(self, key: str, value: Any) -> None:
-        if self.full or not key or key in self.tags:
+        tags = self.tags
+        if len(tags) >= self._max or not key or key in tags:
             return
-        text = _tag_value(value)
+        text: str | None = value if value.__class__ is str else _tag_value(value)
         if text is None:
             return
         if len(key) > DEFAULT_MAX_TAG_KEY_CHARS:
             key = key[:DEFAULT_MAX_TAG_KEY_CHARS]
-        key = _clean(key)
-        text = REDACTED if self._redactor.matches(key) else _clean(_cap(text, self._max_value))
-        self.tags[key] = text
-        if len(self.tags) >= self._max:
-            self.full = True
+        if not key.isascii():
+            key = _clean(key)
+        redact = self._memo.get(key)
+        if redact is None:
+            redact = self._redactor.matches(key)
+        if redact:
+            text = REDACTED
+        else:
+            if len(text) > self._max_value:
+                text = _cap(text, self._max_value)
+            if not text.isascii():
+                text = _clean(text)
+        tags[key] = text
 
     def add_json_flat(self, prefix: str, value: Any) -> None:
         """Flatten a JSON object one level (``prefix.key``), redacting nested secrets of deeper values."""
@@ -695,33 +909,42 @@ class _Tags:
 
 def map_span(span: ReadableSpan, options: MappingOptions = _DEFAULT_OPTIONS) -> dict[str, Any] | None:
     """Map one finished span to a LumiqTrace event, or ``None`` when ``options.ai_only`` filters it out."""
-    attrs: Mapping[str, Any] = span.attributes or {}
+    raw_attrs = span.attributes
+    # One copy up front: the SDK hands out a MappingProxyType over BoundedAttributes, whose every lookup (and every
+    # miss, through Mapping.get and KeyError) runs Python code; a plain dict makes the lookups below C-speed.
+    attrs: dict[Any, Any] = {} if raw_attrs is None else raw_attrs if raw_attrs.__class__ is dict else dict(raw_attrs)
     scan = _scan(attrs)
     if options.ai_only and not scan.is_ai:
         return None
+    bits = scan.bits
 
     ctx = span.context
-    trace_id = ctx.trace_id if ctx is not None else 0
-    span_id = ctx.span_id if ctx is not None else 0
     start_ns = span.start_time
     end_ns = span.end_time
-    event: dict[str, Any] = {
-        "event_id": event_id_for(trace_id, span_id),
-        "trace_id": format(trace_id & (2**128 - 1), "032x") if ctx is not None else _ZERO_TRACE,
-        "span_id": format(span_id & (2**64 - 1), "016x") if ctx is not None else _ZERO_SPAN,
-    }
+    if ctx is not None:
+        trace_id = ctx.trace_id
+        span_id = ctx.span_id
+        event: dict[str, Any] = {
+            "event_id": event_id_for(trace_id, span_id),
+            "trace_id": (trace_id & _MASK_128).to_bytes(16, "big").hex(),
+            "span_id": (span_id & _MASK_64).to_bytes(8, "big").hex(),
+        }
+    else:
+        event = {"event_id": event_id_for(0, 0), "trace_id": _ZERO_TRACE, "span_id": _ZERO_SPAN}
     parent = span.parent
     if parent is not None and parent.span_id:
-        event["parent_span_id"] = format(parent.span_id & (2**64 - 1), "016x")
-    event["timestamp"] = _timestamp(start_ns if isinstance(start_ns, int) else time.time_ns())
+        event["parent_span_id"] = (parent.span_id & _MASK_64).to_bytes(8, "big").hex()
+    start: int | None = start_ns if isinstance(start_ns, int) else None
+    event["timestamp"] = _timestamp(start if start is not None else time.time_ns())
     latency_ms: int | None = None
-    if isinstance(start_ns, int) and isinstance(end_ns, int) and end_ns >= start_ns:
-        latency_ms = round((end_ns - start_ns) / 1e6)
+    if start is not None and isinstance(end_ns, int) and end_ns >= start:
+        latency_ms = round((end_ns - start) / 1e6)
 
     events = _read_events(span.events)
     tags = _Tags(options)
-    for key, value in scan.lqt_tags:
-        tags.add(key, value)
+    if scan.lqt_tags is not None:
+        for key, value in scan.lqt_tags:
+            tags.add(key, value)
 
     raw_provider: str | None = None
     raw_op: str | None = None
@@ -729,9 +952,11 @@ def map_span(span: ReadableSpan, options: MappingOptions = _DEFAULT_OPTIONS) -> 
     reasoning = cache_write = None
     cost_source: str | None = None
     if scan.is_ai:
-        found = _first_str(attrs, (c.LQT_MODEL,)) or _first_str(attrs, c.RESPONSE_MODEL_KEYS)
-        requested = _first_str(attrs, c.REQUEST_MODEL_KEYS)
-        if requested is None and found is None:
+        found = _first_str(attrs, (c.LQT_MODEL,)) if bits & _B_LQT_MODEL else None
+        if found is None and bits & _B_RESPONSE_MODEL:
+            found = _first_str(attrs, c.RESPONSE_MODEL_KEYS)
+        requested = _first_str(attrs, c.REQUEST_MODEL_KEYS) if bits & _B_REQUEST_MODEL else None
+        if requested is None and found is None and bits & _B_INVOCATION:
             # OpenInference sets llm.model_name from the response only; a failed call keeps the requested model
             # in its invocation parameters.
             oi_model = _str(_invocation_parameters(attrs).get("model"))
@@ -740,29 +965,29 @@ def map_span(span: ReadableSpan, options: MappingOptions = _DEFAULT_OPTIONS) -> 
         model = found[1] if found is not None else (requested[1] if requested is not None else None)
         if requested is not None and requested[1] != model:
             request_model = requested[1]
-        provider, raw_provider = _provider(attrs, model)
-        operation, span_kind, raw_op = _kind(attrs, model is not None)
+        provider, raw_provider = _provider(attrs, model, bits)
+        operation, span_kind, raw_op = _kind(attrs, model is not None, bits)
         event["provider"] = provider
         if model is not None:
-            event["model"] = _clean(_cap(model, DEFAULT_MAX_TAG_VALUE_CHARS))
+            event["model"] = _fit(model)
         event["operation"] = operation
         event["span_kind"] = span_kind
         if latency_ms is not None:
             event["latency_ms"] = latency_ms
 
-        ttft = _ttft_ms(attrs, events.chunk_ns, start_ns if isinstance(start_ns, int) else None)
+        ttft = _ttft_ms(attrs, events.chunk_ns, start) if bits & _B_TTFT or events.chunk_ns is not None else None
         if ttft is not None:
             event["ttft_ms"] = min(max(ttft, 0), latency_ms) if latency_ms is not None else max(ttft, 0)
 
-        input_tokens = _first_int(attrs, c.INPUT_TOKEN_KEYS)
-        output_tokens = _first_int(attrs, c.OUTPUT_TOKEN_KEYS)
-        if input_tokens is None and output_tokens is not None:
-            total = _first_int(attrs, c.TOTAL_TOKEN_KEYS)
+        input_tokens = _first(attrs, c.INPUT_TOKEN_KEYS, _int) if bits & _B_INPUT_TOKENS else None
+        output_tokens = _first(attrs, c.OUTPUT_TOKEN_KEYS, _int) if bits & _B_OUTPUT_TOKENS else None
+        if input_tokens is None and output_tokens is not None and bits & _B_TOTAL_TOKENS:
+            total = _first(attrs, c.TOTAL_TOKEN_KEYS, _int)
             if total is not None and total >= output_tokens:
                 input_tokens = total - output_tokens
-        cached = _first_int(attrs, c.CACHE_READ_KEYS)
-        cache_write = _first_int(attrs, c.CACHE_WRITE_KEYS)
-        reasoning = _first_int(attrs, c.REASONING_KEYS)
+        cached = _first(attrs, c.CACHE_READ_KEYS, _int) if bits & _B_CACHE_READ else None
+        cache_write = _first(attrs, c.CACHE_WRITE_KEYS, _int) if bits & _B_CACHE_WRITE else None
+        reasoning = _first(attrs, c.REASONING_KEYS, _int) if bits & _B_REASONING else None
         if input_tokens is not None:
             event["input_tokens"] = input_tokens
         if output_tokens is not None:
@@ -770,7 +995,7 @@ def map_span(span: ReadableSpan, options: MappingOptions = _DEFAULT_OPTIONS) -> 
         if cached is not None:
             event["cached_tokens"] = cached
 
-        stream = _stream(attrs)
+        stream = _stream(attrs, bits) if bits & (_B_STREAM | _B_INVOCATION) else None
         if stream is None and (ttft is not None or events.chunk_ns is not None):
             stream = True
         if stream is None and span_kind == "llm":
@@ -778,7 +1003,7 @@ def map_span(span: ReadableSpan, options: MappingOptions = _DEFAULT_OPTIONS) -> 
         if stream is not None:
             event["stream"] = stream
 
-        cost = _explicit_cost(attrs)
+        cost = _explicit_cost(attrs) if bits & _B_COST else None
         if cost is not None:
             cost_source = "span"
         elif (
@@ -795,18 +1020,19 @@ def map_span(span: ReadableSpan, options: MappingOptions = _DEFAULT_OPTIONS) -> 
                 output_tokens=output_tokens,
                 cache_read_tokens=cached,
                 cache_write_tokens=cache_write,
-                start_time_ns=start_ns if isinstance(start_ns, int) else None,
+                start_time_ns=start,
             )
             if cost is not None:
                 cost_source = "genai-prices"
         if cost is not None:
             event["cost_usd"] = cost
 
-        finish = _finish_reason(attrs)
+        finish = _finish_reason(attrs) if bits & _B_FINISH else None
         if finish is not None:
-            event["finish_reason"] = _clean(_cap(finish, DEFAULT_MAX_TAG_VALUE_CHARS))
+            event["finish_reason"] = _fit(finish)
 
-        _add_content(event, attrs, scan, events, span_kind, options)
+        if bits & _B_CONTENT or scan.flat is not None or events.prompt is not None or events.completion is not None:
+            _add_content(event, attrs, scan, events, span_kind, options)
     else:
         event["provider"] = "custom"
         event["operation"] = "custom"
@@ -814,74 +1040,84 @@ def map_span(span: ReadableSpan, options: MappingOptions = _DEFAULT_OPTIONS) -> 
         if latency_ms is not None:
             event["latency_ms"] = latency_ms
 
-    status, error_code, error_message, http = _status(span, attrs, events)
+    status, error_code, error_message, http = _status(span, attrs, events, bits)
     event["status"] = status
     if error_code is not None:
-        event["error_code"] = _clean(_cap(error_code, DEFAULT_MAX_TAG_VALUE_CHARS))
+        event["error_code"] = _fit(error_code)
     if error_message is not None:
         event["error_message"] = _clean(error_message)
 
     resource_env, service_name = _resource_info(span.resource)
-    env = _first_str(attrs, c.ENVIRONMENT_SPAN_KEYS)
+    env = _first_str(attrs, c.ENVIRONMENT_SPAN_KEYS) if bits & _B_ENVIRONMENT else None
     environment = env[1] if env is not None else resource_env or options.environment
     if environment:
-        event["environment"] = _clean(_cap(environment, DEFAULT_MAX_TAG_VALUE_CHARS))
-    user = _first_str(attrs, c.USER_KEYS)
-    if user is not None:
-        event["user_id"] = _clean(_cap(user[1], DEFAULT_MAX_TAG_VALUE_CHARS))
-    session = _first_str(attrs, c.SESSION_KEYS)
-    if session is not None:
-        event["session_id"] = _clean(_cap(session[1], DEFAULT_MAX_TAG_VALUE_CHARS))
+        event["environment"] = _fit(environment)
+    if bits & _B_USER:
+        user = _first_str(attrs, c.USER_KEYS)
+        if user is not None:
+            event["user_id"] = _fit(user[1])
+    if bits & _B_SESSION:
+        session = _first_str(attrs, c.SESSION_KEYS)
+        if session is not None:
+            event["session_id"] = _fit(session[1])
 
     # Tags, most useful first so the cap drops user metadata before the span's identity.
-    tags.add("otel.span_name", span.name)
-    tags.add("otel.span_kind", _SPAN_KIND_NAMES.get(span.kind, "internal"))
+    add = tags.add
+    add("otel.span_name", span.name)
+    add("otel.span_kind", _SPAN_KIND_NAMES.get(span.kind, "internal"))
     if service_name is not None:
-        tags.add("service.name", service_name)
+        add("service.name", service_name)
     scope = span.instrumentation_scope
     if scope is not None:
-        tags.add("otel.scope.name", scope.name)
+        add("otel.scope.name", scope.name)
         if scope.version:
-            tags.add("otel.scope.version", scope.version)
+            add("otel.scope.version", scope.version)
     if raw_provider is not None:
-        tags.add("gen_ai.provider.name", raw_provider)
+        add("gen_ai.provider.name", raw_provider)
     if raw_op is not None:
-        tags.add("gen_ai.operation.name", raw_op)
+        add("gen_ai.operation.name", raw_op)
     if request_model is not None:
-        tags.add("gen_ai.request.model", request_model)
+        add("gen_ai.request.model", request_model)
     if reasoning is not None:
-        tags.add("tokens.reasoning", reasoning)
+        add("tokens.reasoning", reasoning)
     if cache_write is not None:
-        tags.add("tokens.cache_write", cache_write)
+        add("tokens.cache_write", cache_write)
     if cost_source is not None:
-        tags.add("cost.source", cost_source)
-    method = _first_str(attrs, c.HTTP_METHOD_KEYS)
-    if method is not None:
-        tags.add("http.request.method", method[1])
+        add("cost.source", cost_source)
+    if bits & _B_METHOD:
+        method = _first_str(attrs, c.HTTP_METHOD_KEYS)
+        if method is not None:
+            add("http.request.method", method[1])
     if http is not None:
-        tags.add("http.response.status_code", http)
-    for key in c.CONTEXT_TAG_KEYS:
-        value = attrs.get(key)
-        if value is not None:
-            tags.add(key, value)
-    if "http.route" not in attrs:
+        add("http.response.status_code", http)
+    context = scan.context
+    if context is not None:
+        if len(context) > 1:
+            context.sort()
+        for _, key, value in context:
+            if value is not None:
+                add(key, value)
+    if bits & _B_TARGET and "http.route" not in attrs:
         target = attrs.get(c.HTTP_TARGET)
         if isinstance(target, str) and target:
-            tags.add("http.route", target.split("?", 1)[0])
-    oi_tags = attrs.get(c.OI_TAGS)
-    if oi_tags is not None:
-        if isinstance(oi_tags, (list, tuple)):
-            joined = ",".join(t for t in (_str(v) for v in oi_tags) if t is not None)
-            if joined:
-                tags.add("tags", joined)
-        else:
-            tags.add("tags", oi_tags)
-    metadata = attrs.get(c.OI_METADATA)
-    if metadata is not None:
-        tags.add_json_flat("metadata", metadata)
-    for suffix, value in scan.assoc:
-        if suffix not in c.ASSOCIATION_CONTEXT_SUFFIXES:
-            tags.add(suffix, value)
+            add("http.route", target.split("?", 1)[0])
+    if bits & _B_OI_TAGS:
+        oi_tags = attrs.get(c.OI_TAGS)
+        if oi_tags is not None:
+            if isinstance(oi_tags, (list, tuple)):
+                joined = ",".join(t for t in (_str(v) for v in oi_tags) if t is not None)
+                if joined:
+                    add("tags", joined)
+            else:
+                add("tags", oi_tags)
+    if bits & _B_METADATA:
+        metadata = attrs.get(c.OI_METADATA)
+        if metadata is not None:
+            tags.add_json_flat("metadata", metadata)
+    if scan.assoc is not None:
+        for suffix, value in scan.assoc:
+            if suffix not in c.ASSOCIATION_CONTEXT_SUFFIXES:
+                add(suffix, value)
     if tags.tags:
         event["tags"] = tags.tags
     event["sdk_version"] = options.sdk_version
@@ -897,7 +1133,7 @@ def _add_content(
     options: MappingOptions,
 ) -> None:
     """Set ``prompt_hash`` (whenever prompt content is visible) and, on opt-in, ``prompt`` and ``response``."""
-    flat = scan.flat
+    flat = scan.flat or _NO_FLAT
     prompt: list[_content.Message] | None = None
     system = attrs.get(c.OT_SYSTEM_INSTRUCTIONS)
     ot_input = attrs.get(c.OT_INPUT_MESSAGES)

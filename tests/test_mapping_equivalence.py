@@ -25,7 +25,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from opentelemetry_exporter_lumiqtrace import mapping
 from tests.golden import reference_mapping as reference
-from tests.test_mapping_properties import ATTRS, events
+from tests.test_mapping_properties import ATTRS, KNOWN_KEYS, events
 from tests.test_mapping_support import START_NS, make_span
 
 OPTION_SETS: dict[str, dict[str, Any]] = {
@@ -123,6 +123,9 @@ SCENARIOS: list[Scenario] = [
     ("http server 500", SpanKind.SERVER, {"http.method": "GET", "http.status_code": 500}, _server_error),
     ("http client 404", SpanKind.CLIENT, {"http.method": "GET", "http.target": "/a?b", "http.status_code": 404}, None),
     ("http 499", SpanKind.SERVER, {"http.response.status_code": 499}, None),
+    ("http 429", SpanKind.CLIENT, {"http.response.status_code": 429, "rpc.grpc.status_code": 8}, None),
+    ("http 408", SpanKind.SERVER, {"http.status_code": "408", "lumiqtrace.error_code": "slow"}, None),
+    ("explicit success", SpanKind.CLIENT, {"http.response.status_code": 503, "lumiqtrace.status": " Success"}, None),
     ("http 504", SpanKind.CLIENT, {"http.response.status_code": 504}, None),
     ("db", SpanKind.CLIENT, {"db.system": "postgresql", "db.namespace": "app", "db.operation.name": "SELECT"}, None),
     ("grpc", SpanKind.CLIENT, {"rpc.system": "grpc", "rpc.service": "S", "rpc.grpc.status_code": 4}, _server_error),
@@ -431,4 +434,77 @@ def test_any_span_maps_like_the_reference(
         start=start,
         parent=parent,
     )
+    assert_same(span, options_name)
+
+
+# Values that exercise the conventions' branches (status codes, kinds, providers, models, flags, JSON) rather than
+# arbitrary junk, so the ladders and precedence lists are hit often.
+PLAUSIBLE = st.sampled_from(
+    [
+        0,
+        1,
+        4,
+        8,
+        200,
+        404,
+        408,
+        429,
+        499,
+        500,
+        504,
+        "429",
+        12.5,
+        True,
+        False,
+        "true",
+        "no",
+        "",
+        " ",
+        "chat",
+        "LLM",
+        "execute_tool",
+        "agent",
+        "embeddings",
+        "workflow",
+        "openai",
+        "azure",
+        "Anthropic",
+        "gcp.vertex_ai",
+        "gpt-4o-mini",
+        "claude-3-5-sonnet-latest",
+        "gemini-2.0-flash",
+        "o1-mini",
+        "api.openai.com",
+        "x.openai.azure.com",
+        "timeout",
+        "RateLimitError",
+        "asyncio.CancelledError",
+        ("stop", "length", "stop"),
+        ("",),
+        ["a", 1],
+        '{"model": "gpt-4o", "stream": true}',
+        '{"total": 0.25}',
+        '[{"role": "user", "content": "hi"}]',
+        '{"messages": [{"role": "user", "content": "hi"}]}',
+        '{"choices": [{"message": {"role": "assistant", "content": "yo"}}]}',
+        '{"tier": "gold", "secret": "s", "deep": {"token": "t"}}',
+        "é" * 1100,
+    ]
+)
+PLAUSIBLE_ATTRS = st.dictionaries(st.sampled_from(KNOWN_KEYS), PLAUSIBLE, max_size=20)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    attrs=PLAUSIBLE_ATTRS,
+    span_events=events(),
+    kind=st.sampled_from(list(SpanKind)),
+    status=st.sampled_from([StatusCode.UNSET, StatusCode.OK, StatusCode.ERROR]),
+    options_name=st.sampled_from(sorted(OPTION_SETS)),
+)
+def test_plausible_span_maps_like_the_reference(
+    attrs: dict[str, Any], span_events: list[Event], kind: SpanKind, status: StatusCode, options_name: str
+) -> None:
+    description = "TimeoutError: Request timed out." if status is StatusCode.ERROR else None
+    span = make_span(attrs, kind=kind, status=Status(status, description), events=span_events)
     assert_same(span, options_name)
