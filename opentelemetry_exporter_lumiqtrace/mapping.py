@@ -182,6 +182,10 @@ def _first_str(attrs: Mapping[str, Any], keys: Sequence[str]) -> tuple[str, str]
     for key in keys:
         value = attrs.get(key)
         if value is not None:
+            if value.__class__ is str:  # the usual case, without the call
+                if value and not value.isspace():
+                    return key, value
+                continue
             text = _str(value)
             if text is not None:
                 return key, text
@@ -221,7 +225,15 @@ def _first(attrs: Mapping[str, Any], keys: Sequence[str], parse: Callable[[Any],
 
 
 def _first_int(attrs: Mapping[str, Any], keys: Sequence[str]) -> int | None:
-    return _first(attrs, keys, _int)
+    for key in keys:
+        value = attrs.get(key)
+        if value is not None:
+            if value.__class__ is int and 0 <= value <= _MAX_TOKENS:  # the usual case, without the call
+                return value  # type: ignore[no-any-return]
+            parsed = _int(value)
+            if parsed is not None:
+                return parsed
+    return None
 
 
 def _float(value: Any) -> float | None:
@@ -306,6 +318,7 @@ _GROUPS: tuple[tuple[str, ...], ...] = (
     c.REQUEST_MODEL_KEYS,
     (c.OI_INVOCATION_PARAMETERS,),
     (c.LQT_OPERATION, c.LQT_SPAN_KIND, c.OT_OPERATION, *c.KIND_KEYS, *c.TOOL_HINT_KEYS),
+    (c.LQT_OPERATION, c.LQT_SPAN_KIND),
     (c.LQT_TTFT_MS, *c.TTFT_SECONDS_KEYS),
     c.INPUT_TOKEN_KEYS,
     c.OUTPUT_TOKEN_KEYS,
@@ -344,6 +357,7 @@ _GROUPS: tuple[tuple[str, ...], ...] = (
     _B_REQUEST_MODEL,
     _B_INVOCATION,
     _B_KIND,
+    _B_LQT_KIND,
     _B_TTFT,
     _B_INPUT_TOKENS,
     _B_OUTPUT_TOKENS,
@@ -377,42 +391,45 @@ def _key_bits() -> dict[str, int]:
 _KEY_BITS = _key_bits()
 _CONTEXT_RANK = {key: rank for rank, key in enumerate(c.CONTEXT_TAG_KEYS)}
 
-# What the pass does with a key: (group bits, makes the span an AI span, family, flat bucket, suffix, context rank).
+# Set in the pass's bits when a key makes the span an AI span (above every group bit).
+_B_AI = 1 << len(_GROUPS)
+
+# What the pass does with a key. Most keys only set bits: their entry is that int (0 for keys the mapping never
+# reads). Keys with more to do get (bits, family, flat bucket, suffix, context rank).
 _FAMILY_NONE = 0
 _FAMILY_LQT_TAG = 1
 _FAMILY_ASSOC = 2
 _FAMILY_FLAT = 3
-_KeyInfo = tuple[int, bool, int, int, str, int]
-_PLAIN_KEY: _KeyInfo = (0, False, _FAMILY_NONE, 0, "", -1)
 _MAX_KEY_INFO = 8192
-_key_info: dict[Any, _KeyInfo] = {}
+_key_info: dict[Any, int | tuple[int, int, int, str, int]] = {}
 
 
-def _classify(key: Any) -> _KeyInfo:
+def _classify(key: Any) -> int | tuple[int, int, int, str, int]:
     """How the pass treats ``key`` (the prefix rules of the conventions), memoised: span keys repeat."""
-    bits = _KEY_BITS.get(key, 0) if isinstance(key, str) else 0
-    rank = _CONTEXT_RANK.get(key, -1) if isinstance(key, str) else -1
-    is_ai = False
+    if not isinstance(key, str):
+        return 0
+    bits = _KEY_BITS.get(key, 0)
+    rank = _CONTEXT_RANK.get(key, -1)
     family = _FAMILY_NONE
     bucket = 0
     suffix = ""
-    if isinstance(key, str) and key.startswith(_SCAN_PREFIXES):
+    if key.startswith(_SCAN_PREFIXES):
         if key.startswith(c.LQT_PREFIX):
             if key.startswith(c.LQT_TAGS_PREFIX):
                 family, suffix = _FAMILY_LQT_TAG, key[len(c.LQT_TAGS_PREFIX) :]
             elif key not in c.LQT_CONTEXT_KEYS:
-                is_ai = True
+                bits |= _B_AI
         elif key.startswith(c.ASSOCIATION_PREFIX):
             family, suffix = _FAMILY_ASSOC, key[len(c.ASSOCIATION_PREFIX) :]
         else:
-            is_ai = True
+            bits |= _B_AI
             for i, prefix in enumerate(_FLAT_PREFIXES):
                 if key.startswith(prefix):
                     family, bucket, suffix = _FAMILY_FLAT, i, key[len(prefix) :]
                     break
-    info = (bits, is_ai, family, bucket, suffix, rank)
-    if info == _PLAIN_KEY:
-        info = _PLAIN_KEY
+    info: int | tuple[int, int, int, str, int] = bits
+    if family != _FAMILY_NONE or rank >= 0:
+        info = (bits, family, bucket, suffix, rank)
     if len(_key_info) >= _MAX_KEY_INFO:
         # Unbounded key spaces (flattened message indexes, user metadata) must not grow memory forever.
         _key_info.clear()
@@ -440,18 +457,16 @@ class _Scan:
 def _scan(attrs: dict[Any, Any]) -> _Scan:
     scan = _Scan()
     bits = 0
-    is_ai = False
     known = _key_info
     for key, value in attrs.items():
         info = known.get(key)
         if info is None:
             info = _classify(key)
-        if info is _PLAIN_KEY:
+        if isinstance(info, int):
+            bits |= info
             continue
-        key_bits, key_ai, family, bucket, suffix, rank = info
+        key_bits, family, bucket, suffix, rank = info
         bits |= key_bits
-        if key_ai:
-            is_ai = True
         if family:
             if family == _FAMILY_FLAT:
                 flat = scan.flat
@@ -474,7 +489,7 @@ def _scan(attrs: dict[Any, Any]) -> _Scan:
                 scan.context = []
             scan.context.append((rank, key, value))
     scan.bits = bits
-    scan.is_ai = is_ai
+    scan.is_ai = bool(bits & _B_AI)
     return scan
 
 
@@ -564,6 +579,12 @@ def _provider(attrs: Mapping[str, Any], model: str | None, bits: int) -> tuple[s
 
 
 _CHAT_LLM_NO_RAW = ("chat", "llm", None)
+# KIND_TABLE by the values instrumentations actually send (exact spelling), skipping strip().lower() for them.
+_KIND_BY_VALUE = {
+    **c.KIND_TABLE,
+    **{key.upper(): value for key, value in c.KIND_TABLE.items()},
+    **{key.capitalize(): value for key, value in c.KIND_TABLE.items()},
+}
 _CUSTOM_GENERAL_NO_RAW = ("custom", "general", None)
 
 
@@ -571,14 +592,21 @@ def _kind(attrs: Mapping[str, Any], has_model: bool, bits: int) -> tuple[str, st
     """(operation, span_kind, raw operation value or None)."""
     if not bits & _B_KIND:
         return _CHAT_LLM_NO_RAW if has_model else _CUSTOM_GENERAL_NO_RAW
-    explicit_op = _str(attrs.get(c.LQT_OPERATION))
-    explicit_kind = _str(attrs.get(c.LQT_SPAN_KIND))
-    raw_op = _str(attrs.get(c.OT_OPERATION))
+    if bits & _B_LQT_KIND:
+        explicit_op = _str(attrs.get(c.LQT_OPERATION))
+        explicit_kind = _str(attrs.get(c.LQT_SPAN_KIND))
+    else:
+        explicit_op = explicit_kind = None
+    raw_op = attrs.get(c.OT_OPERATION)
+    if raw_op is not None:
+        raw_op = _str(raw_op)
     derived: tuple[str, str] | None = None
     for key in c.KIND_KEYS:
         value = attrs.get(key)
         if isinstance(value, str) and value:
-            derived = c.KIND_TABLE.get(value.strip().lower())
+            derived = _KIND_BY_VALUE.get(value)
+            if derived is None:
+                derived = c.KIND_TABLE.get(value.strip().lower())
             if derived is not None:
                 break
     if derived is None:
@@ -668,6 +696,11 @@ def _finish_reason(attrs: Mapping[str, Any]) -> str | None:
         if value is None:
             continue
         if isinstance(value, (list, tuple)):
+            if len(value) == 1:
+                only = _str(value[0])
+                if only is not None:
+                    return only
+                continue
             reasons = [r for r in (_str(v) for v in value) if r is not None]
             if reasons:
                 return ",".join(dict.fromkeys(reasons))
@@ -693,14 +726,23 @@ def _status(
     status_code = getattr(status_obj, "status_code", StatusCode.UNSET)
     if not bits & _B_STATUS and status_code is not StatusCode.ERROR and not events.exc_escaped:
         return _SUCCESS
-    description = _str(getattr(status_obj, "description", None))
-    error_type = _str(attrs.get(c.ERROR_TYPE))
+    # _str / _int of a missing value is None: the calls are only made for values that are there.
+    description = getattr(status_obj, "description", None)
+    if description is not None:
+        description = _str(description)
+    error_type = attrs.get(c.ERROR_TYPE)
+    if error_type is not None:
+        error_type = _str(error_type)
     http = _first_int(attrs, c.HTTP_STATUS_KEYS)
-    grpc = _int(attrs.get(c.GRPC_STATUS_KEY))
+    grpc = attrs.get(c.GRPC_STATUS_KEY)
+    if grpc is not None:
+        grpc = _int(grpc)
     failed = status_code is StatusCode.ERROR or error_type is not None or events.exc_escaped
 
     status: str | None = None
-    explicit = _str(attrs.get(c.LQT_STATUS))
+    explicit = attrs.get(c.LQT_STATUS)
+    if explicit is not None:
+        explicit = _str(explicit)
     if not failed:
         # Nothing failed: no error identifiers or messages, so only the explicit status and HTTP count.
         if explicit is not None and explicit.strip().lower() in c.STATUSES:
@@ -835,73 +877,73 @@ def _resource_info(resource: Any) -> tuple[str | None, str | None]:
 # --- tags -----------------------------------------------------------------------------------------------------------
 
 
-class _Tags:
-    __slots__ = ("_max", "_max_value", "_memo", "_redactor", "tags")
+def _fill_tags(pairs: list[tuple[str, Any]], options: MappingOptions) -> dict[str, str]:
+    """The tags of ``pairs`` in order: the first value of a key wins, keys and values are capped and cleaned, values
+    of redacted keys become ``[REDACTED]``, and the map stops growing at ``max_tags``.
 
-    def __init__(self, options: MappingOptions) -> None:
-        self.tags: dict[str, str] = {}
-        self._max = max(options.max_tags, 0)
-        self._max_value = max(options.max_tag_value_chars, 0)
-        self._redactor = options._redactor
-        self._memo = options._redactor.memo
-
-    @property
-    def full(self) -> bool:
-        return len(self.tags) >= self._max
-
-    def add(self, key: str, value: Any) -> None:
-        tags = self.tags
-        if len(tags) >= self._max or not key or key in tags:
-            return
+    One loop instead of a call per tag: a span has a dozen tags and the call overhead was most of their cost.
+    """
+    tags: dict[str, str] = {}
+    limit = options.max_tags
+    max_value = options.max_tag_value_chars
+    if max_value < 0:
+        max_value = 0
+    redactor = options._redactor
+    memo = redactor.memo
+    for key, value in pairs:
+        if len(tags) >= limit:
+            break
+        if not key or key in tags:
+            continue
         text: str | None = value if value.__class__ is str else _tag_value(value)
         if text is None:
-            return
+            continue
         if len(key) > DEFAULT_MAX_TAG_KEY_CHARS:
             key = key[:DEFAULT_MAX_TAG_KEY_CHARS]
         if not key.isascii():
             key = _clean(key)
-        redact = self._memo.get(key)
+        redact = memo.get(key)
         if redact is None:
-            redact = self._redactor.matches(key)
+            redact = redactor.matches(key)
         if redact:
             text = REDACTED
         else:
-            if len(text) > self._max_value:
-                text = _cap(text, self._max_value)
+            if len(text) > max_value:
+                text = _cap(text, max_value)
             if not text.isascii():
                 text = _clean(text)
         tags[key] = text
+    return tags
 
-    def add_json_flat(self, prefix: str, value: Any) -> None:
-        """Flatten a JSON object one level (``prefix.key``), redacting nested secrets of deeper values."""
-        if isinstance(value, str):
-            stripped = value.strip()
-            if stripped[:1] != "{":
-                self.add(prefix, value)
-                return
-            try:
-                parsed = json.loads(stripped)
-            except (ValueError, RecursionError):
-                self.add(prefix, value)
-                return
-        else:
-            parsed = value
-        if not isinstance(parsed, dict):
-            self.add(prefix, value)
+
+def _json_flat_pairs(prefix: str, value: Any, redactor: Redactor, pairs: list[tuple[str, Any]]) -> None:
+    """Flatten a JSON object one level (``prefix.key``) into ``pairs``, redacting nested secrets of deeper values."""
+    if isinstance(value, str):
+        stripped = value.strip()
+        if stripped[:1] != "{":
+            pairs.append((prefix, value))
             return
-        for key, item in parsed.items():
-            if self.full:
-                return
-            name = f"{prefix}.{key}"
-            if isinstance(item, (dict, list)):
-                scrubbed = self._redactor.scrub_json(item)
-                try:
-                    item = json.dumps(scrubbed, ensure_ascii=False, default=str)
-                except (TypeError, ValueError, RecursionError):
-                    continue
-            elif item is None:
+        try:
+            parsed = json.loads(stripped)
+        except (ValueError, RecursionError):
+            pairs.append((prefix, value))
+            return
+    else:
+        parsed = value
+    if not isinstance(parsed, dict):
+        pairs.append((prefix, value))
+        return
+    for key, item in parsed.items():
+        name = f"{prefix}.{key}"
+        if isinstance(item, (dict, list)):
+            scrubbed = redactor.scrub_json(item)
+            try:
+                item = json.dumps(scrubbed, ensure_ascii=False, default=str)
+            except (TypeError, ValueError, RecursionError):
                 continue
-            self.add(name, item)
+        elif item is None:
+            continue
+        pairs.append((name, item))
 
 
 # --- the mapping ----------------------------------------------------------------------------------------------------
@@ -941,10 +983,6 @@ def map_span(span: ReadableSpan, options: MappingOptions = _DEFAULT_OPTIONS) -> 
         latency_ms = round((end_ns - start) / 1e6)
 
     events = _read_events(span.events)
-    tags = _Tags(options)
-    if scan.lqt_tags is not None:
-        for key, value in scan.lqt_tags:
-            tags.add(key, value)
 
     raw_provider: str | None = None
     raw_op: str | None = None
@@ -979,15 +1017,15 @@ def map_span(span: ReadableSpan, options: MappingOptions = _DEFAULT_OPTIONS) -> 
         if ttft is not None:
             event["ttft_ms"] = min(max(ttft, 0), latency_ms) if latency_ms is not None else max(ttft, 0)
 
-        input_tokens = _first(attrs, c.INPUT_TOKEN_KEYS, _int) if bits & _B_INPUT_TOKENS else None
-        output_tokens = _first(attrs, c.OUTPUT_TOKEN_KEYS, _int) if bits & _B_OUTPUT_TOKENS else None
+        input_tokens = _first_int(attrs, c.INPUT_TOKEN_KEYS) if bits & _B_INPUT_TOKENS else None
+        output_tokens = _first_int(attrs, c.OUTPUT_TOKEN_KEYS) if bits & _B_OUTPUT_TOKENS else None
         if input_tokens is None and output_tokens is not None and bits & _B_TOTAL_TOKENS:
-            total = _first(attrs, c.TOTAL_TOKEN_KEYS, _int)
+            total = _first_int(attrs, c.TOTAL_TOKEN_KEYS)
             if total is not None and total >= output_tokens:
                 input_tokens = total - output_tokens
-        cached = _first(attrs, c.CACHE_READ_KEYS, _int) if bits & _B_CACHE_READ else None
-        cache_write = _first(attrs, c.CACHE_WRITE_KEYS, _int) if bits & _B_CACHE_WRITE else None
-        reasoning = _first(attrs, c.REASONING_KEYS, _int) if bits & _B_REASONING else None
+        cached = _first_int(attrs, c.CACHE_READ_KEYS) if bits & _B_CACHE_READ else None
+        cache_write = _first_int(attrs, c.CACHE_WRITE_KEYS) if bits & _B_CACHE_WRITE else None
+        reasoning = _first_int(attrs, c.REASONING_KEYS) if bits & _B_REASONING else None
         if input_tokens is not None:
             event["input_tokens"] = input_tokens
         if output_tokens is not None:
@@ -1062,64 +1100,66 @@ def map_span(span: ReadableSpan, options: MappingOptions = _DEFAULT_OPTIONS) -> 
             event["session_id"] = _fit(session[1])
 
     # Tags, most useful first so the cap drops user metadata before the span's identity.
-    add = tags.add
-    add("otel.span_name", span.name)
-    add("otel.span_kind", _SPAN_KIND_NAMES.get(span.kind, "internal"))
+    pairs = scan.lqt_tags or []
+    add = pairs.append
+    add(("otel.span_name", span.name))
+    add(("otel.span_kind", _SPAN_KIND_NAMES.get(span.kind, "internal")))
     if service_name is not None:
-        add("service.name", service_name)
+        add(("service.name", service_name))
     scope = span.instrumentation_scope
     if scope is not None:
-        add("otel.scope.name", scope.name)
+        add(("otel.scope.name", scope.name))
         if scope.version:
-            add("otel.scope.version", scope.version)
+            add(("otel.scope.version", scope.version))
     if raw_provider is not None:
-        add("gen_ai.provider.name", raw_provider)
+        add(("gen_ai.provider.name", raw_provider))
     if raw_op is not None:
-        add("gen_ai.operation.name", raw_op)
+        add(("gen_ai.operation.name", raw_op))
     if request_model is not None:
-        add("gen_ai.request.model", request_model)
+        add(("gen_ai.request.model", request_model))
     if reasoning is not None:
-        add("tokens.reasoning", reasoning)
+        add(("tokens.reasoning", reasoning))
     if cache_write is not None:
-        add("tokens.cache_write", cache_write)
+        add(("tokens.cache_write", cache_write))
     if cost_source is not None:
-        add("cost.source", cost_source)
+        add(("cost.source", cost_source))
     if bits & _B_METHOD:
         method = _first_str(attrs, c.HTTP_METHOD_KEYS)
         if method is not None:
-            add("http.request.method", method[1])
+            add(("http.request.method", method[1]))
     if http is not None:
-        add("http.response.status_code", http)
+        add(("http.response.status_code", http))
     context = scan.context
     if context is not None:
         if len(context) > 1:
             context.sort()
         for _, key, value in context:
             if value is not None:
-                add(key, value)
+                add((key, value))
     if bits & _B_TARGET and "http.route" not in attrs:
         target = attrs.get(c.HTTP_TARGET)
         if isinstance(target, str) and target:
-            add("http.route", target.split("?", 1)[0])
+            add(("http.route", target.split("?", 1)[0]))
     if bits & _B_OI_TAGS:
         oi_tags = attrs.get(c.OI_TAGS)
         if oi_tags is not None:
             if isinstance(oi_tags, (list, tuple)):
                 joined = ",".join(t for t in (_str(v) for v in oi_tags) if t is not None)
                 if joined:
-                    add("tags", joined)
+                    add(("tags", joined))
             else:
-                add("tags", oi_tags)
+                add(("tags", oi_tags))
     if bits & _B_METADATA:
         metadata = attrs.get(c.OI_METADATA)
         if metadata is not None:
-            tags.add_json_flat("metadata", metadata)
+            _json_flat_pairs("metadata", metadata, options._redactor, pairs)
     if scan.assoc is not None:
         for suffix, value in scan.assoc:
             if suffix not in c.ASSOCIATION_CONTEXT_SUFFIXES:
-                add(suffix, value)
-    if tags.tags:
-        event["tags"] = tags.tags
+                add((suffix, value))
+    tags = _fill_tags(pairs, options)
+    if tags:
+        event["tags"] = tags
     event["sdk_version"] = options.sdk_version
     return event
 

@@ -96,6 +96,9 @@ _UNKNOWN_MODEL = "unknown"
 _NOT_LINEAR = "not-linear"
 # (genai-prices provider id, model ref) -> _LinearRates, _NOT_LINEAR (price each call) or _UNKNOWN_MODEL.
 _rates: dict[tuple[str | None, str], Any] = {}
+# (raw provider, model) as the mapping passes them -> the _LinearRates of _rates, so that a repeated model skips
+# normalising its provider and model reference (most spans of an app use a handful of models).
+_linear_by_raw: dict[tuple[str | None, str], _LinearRates] = {}
 _MTOK = 1_000_000
 
 
@@ -140,6 +143,10 @@ def compute_cost(
     """
     if input_tokens is None and output_tokens is None:
         return None
+    linear = _linear_by_raw.get((raw_provider, model))
+    if linear is not None:
+        usd = linear.cost(input_tokens or 0, output_tokens or 0, cache_read_tokens or 0, cache_write_tokens or 0)
+        return usd if math.isfinite(usd) and usd >= 0 else None
     prices = _module()
     if prices is None:
         return None
@@ -159,6 +166,9 @@ def compute_cost(
         if rates is _UNKNOWN_MODEL:
             return None
         if isinstance(rates, _LinearRates):
+            if len(_linear_by_raw) >= DEFAULT_MAX_CACHED_MODELS:
+                _linear_by_raw.clear()
+            _linear_by_raw[(raw_provider, model)] = rates
             cost = rates.cost(input_tokens or 0, output_tokens or 0, cache_read_tokens or 0, cache_write_tokens or 0)
         else:
             cost = _price_once(
