@@ -49,7 +49,7 @@ def normalise_key(key: str) -> str:
 class Redactor:
     """Decides whether a tag key is redacted; decisions are memoised because tag keys repeat across spans."""
 
-    __slots__ = ("_keys", "memo")
+    __slots__ = ("_keys", "memo", "plain_tag_keys")
 
     def __init__(self, extra_keys: Iterable[str] = ()) -> None:
         keys = {normalise_key(k) for k in DEFAULT_REDACT_KEYS}
@@ -57,6 +57,8 @@ class Redactor:
         self._keys = frozenset(keys)
         # Read directly by the mapping's hot path (a hit skips a method call); filled by matches().
         self.memo: dict[str, bool] = {}
+        # Raw tag key -> the key as sent (capped, cleaned), for keys that are not redacted; read by the mapping.
+        self.plain_tag_keys: dict[str, str] = {}
 
     def matches(self, key: str) -> bool:
         hit = self.memo.get(key)
@@ -69,6 +71,12 @@ class Redactor:
             self.memo.clear()
         self.memo[key] = hit
         return hit
+
+    def remember_plain_tag_key(self, raw_key: str, tag_key: str) -> None:
+        """Record that ``raw_key`` is sent as ``tag_key`` unredacted (bounded like the match memo)."""
+        if len(self.plain_tag_keys) >= _MAX_MEMO:
+            self.plain_tag_keys.clear()
+        self.plain_tag_keys[raw_key] = tag_key
 
     def scrub_json(self, value: object, depth: int = 0) -> object:
         """Return ``value`` with the values of matching keys in nested dicts replaced by ``[REDACTED]``."""

@@ -451,14 +451,23 @@ class _Scan:
         self.lqt_tags: list[tuple[str, Any]] | None = None
         self.assoc: list[tuple[str, Any]] | None = None
         self.flat: list[list[tuple[str, Any]] | None] | None = None
-        self.context: list[tuple[int, str, Any]] | None = None
+        self.context: tuple[str, ...] = ()
 
 
-def _scan(attrs: dict[Any, Any]) -> _Scan:
-    scan = _Scan()
+# A span's key tuple (spans of one instrumentation repeat the same keys in the same order) -> its bits, the keys of
+# prefix families whose values the pass collects as (key, family, flat bucket, suffix) in attribute order, and the
+# context tag keys present, in CONTEXT_TAG_KEYS order.
+_Shape = tuple[int, tuple[tuple[Any, int, int, str], ...], tuple[str, ...]]
+_MAX_SHAPES = 1024
+_shapes: dict[tuple[Any, ...], _Shape] = {}
+
+
+def _shape(keys: tuple[Any, ...]) -> _Shape:
     bits = 0
+    families: list[tuple[Any, int, int, str]] = []
+    context: list[tuple[int, str]] = []
     known = _key_info
-    for key, value in attrs.items():
+    for key in keys:
         info = known.get(key)
         if info is None:
             info = _classify(key)
@@ -468,28 +477,43 @@ def _scan(attrs: dict[Any, Any]) -> _Scan:
         key_bits, family, bucket, suffix, rank = info
         bits |= key_bits
         if family:
-            if family == _FAMILY_FLAT:
-                flat = scan.flat
-                if flat is None:
-                    flat = scan.flat = [None] * len(_FLAT_PREFIXES)
-                items = flat[bucket]
-                if items is None:
-                    items = flat[bucket] = []
-                items.append((suffix, value))
-            elif family == _FAMILY_LQT_TAG:
-                if scan.lqt_tags is None:
-                    scan.lqt_tags = []
-                scan.lqt_tags.append((suffix, value))
-            else:
-                if scan.assoc is None:
-                    scan.assoc = []
-                scan.assoc.append((suffix, value))
+            families.append((key, family, bucket, suffix))
         if rank >= 0:
-            if scan.context is None:
-                scan.context = []
-            scan.context.append((rank, key, value))
+            context.append((rank, key))
+    shape = (bits, tuple(families), tuple(key for _, key in sorted(context)))
+    if len(_shapes) >= _MAX_SHAPES:
+        _shapes.clear()
+    _shapes[keys] = shape
+    return shape
+
+
+def _scan(attrs: dict[Any, Any]) -> _Scan:
+    scan = _Scan()
+    keys = tuple(attrs)
+    shape = _shapes.get(keys)
+    if shape is None:
+        shape = _shape(keys)
+    bits, families, scan.context = shape
     scan.bits = bits
     scan.is_ai = bool(bits & _B_AI)
+    for key, family, bucket, suffix in families:
+        value = attrs[key]
+        if family == _FAMILY_FLAT:
+            flat = scan.flat
+            if flat is None:
+                flat = scan.flat = [None] * len(_FLAT_PREFIXES)
+            items = flat[bucket]
+            if items is None:
+                items = flat[bucket] = []
+            items.append((suffix, value))
+        elif family == _FAMILY_LQT_TAG:
+            if scan.lqt_tags is None:
+                scan.lqt_tags = []
+            scan.lqt_tags.append((suffix, value))
+        else:
+            if scan.assoc is None:
+                scan.assoc = []
+            scan.assoc.append((suffix, value))
     return scan
 
 
@@ -889,30 +913,32 @@ def _fill_tags(pairs: list[tuple[str, Any]], options: MappingOptions) -> dict[st
     if max_value < 0:
         max_value = 0
     redactor = options._redactor
-    memo = redactor.memo
+    plain_keys = redactor.plain_tag_keys
     for key, value in pairs:
         if len(tags) >= limit:
             break
-        if not key or key in tags:
+        if key in tags:
             continue
         text: str | None = value if value.__class__ is str else _tag_value(value)
         if text is None:
             continue
-        if len(key) > DEFAULT_MAX_TAG_KEY_CHARS:
-            key = key[:DEFAULT_MAX_TAG_KEY_CHARS]
-        if not key.isascii():
-            key = _clean(key)
-        redact = memo.get(key)
-        if redact is None:
-            redact = redactor.matches(key)
-        if redact:
-            text = REDACTED
-        else:
-            if len(text) > max_value:
-                text = _cap(text, max_value)
-            if not text.isascii():
-                text = _clean(text)
-        tags[key] = text
+        tag_key = plain_keys.get(key)
+        if tag_key is None:
+            # First sight of this key (or a redacted one): cap, clean, decide redaction.
+            if not key:
+                continue
+            tag_key = key[:DEFAULT_MAX_TAG_KEY_CHARS] if len(key) > DEFAULT_MAX_TAG_KEY_CHARS else key
+            if not tag_key.isascii():
+                tag_key = _clean(tag_key)
+            if redactor.matches(tag_key):
+                tags[tag_key] = REDACTED
+                continue
+            redactor.remember_plain_tag_key(key, tag_key)
+        if len(text) > max_value:
+            text = _cap(text, max_value)
+        if not text.isascii():
+            text = _clean(text)
+        tags[tag_key] = text
     return tags
 
 
@@ -1129,13 +1155,10 @@ def map_span(span: ReadableSpan, options: MappingOptions = _DEFAULT_OPTIONS) -> 
             add(("http.request.method", method[1]))
     if http is not None:
         add(("http.response.status_code", http))
-    context = scan.context
-    if context is not None:
-        if len(context) > 1:
-            context.sort()
-        for _, key, value in context:
-            if value is not None:
-                add((key, value))
+    for key in scan.context:
+        value = attrs[key]
+        if value is not None:
+            add((key, value))
     if bits & _B_TARGET and "http.route" not in attrs:
         target = attrs.get(c.HTTP_TARGET)
         if isinstance(target, str) and target:
