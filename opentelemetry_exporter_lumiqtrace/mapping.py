@@ -39,7 +39,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 from opentelemetry_exporter_lumiqtrace import _content
 from opentelemetry_exporter_lumiqtrace import _conventions as c
 from opentelemetry_exporter_lumiqtrace._redaction import REDACTED, Redactor, scrub_secrets
-from opentelemetry_exporter_lumiqtrace.pricing import compute_cost
+from opentelemetry_exporter_lumiqtrace.pricing import compute_cost, linear_cost, linear_rates_by_raw
 from opentelemetry_exporter_lumiqtrace.version import __version__
 
 _T = TypeVar("_T")
@@ -296,13 +296,15 @@ def _iso_second(second: int) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
 
 
+_MILLIS = tuple(f".{ms:03d}Z" for ms in range(1000))
+
+
 def _timestamp(ns: int) -> str:
     second, rest = divmod(ns, 1_000_000_000)
     if not 0 <= second <= _MAX_ISO_SECOND:
         # Outside what a 4-digit-year ISO timestamp can say: only a corrupt span gets here; "now" is the best guess.
         second, rest = divmod(time.time_ns(), 1_000_000_000)
-    head = _iso_second(second)
-    return f"{head}.{rest // 1_000_000:03d}Z"
+    return _iso_second(second) + _MILLIS[rest // 1_000_000]
 
 
 # --- attribute scan -------------------------------------------------------------------------------------------------
@@ -573,6 +575,9 @@ def _provider(attrs: Mapping[str, Any], model: str | None, bits: int) -> tuple[s
     found = _first_str(attrs, c.PROVIDER_KEYS) if bits & _B_PROVIDER else None
     if found is not None:
         raw = found[1]
+        wire = c.PROVIDER_NORMALISATION.get(raw)  # already normalised, as most instrumentations send it
+        if wire is not None:
+            return wire, raw
         low = raw.strip().lower()
         wire = c.PROVIDER_NORMALISATION.get(low)
         if wire is None and found[0] == "lumiqtrace.provider" and low in c.PROVIDERS:
@@ -1077,15 +1082,20 @@ def map_span(span: ReadableSpan, options: MappingOptions = _DEFAULT_OPTIONS) -> 
             and (input_tokens is not None or output_tokens is not None)
         ):
             # Agent and workflow spans that aggregate their children's usage are never priced (double counting).
-            cost = compute_cost(
-                raw_provider=raw_provider or (provider if provider != "custom" else None),
-                model=model,
-                input_tokens=input_tokens,
-                output_tokens=output_tokens,
-                cache_read_tokens=cached,
-                cache_write_tokens=cache_write,
-                start_time_ns=start,
-            )
+            price_provider = raw_provider or (provider if provider != "custom" else None)
+            rates = linear_rates_by_raw.get((price_provider, model))
+            if rates is not None:
+                cost = linear_cost(rates, input_tokens, output_tokens, cached, cache_write)
+            else:
+                cost = compute_cost(
+                    raw_provider=price_provider,
+                    model=model,
+                    input_tokens=input_tokens,
+                    output_tokens=output_tokens,
+                    cache_read_tokens=cached,
+                    cache_write_tokens=cache_write,
+                    start_time_ns=start,
+                )
             if cost is not None:
                 cost_source = "genai-prices"
         if cost is not None:

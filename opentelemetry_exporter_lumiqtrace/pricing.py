@@ -97,8 +97,9 @@ _NOT_LINEAR = "not-linear"
 # (genai-prices provider id, model ref) -> _LinearRates, _NOT_LINEAR (price each call) or _UNKNOWN_MODEL.
 _rates: dict[tuple[str | None, str], Any] = {}
 # (raw provider, model) as the mapping passes them -> the _LinearRates of _rates, so that a repeated model skips
-# normalising its provider and model reference (most spans of an app use a handful of models).
-_linear_by_raw: dict[tuple[str | None, str], _LinearRates] = {}
+# normalising its provider and model reference (most spans of an app use a handful of models). The mapping reads it
+# directly (see linear_cost) to skip even the call to compute_cost; only compute_cost writes it.
+linear_rates_by_raw: dict[tuple[str | None, str], _LinearRates] = {}
 _MTOK = 1_000_000
 
 
@@ -126,6 +127,18 @@ def _resolve(prices: Any, provider_id: str | None, ref: str) -> Any:
     )
 
 
+def linear_cost(
+    rates: _LinearRates,
+    input_tokens: int | None,
+    output_tokens: int | None,
+    cache_read_tokens: int | None,
+    cache_write_tokens: int | None,
+) -> float | None:
+    """:func:`compute_cost` for a model whose rates are in ``linear_rates_by_raw``."""
+    usd = rates.cost(input_tokens or 0, output_tokens or 0, cache_read_tokens or 0, cache_write_tokens or 0)
+    return usd if math.isfinite(usd) and usd >= 0 else None
+
+
 def compute_cost(
     *,
     raw_provider: str | None,
@@ -143,10 +156,9 @@ def compute_cost(
     """
     if input_tokens is None and output_tokens is None:
         return None
-    linear = _linear_by_raw.get((raw_provider, model))
+    linear = linear_rates_by_raw.get((raw_provider, model))
     if linear is not None:
-        usd = linear.cost(input_tokens or 0, output_tokens or 0, cache_read_tokens or 0, cache_write_tokens or 0)
-        return usd if math.isfinite(usd) and usd >= 0 else None
+        return linear_cost(linear, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens)
     prices = _module()
     if prices is None:
         return None
@@ -166,9 +178,9 @@ def compute_cost(
         if rates is _UNKNOWN_MODEL:
             return None
         if isinstance(rates, _LinearRates):
-            if len(_linear_by_raw) >= DEFAULT_MAX_CACHED_MODELS:
-                _linear_by_raw.clear()
-            _linear_by_raw[(raw_provider, model)] = rates
+            if len(linear_rates_by_raw) >= DEFAULT_MAX_CACHED_MODELS:
+                linear_rates_by_raw.clear()
+            linear_rates_by_raw[(raw_provider, model)] = rates
             cost = rates.cost(input_tokens or 0, output_tokens or 0, cache_read_tokens or 0, cache_write_tokens or 0)
         else:
             cost = _price_once(
