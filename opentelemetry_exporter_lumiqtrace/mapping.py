@@ -872,13 +872,31 @@ def _failure(
         message_src = events.exc_messages[-1]
     if message_src is None:
         message_src = error_type
-    error_message = None
-    if message_src is not None:
-        # Scrub on a bounded slice: secrets straddling the cut are cut too, and huge messages stay cheap.
-        text = _WS_RE.sub(" ", message_src[: 4 * DEFAULT_MAX_ERROR_MESSAGE_CHARS]).strip()
-        if text:
-            error_message = _cap(scrub_secrets(text), DEFAULT_MAX_ERROR_MESSAGE_CHARS)
+    error_message = _error_message(message_src) if message_src is not None else None
     return status, error_code, error_message, http
+
+
+# Raw error message -> scrubbed, capped message (or None). Failures come in storms of the same message (a provider's
+# 429s, a dead dependency), and the secret-scrubbing regexes are the dearest part of mapping a failed span.
+_MAX_ERROR_MESSAGES = 512
+_error_messages: dict[str, str | None] = {}
+
+
+def _error_message(message_src: str) -> str | None:
+    try:
+        return _error_messages[message_src]
+    except KeyError:
+        pass
+    error_message = None
+    # Scrub on a bounded slice: secrets straddling the cut are cut too, and huge messages stay cheap.
+    text = _WS_RE.sub(" ", message_src[: 4 * DEFAULT_MAX_ERROR_MESSAGE_CHARS]).strip()
+    if text:
+        error_message = _cap(scrub_secrets(text), DEFAULT_MAX_ERROR_MESSAGE_CHARS)
+    if len(message_src) <= 4 * DEFAULT_MAX_ERROR_MESSAGE_CHARS:  # huge messages are rare and would pin memory
+        if len(_error_messages) >= _MAX_ERROR_MESSAGES:
+            _error_messages.clear()
+        _error_messages[message_src] = error_message
+    return error_message
 
 
 # --- resource / scope caches ----------------------------------------------------------------------------------------
