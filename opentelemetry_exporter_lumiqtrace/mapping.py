@@ -343,6 +343,7 @@ _GROUPS: tuple[tuple[str, ...], ...] = (
         c.OL_ENTITY_OUTPUT,
     ),
     (c.ERROR_TYPE, *c.HTTP_STATUS_KEYS, c.GRPC_STATUS_KEY, c.LQT_STATUS, c.LQT_ERROR_CODE),
+    (c.ERROR_TYPE, c.GRPC_STATUS_KEY, c.LQT_STATUS, c.LQT_ERROR_CODE),
     c.ENVIRONMENT_SPAN_KEYS,
     c.USER_KEYS,
     c.SESSION_KEYS,
@@ -372,6 +373,7 @@ _GROUPS: tuple[tuple[str, ...], ...] = (
     _B_FINISH,
     _B_CONTENT,
     _B_STATUS,
+    _B_STATUS_NOT_HTTP,
     _B_ENVIRONMENT,
     _B_USER,
     _B_SESSION,
@@ -442,20 +444,6 @@ def _classify(key: Any) -> int | tuple[int, int, int, str, int]:
 _NO_FLAT: list[list[tuple[str, Any]] | None] = [None] * len(_FLAT_PREFIXES)
 
 
-class _Scan:
-    """Result of the one pass over the span's attributes."""
-
-    __slots__ = ("assoc", "bits", "context", "flat", "is_ai", "lqt_tags")
-
-    def __init__(self) -> None:
-        self.bits = 0
-        self.is_ai = False
-        self.lqt_tags: list[tuple[str, Any]] | None = None
-        self.assoc: list[tuple[str, Any]] | None = None
-        self.flat: list[list[tuple[str, Any]] | None] | None = None
-        self.context: tuple[str, ...] = ()
-
-
 # A span's key tuple (spans of one instrumentation repeat the same keys in the same order) -> its bits, the keys of
 # prefix families whose values the pass collects as (key, family, flat bucket, suffix) in attribute order, and the
 # context tag keys present, in CONTEXT_TAG_KEYS order.
@@ -489,34 +477,34 @@ def _shape(keys: tuple[Any, ...]) -> _Shape:
     return shape
 
 
-def _scan(attrs: dict[Any, Any]) -> _Scan:
-    scan = _Scan()
-    keys = tuple(attrs)
-    shape = _shapes.get(keys)
-    if shape is None:
-        shape = _shape(keys)
-    bits, families, scan.context = shape
-    scan.bits = bits
-    scan.is_ai = bool(bits & _B_AI)
+_Flat = list[list[tuple[str, Any]] | None]
+
+
+def _collect(
+    attrs: dict[Any, Any], families: tuple[tuple[Any, int, int, str], ...]
+) -> tuple[list[tuple[str, Any]] | None, list[tuple[str, Any]] | None, _Flat | None]:
+    """(lumiqtrace.tags.* items, association property items, flattened-message buckets) as (suffix, value)."""
+    lqt_tags: list[tuple[str, Any]] | None = None
+    assoc: list[tuple[str, Any]] | None = None
+    flat: _Flat | None = None
     for key, family, bucket, suffix in families:
         value = attrs[key]
         if family == _FAMILY_FLAT:
-            flat = scan.flat
             if flat is None:
-                flat = scan.flat = [None] * len(_FLAT_PREFIXES)
+                flat = [None] * len(_FLAT_PREFIXES)
             items = flat[bucket]
             if items is None:
                 items = flat[bucket] = []
             items.append((suffix, value))
         elif family == _FAMILY_LQT_TAG:
-            if scan.lqt_tags is None:
-                scan.lqt_tags = []
-            scan.lqt_tags.append((suffix, value))
+            if lqt_tags is None:
+                lqt_tags = []
+            lqt_tags.append((suffix, value))
         else:
-            if scan.assoc is None:
-                scan.assoc = []
-            scan.assoc.append((suffix, value))
-    return scan
+            if assoc is None:
+                assoc = []
+            assoc.append((suffix, value))
+    return lqt_tags, assoc, flat
 
 
 # --- events ---------------------------------------------------------------------------------------------------------
@@ -753,8 +741,15 @@ def _status(
     """(status, error_code, error_message, http status) following the ladder in the module docstring."""
     status_obj = span.status
     status_code = getattr(status_obj, "status_code", StatusCode.UNSET)
-    if not bits & _B_STATUS and status_code is not StatusCode.ERROR and not events.exc_escaped:
-        return _SUCCESS
+    if status_code is not StatusCode.ERROR and not events.exc_escaped and not bits & _B_STATUS_NOT_HTTP:
+        # Not failed and nothing but an HTTP status code to go by (most spans): the HTTP rungs of the ladder.
+        if not bits & _B_STATUS:
+            return _SUCCESS
+        http = _first_int(attrs, c.HTTP_STATUS_KEYS)
+        if http is None:
+            return _SUCCESS
+        if http < 400 or (http < 500 and http not in (408, 429, 499) and span.kind is SpanKind.SERVER):
+            return "success", None, None, http
     # _str / _int of a missing value is None: the calls are only made for values that are there.
     description = getattr(status_obj, "description", None)
     if description is not None:
@@ -1004,10 +999,17 @@ def map_span(span: ReadableSpan, options: MappingOptions = _DEFAULT_OPTIONS) -> 
     # One copy up front: the SDK hands out a MappingProxyType over BoundedAttributes, whose every lookup (and every
     # miss, through Mapping.get and KeyError) runs Python code; a plain dict makes the lookups below C-speed.
     attrs: dict[Any, Any] = {} if raw_attrs is None else raw_attrs if raw_attrs.__class__ is dict else dict(raw_attrs)
-    scan = _scan(attrs)
-    if options.ai_only and not scan.is_ai:
+    keys = tuple(attrs)
+    shape = _shapes.get(keys)
+    if shape is None:
+        shape = _shape(keys)
+    bits, families, context_keys = shape
+    is_ai = bits & _B_AI
+    if options.ai_only and not is_ai:
         return None
-    bits = scan.bits
+    lqt_tags = assoc = flat = None
+    if families:
+        lqt_tags, assoc, flat = _collect(attrs, families)
 
     ctx = span.context
     start_ns = span.start_time
@@ -1038,7 +1040,7 @@ def map_span(span: ReadableSpan, options: MappingOptions = _DEFAULT_OPTIONS) -> 
     request_model: str | None = None
     reasoning = cache_write = None
     cost_source: str | None = None
-    if scan.is_ai:
+    if is_ai:
         found = _first_str(attrs, (c.LQT_MODEL,)) if bits & _B_LQT_MODEL else None
         if found is None and bits & _B_RESPONSE_MODEL:
             found = _first_str(attrs, c.RESPONSE_MODEL_KEYS)
@@ -1123,8 +1125,8 @@ def map_span(span: ReadableSpan, options: MappingOptions = _DEFAULT_OPTIONS) -> 
         if finish is not None:
             event["finish_reason"] = _fit(finish)
 
-        if bits & _B_CONTENT or scan.flat is not None or events.prompt is not None or events.completion is not None:
-            _add_content(event, attrs, scan, events, span_kind, options)
+        if bits & _B_CONTENT or flat is not None or events.prompt is not None or events.completion is not None:
+            _add_content(event, attrs, flat or _NO_FLAT, events, span_kind, options)
     else:
         event["provider"] = "custom"
         event["operation"] = "custom"
@@ -1154,7 +1156,7 @@ def map_span(span: ReadableSpan, options: MappingOptions = _DEFAULT_OPTIONS) -> 
             event["session_id"] = _fit(session[1])
 
     # Tags, most useful first so the cap drops user metadata before the span's identity.
-    pairs = scan.lqt_tags or []
+    pairs = lqt_tags or []
     add = pairs.append
     add(("otel.span_name", span.name))
     add(("otel.span_kind", _SPAN_KIND_NAMES.get(span.kind, "internal")))
@@ -1183,7 +1185,7 @@ def map_span(span: ReadableSpan, options: MappingOptions = _DEFAULT_OPTIONS) -> 
             add(("http.request.method", method[1]))
     if http is not None:
         add(("http.response.status_code", http))
-    for key in scan.context:
+    for key in context_keys:
         value = attrs[key]
         if value is not None:
             add((key, value))
@@ -1204,8 +1206,8 @@ def map_span(span: ReadableSpan, options: MappingOptions = _DEFAULT_OPTIONS) -> 
         metadata = attrs.get(c.OI_METADATA)
         if metadata is not None:
             _json_flat_pairs("metadata", metadata, options._redactor, pairs)
-    if scan.assoc is not None:
-        for suffix, value in scan.assoc:
+    if assoc is not None:
+        for suffix, value in assoc:
             if suffix not in c.ASSOCIATION_CONTEXT_SUFFIXES:
                 add((suffix, value))
     tags = _fill_tags(pairs, options)
@@ -1218,13 +1220,12 @@ def map_span(span: ReadableSpan, options: MappingOptions = _DEFAULT_OPTIONS) -> 
 def _add_content(
     event: dict[str, Any],
     attrs: Mapping[str, Any],
-    scan: _Scan,
+    flat: _Flat,
     events: _Events,
     span_kind: str,
     options: MappingOptions,
 ) -> None:
     """Set ``prompt_hash`` (whenever prompt content is visible) and, on opt-in, ``prompt`` and ``response``."""
-    flat = scan.flat or _NO_FLAT
     prompt: list[_content.Message] | None = None
     system = attrs.get(c.OT_SYSTEM_INSTRUCTIONS)
     ot_input = attrs.get(c.OT_INPUT_MESSAGES)
