@@ -109,6 +109,8 @@ class MappingOptions:
     compute_cost: bool = True
     sdk_version: str = __version__
     _redactor: Redactor = field(init=False, repr=False, compare=False)
+    # (span name, kind, service, scope name, scope version) -> their tags, for spans without lumiqtrace.tags.*.
+    _head_tags: dict[tuple[Any, ...], dict[str, str]] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         keys = self.redact_keys
@@ -116,6 +118,7 @@ class MappingOptions:
             keys = frozenset(k for k in (keys or ()) if isinstance(k, str))
             object.__setattr__(self, "redact_keys", keys)
         object.__setattr__(self, "_redactor", Redactor(keys))
+        object.__setattr__(self, "_head_tags", {})
 
 
 _DEFAULT_OPTIONS = MappingOptions()
@@ -919,13 +922,42 @@ def _resource_info(resource: Any) -> tuple[str | None, str | None]:
 # --- tags -----------------------------------------------------------------------------------------------------------
 
 
-def _fill_tags(pairs: list[tuple[str, Any]], options: MappingOptions) -> dict[str, str]:
-    """The tags of ``pairs`` in order: the first value of a key wins, keys and values are capped and cleaned, values
-    of redacted keys become ``[REDACTED]``, and the map stops growing at ``max_tags``.
+_MAX_HEAD_TAGS = 1024
+
+
+def _head_pairs(
+    name: Any,
+    kind_name: str,
+    service_name: str | None,
+    scope: object | None,
+    scope_name: str | None,
+    scope_version: str | None,
+    *,
+    pairs: list[tuple[str, Any]],
+) -> list[tuple[str, Any]]:
+    """Append the span's identity tags (the first after any ``lumiqtrace.tags.*``) to ``pairs``."""
+    pairs.append(("otel.span_name", name))
+    pairs.append(("otel.span_kind", kind_name))
+    if service_name is not None:
+        pairs.append(("service.name", service_name))
+    if scope is not None:
+        pairs.append(("otel.scope.name", scope_name))
+        if scope_version:
+            pairs.append(("otel.scope.version", scope_version))
+    return pairs
+
+
+def _fill_tags(
+    pairs: list[tuple[str, Any]], options: MappingOptions, tags: dict[str, str] | None = None
+) -> dict[str, str]:
+    """The tags of ``pairs`` in order, added to ``tags`` (the result of earlier pairs): the first value of a key
+    wins, keys and values are capped and cleaned, values of redacted keys become ``[REDACTED]``, and the map stops
+    growing at ``max_tags``.
 
     One loop instead of a call per tag: a span has a dozen tags and the call overhead was most of their cost.
     """
-    tags: dict[str, str] = {}
+    if tags is None:
+        tags = {}
     limit = options.max_tags
     max_value = options.max_tag_value_chars
     if max_value < 0:
@@ -1156,17 +1188,35 @@ def map_span(span: ReadableSpan, options: MappingOptions = _DEFAULT_OPTIONS) -> 
             event["session_id"] = _fit(session[1])
 
     # Tags, most useful first so the cap drops user metadata before the span's identity.
-    pairs = lqt_tags or []
-    add = pairs.append
-    add(("otel.span_name", span.name))
-    add(("otel.span_kind", _SPAN_KIND_NAMES.get(span.kind, "internal")))
-    if service_name is not None:
-        add(("service.name", service_name))
+    name = span.name
+    kind_name = _SPAN_KIND_NAMES.get(span.kind, "internal")
     scope = span.instrumentation_scope
+    scope_name = scope_version = None
     if scope is not None:
-        add(("otel.scope.name", scope.name))
-        if scope.version:
-            add(("otel.scope.version", scope.version))
+        scope_name = scope.name
+        scope_version = scope.version
+    tags: dict[str, str] | None = None
+    if (
+        lqt_tags is None
+        and name.__class__ is str
+        and (scope_name is None or scope_name.__class__ is str)
+        and (scope_version is None or scope_version.__class__ is str)
+    ):
+        # The identity tags repeat across spans (same name, kind, service, scope): filled once per options. A scope
+        # without name and version gives the same tags as no scope, so the key need not tell them apart.
+        head_key = (name, kind_name, service_name, scope_name, scope_version)
+        head_tags = options._head_tags.get(head_key)
+        if head_tags is None:
+            head = _head_pairs(name, kind_name, service_name, scope, scope_name, scope_version, pairs=[])
+            head_tags = _fill_tags(head, options)
+            if len(options._head_tags) >= _MAX_HEAD_TAGS:
+                options._head_tags.clear()
+            options._head_tags[head_key] = head_tags
+        tags = head_tags.copy()
+        pairs: list[tuple[str, Any]] = []
+    else:
+        pairs = _head_pairs(name, kind_name, service_name, scope, scope_name, scope_version, pairs=lqt_tags or [])
+    add = pairs.append
     if raw_provider is not None:
         add(("gen_ai.provider.name", raw_provider))
     if raw_op is not None:
@@ -1210,7 +1260,7 @@ def map_span(span: ReadableSpan, options: MappingOptions = _DEFAULT_OPTIONS) -> 
         for suffix, value in assoc:
             if suffix not in c.ASSOCIATION_CONTEXT_SUFFIXES:
                 add((suffix, value))
-    tags = _fill_tags(pairs, options)
+    tags = _fill_tags(pairs, options, tags)
     if tags:
         event["tags"] = tags
     event["sdk_version"] = options.sdk_version

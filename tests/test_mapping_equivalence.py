@@ -10,6 +10,7 @@ covers the conventions the mapping reads, made with the real SDK (attributes beh
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -21,6 +22,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import Event, ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from opentelemetry_exporter_lumiqtrace import mapping
@@ -38,7 +40,9 @@ OPTION_SETS: dict[str, dict[str, Any]] = {
 }
 
 
+@functools.cache
 def _options(name: str) -> tuple[mapping.MappingOptions, reference.MappingOptions]:
+    """One pair of options per set, reused like the exporter reuses its options (so per-options caches are hit)."""
     kw = OPTION_SETS[name]
     return mapping.MappingOptions(**kw), reference.MappingOptions(**kw)
 
@@ -508,3 +512,23 @@ def test_plausible_span_maps_like_the_reference(
     description = "TimeoutError: Request timed out." if status is StatusCode.ERROR else None
     span = make_span(attrs, kind=kind, status=Status(status, description), events=span_events)
     assert_same(span, options_name)
+
+
+@pytest.mark.parametrize("options_name", sorted(OPTION_SETS))
+@pytest.mark.parametrize(
+    ("name", "scope", "attrs"),
+    [
+        ("GET /", None, {}),
+        ("GET /", InstrumentationScope("s", None), {}),
+        ("GET /", InstrumentationScope("s", ""), {"http.response.status_code": 200}),
+        ("GET /", InstrumentationScope(None, "1.0"), {}),  # type: ignore[arg-type]
+        ("GET /", InstrumentationScope("s", "1.0"), {"lumiqtrace.tags.otel.span_name": "mine", "lumiqtrace.tags.x": 1}),
+        ("é" * 300, InstrumentationScope("sc\ud800", "1.0"), {"lumiqtrace.tags.otel.span_kind": "mine"}),
+        (None, InstrumentationScope("s", "1.0"), {}),
+        ("password", InstrumentationScope("token", "secret"), {}),
+    ],
+)
+def test_identity_tags_map_like_the_reference(name: Any, scope: Any, attrs: dict[str, Any], options_name: str) -> None:
+    # Twice: the second mapping of the same identity reads the per-options cache of identity tags.
+    for _ in range(2):
+        assert_same(make_span(attrs, name=name, scope=scope), options_name)
