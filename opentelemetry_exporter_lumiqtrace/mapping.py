@@ -18,6 +18,13 @@ gRPC 4), ``rate_limited`` (``RateLimitError``-like identifiers, "429", "Error co
 ``error`` (span status ERROR, ``error.type``, an escaped exception event, HTTP >= 500, or >= 400 on non-server
 spans), else ``success``. Error identifiers are read from ``error.type``, ``exception.type`` events and the
 ``"Name: message"`` prefix of the status description, and only count when the span failed.
+
+Cost: the mapping runs for every span in the application's process, so it avoids work that cannot apply. The
+attributes are copied once to a plain dict; the span's key tuple (spans of one instrumentation repeat it) is memoised
+as a *shape*: which precedence lists have a key present (a bit each), which keys belong to prefix families, which
+context tags are there. A precedence lookup only runs when its bit is set, and then exactly as before, so precedence
+and fall-through on unusable values are unchanged. Tags are collected as pairs and filled in one loop; the identity
+tags (span name, kind, service, scope) are filled once per distinct identity and options.
 """
 
 from __future__ import annotations
