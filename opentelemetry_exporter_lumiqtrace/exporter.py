@@ -308,7 +308,7 @@ class LumiqTraceSpanExporter(SpanExporter):
                 events.append(event)
         if filtered:
             self._stats.add_filtered(filtered)
-        lines, errors = encode_events(events)
+        lines, errors = encode_events(events, from_mapping=True)
         if errors:
             self._stats.add_dropped(DROP_ENCODING, len(errors), errors[-1])
             self._throttled.log(

@@ -170,3 +170,14 @@ def test_encoded_lines_hold_about_their_length_in_memory() -> None:
         tracemalloc.stop()
     total = sum(len(line) for line in lines)
     assert held < 1.5 * total
+
+
+@pytest.mark.parametrize("cost", [4.2e-05, 0.0034, 1.0, 0.1 + 0.2, 1e-12, 123456789.5])
+def test_the_exporters_fast_path_writes_the_stdlib_bytes(cost: float) -> None:
+    from opentelemetry_exporter_lumiqtrace.encoding import _dumps_stdlib
+
+    event = {"event_id": "e", "latency_ms": 3, "stream": False, "cost_usd": cost, "tags": {"k": "välue\u2028"}}
+    lines, errors = encode_events([dict(event)], from_mapping=True)
+    assert errors == [] and lines == [_dumps_stdlib(event)]
+    nan_lines, nan_errors = encode_events([{**event, "cost_usd": float("nan")}], from_mapping=True)
+    assert nan_lines == [] and len(nan_errors) == 1

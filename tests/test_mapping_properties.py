@@ -13,6 +13,7 @@ from opentelemetry.sdk.trace import Event
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from opentelemetry_exporter_lumiqtrace import _conventions as c
+from opentelemetry_exporter_lumiqtrace.encoding import _dumps_stdlib, encode_events
 from opentelemetry_exporter_lumiqtrace.mapping import MappingOptions, map_span
 from tests.test_mapping_support import START_NS, make_span
 
@@ -206,6 +207,10 @@ def test_any_span_maps_to_a_valid_event(
     if not capture:
         assert "prompt" not in event
         assert "response" not in event
+    # The exporter's fast encoding path relies on this shape: cost_usd is the only float, tags are str -> str.
+    assert all(type(v) is not float for k, v in event.items() if k != "cost_usd")
+    lines, errors = encode_events([dict(event)], from_mapping=True)
+    assert errors == [] and lines == [_dumps_stdlib(event)]
 
 
 def test_span_without_context_or_times_still_maps() -> None:
