@@ -3,8 +3,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
+import itertools
 import logging
 import os
 import threading
@@ -51,6 +51,7 @@ LINGER_MIN_BATCH = 512
 MAX_PENDING_PER_CALL = 5_000
 # Spooled events sent per export call at most: the drain rate limit.
 SPOOL_DRAIN_BATCH = 500
+_TRACE_ID_LOW_MASK = 2**64 - 1
 # How many trace ids are remembered as "partly sent": enough for the traces in flight in a busy process.
 _STARTED_TRACES_MAX = 65_536
 
@@ -66,15 +67,13 @@ class RecentTraces:
         self._max = max_size
         self._ids: dict[int, None] = {}
 
-    def add(self, trace_id: int) -> None:
+    def remember(self, trace_ids: Iterable[int]) -> None:
         ids = self._ids
-        if trace_id in ids:
-            return
-        ids[trace_id] = None
-        if len(ids) > self._max:
-            # A concurrent export may have removed it first.
-            with contextlib.suppress(StopIteration, KeyError, RuntimeError):
-                del ids[next(iter(ids))]
+        ids.update(dict.fromkeys(trace_ids))  # one C-level pass; known ids keep their place
+        excess = len(ids) - self._max
+        if excess > 0:
+            for trace_id in list(itertools.islice(ids, excess)):
+                ids.pop(trace_id, None)  # a concurrent export may have removed it first
 
     def __contains__(self, trace_id: object) -> bool:
         return trace_id in self._ids
@@ -274,25 +273,25 @@ class LumiqTraceSpanExporter(SpanExporter):
 
     def _encode(self, spans: Sequence[ReadableSpan]) -> tuple[list[bytes], int]:
         """Filter, map and encode; returns the encoded lines and how many spans were lost on the way."""
-        keeps = self._sampling.snapshot().keeps
+        sampling = self._sampling.snapshot()
         started = self._started_traces
         options = self._mapping_options
+        if sampling.bound > _TRACE_ID_LOW_MASK and not sampling.disabled:
+            selected = [span for span in spans if span.context is not None]  # rate 1: every trace is kept
+        else:
+            keeps = sampling.keeps
+            # Above the current threshold and nothing of it sent yet: the whole trace goes. A trace of which some
+            # spans were already sent at a higher rate is finished rather than split.
+            selected = [
+                span
+                for span in spans
+                if span.context is not None and (keeps(span.context.trace_id) or span.context.trace_id in started)
+            ]
+        started.remember(span.context.trace_id for span in selected if span.context is not None)
+        filtered = len(spans) - len(selected)
         events: list[dict[str, Any]] = []
-        filtered = 0
         mapping_errors = 0
-        for span in spans:
-            ctx = span.context
-            if ctx is None:
-                filtered += 1
-                continue
-            trace_id = ctx.trace_id
-            if keeps(trace_id):
-                started.add(trace_id)
-            elif trace_id not in started:
-                # Above the current threshold and nothing of it sent yet: the whole trace goes.
-                filtered += 1
-                continue
-            # else: part of this trace was already sent at a higher rate; finish it rather than split it.
+        for span in selected:
             try:
                 event = map_span(span, options)
             except Exception as exc:

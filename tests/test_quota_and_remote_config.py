@@ -248,3 +248,12 @@ def test_concurrent_ratchet_and_exports_do_not_raise(server: LocalIngestServer, 
     for t in threads:
         t.join(10)
     assert errors == []
+
+
+def test_recent_traces_forget_the_oldest_first() -> None:
+    from opentelemetry_exporter_lumiqtrace.exporter import RecentTraces
+
+    recent = RecentTraces(3)
+    recent.remember([1, 2, 3])
+    recent.remember([2, 4])  # 2 is known and keeps its place; 1 is the oldest and goes
+    assert [t in recent for t in (1, 2, 3, 4)] == [False, True, True, True]
