@@ -33,11 +33,11 @@ import hashlib
 import json
 import logging
 import math
+import operator
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Any, TypeVar
 
 from opentelemetry.sdk.trace import ReadableSpan
@@ -76,6 +76,8 @@ _MAX_ISO_SECOND = 253_402_300_799  # 9999-12-31T23:59:59Z
 _ZERO_TRACE = "0" * 32
 _ZERO_SPAN = "0" * 16
 _SPAN_KIND_NAMES = {kind: kind.name.lower() for kind in SpanKind}
+# The same by id(): hashing an Enum member runs Python code; members live as long as the process.
+_SPAN_KIND_NAMES_BY_ID = {id(kind): name for kind, name in _SPAN_KIND_NAMES.items()}
 _ERROR_CODE_RE = re.compile(r"""["']code["']\s*:\s*["']([A-Za-z0-9_.\-]{1,100})["']""")
 _HTTP_CODE_RE = re.compile(r"Error code: (\d{3})")
 _DESCRIPTION_ID_RE = re.compile(r"^([A-Za-z_][A-Za-z0-9_.]*)(?::|$)")
@@ -301,11 +303,9 @@ def _tag_value(value: Any) -> str | None:
         return None
 
 
-@lru_cache(maxsize=4096)
-def _iso_second(second: int) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-
-
+# Epoch second -> its ISO prefix; only valid seconds go in, so map_span can read it before any range check.
+_MAX_ISO_SECONDS = 4096
+_iso_seconds: dict[int, str] = {}
 _MILLIS = tuple(f".{ms:03d}Z" for ms in range(1000))
 
 
@@ -314,7 +314,13 @@ def _timestamp(ns: int) -> str:
     if not 0 <= second <= _MAX_ISO_SECOND:
         # Outside what a 4-digit-year ISO timestamp can say: only a corrupt span gets here; "now" is the best guess.
         second, rest = divmod(time.time_ns(), 1_000_000_000)
-    return _iso_second(second) + _MILLIS[rest // 1_000_000]
+    prefix = _iso_seconds.get(second)
+    if prefix is None:
+        prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        if len(_iso_seconds) >= _MAX_ISO_SECONDS:
+            _iso_seconds.clear()
+        _iso_seconds[second] = prefix
+    return prefix + _MILLIS[rest // 1_000_000]
 
 
 # --- attribute scan -------------------------------------------------------------------------------------------------
@@ -454,10 +460,34 @@ def _classify(key: Any) -> int | tuple[int, int, int, str, int]:
 _NO_FLAT: list[list[tuple[str, Any]] | None] = [None] * len(_FLAT_PREFIXES)
 
 
+# The precedence lists read with _first_str / _first_int. A shape keeps, for each, the keys the span has, still in
+# precedence order: the lookup reads exactly the values it read over the whole list (a missing key reads None and is
+# skipped), without the misses.
+_LOOKUPS: tuple[tuple[str, ...], ...] = (
+    c.PROVIDER_KEYS,
+    c.HOST_KEYS,
+    (c.LQT_MODEL,),
+    c.RESPONSE_MODEL_KEYS,
+    c.REQUEST_MODEL_KEYS,
+    c.INPUT_TOKEN_KEYS,
+    c.OUTPUT_TOKEN_KEYS,
+    c.TOTAL_TOKEN_KEYS,
+    c.CACHE_READ_KEYS,
+    c.CACHE_WRITE_KEYS,
+    c.REASONING_KEYS,
+    c.FINISH_REASON_KEYS,
+    c.HTTP_STATUS_KEYS,
+    c.ENVIRONMENT_SPAN_KEYS,
+    c.USER_KEYS,
+    c.SESSION_KEYS,
+    c.HTTP_METHOD_KEYS,
+)
+
 # A span's key tuple (spans of one instrumentation repeat the same keys in the same order) -> its bits, the keys of
-# prefix families whose values the pass collects as (key, family, flat bucket, suffix) in attribute order, and the
-# context tag keys present, in CONTEXT_TAG_KEYS order.
-_Shape = tuple[int, tuple[tuple[Any, int, int, str], ...], tuple[str, ...]]
+# prefix families whose values the pass collects as (key, family, flat bucket, suffix) in attribute order, the
+# context tag keys present (in CONTEXT_TAG_KEYS order), a getter of all the values (for the SDK's read-only
+# attribute views, see map_span), then the present keys of each list in _LOOKUPS.
+_Shape = tuple[Any, ...]
 _MAX_SHAPES = 1024
 _shapes: dict[tuple[Any, ...], _Shape] = {}
 
@@ -480,7 +510,16 @@ def _shape(keys: tuple[Any, ...]) -> _Shape:
             families.append((key, family, bucket, suffix))
         if rank >= 0:
             context.append((rank, key))
-    shape = (bits, tuple(families), tuple(key for _, key in sorted(context)))
+    present = frozenset(keys)
+    # itemgetter of one key returns the value, not a 1-tuple: such spans are copied with dict().
+    getter = operator.itemgetter(*keys) if len(keys) > 1 else None
+    shape = (
+        bits,
+        tuple(families),
+        tuple(key for _, key in sorted(context)),
+        getter,
+        *(tuple(key for key in lookup if key in present) for lookup in _LOOKUPS),
+    )
     if len(_shapes) >= _MAX_SHAPES:
         _shapes.clear()
     _shapes[keys] = shape
@@ -568,9 +607,11 @@ def _read_events(events: Sequence[Any]) -> _Events:
 # --- fields ---------------------------------------------------------------------------------------------------------
 
 
-def _provider(attrs: Mapping[str, Any], model: str | None, bits: int) -> tuple[str, str | None]:
-    """(wire provider, raw provider value or None)."""
-    found = _first_str(attrs, c.PROVIDER_KEYS) if bits & _B_PROVIDER else None
+def _provider(
+    attrs: Mapping[str, Any], model: str | None, provider_keys: tuple[str, ...], host_keys: tuple[str, ...]
+) -> tuple[str, str | None]:
+    """(wire provider, raw provider value or None); ``*_keys``: the span's keys of those precedence lists."""
+    found = _first_str(attrs, provider_keys) if provider_keys else None
     if found is not None:
         raw = found[1]
         wire = c.PROVIDER_NORMALISATION.get(raw)  # already normalised, as most instrumentations send it
@@ -584,7 +625,7 @@ def _provider(attrs: Mapping[str, Any], model: str | None, bits: int) -> tuple[s
             system = _str(attrs.get(c.OI_SYSTEM))
             wire = "openai" if system is None or system.lower() == "openai" else "custom"
         return wire or "custom", raw
-    host = _first_str(attrs, c.HOST_KEYS) if bits & _B_HOST else None
+    host = _first_str(attrs, host_keys) if host_keys else None
     if host is not None:
         name = host[1].lower()
         wire = c.HOST_EXACT.get(name)
@@ -717,8 +758,8 @@ def _explicit_cost(attrs: Mapping[str, Any]) -> float | None:
     return None
 
 
-def _finish_reason(attrs: Mapping[str, Any]) -> str | None:
-    for key in c.FINISH_REASON_KEYS:
+def _finish_reason(attrs: Mapping[str, Any], keys: Sequence[str]) -> str | None:
+    for key in keys:
         value = attrs.get(key)
         if value is None:
             continue
@@ -746,16 +787,16 @@ _SUCCESS: tuple[str, None, None, None] = ("success", None, None, None)
 
 
 def _status(
-    span: ReadableSpan, attrs: Mapping[str, Any], events: _Events, bits: int
+    span: ReadableSpan, attrs: Mapping[str, Any], events: _Events, bits: int, http_keys: tuple[str, ...]
 ) -> tuple[str, str | None, str | None, int | None]:
     """(status, error_code, error_message, http status) following the ladder in the module docstring."""
     status_obj = span.status
     status_code = getattr(status_obj, "status_code", StatusCode.UNSET)
     if status_code is not StatusCode.ERROR and not events.exc_escaped and not bits & _B_STATUS_NOT_HTTP:
         # Not failed and nothing but an HTTP status code to go by (most spans): the HTTP rungs of the ladder.
-        if not bits & _B_STATUS:
+        if not http_keys:
             return _SUCCESS
-        http = _first_int(attrs, c.HTTP_STATUS_KEYS)
+        http = _first_int(attrs, http_keys)
         if http is None:
             return _SUCCESS
         if http < 400 or (http < 500 and http not in (408, 429, 499) and span.kind is SpanKind.SERVER):
@@ -767,7 +808,7 @@ def _status(
     error_type = attrs.get(c.ERROR_TYPE)
     if error_type is not None:
         error_type = _str(error_type)
-    http = _first_int(attrs, c.HTTP_STATUS_KEYS)
+    http = _first_int(attrs, http_keys) if http_keys else None
     grpc = attrs.get(c.GRPC_STATUS_KEY)
     if grpc is not None:
         grpc = _int(grpc)
@@ -1036,13 +1077,52 @@ def map_span(span: ReadableSpan, options: MappingOptions = _DEFAULT_OPTIONS) -> 
     """Map one finished span to a LumiqTrace event, or ``None`` when ``options.ai_only`` filters it out."""
     raw_attrs = span.attributes
     # One copy up front: the SDK hands out a MappingProxyType over BoundedAttributes, whose every lookup (and every
-    # miss, through Mapping.get and KeyError) runs Python code; a plain dict makes the lookups below C-speed.
-    attrs: dict[Any, Any] = {} if raw_attrs is None else raw_attrs if raw_attrs.__class__ is dict else dict(raw_attrs)
-    keys = tuple(attrs)
+    # miss, through Mapping.get and KeyError) runs Python code; a plain dict makes the lookups below C-speed. The
+    # copy takes the keys (one iteration) and then all values through the shape's itemgetter, which skips the
+    # generator dict() would run over the view.
+    attrs: dict[Any, Any]
+    if raw_attrs is None:
+        attrs = {}
+        keys: tuple[Any, ...] = ()
+    elif raw_attrs.__class__ is dict:
+        attrs = raw_attrs  # type: ignore[assignment]
+        keys = tuple(attrs)
+    else:
+        keys = tuple(raw_attrs)
     shape = _shapes.get(keys)
     if shape is None:
         shape = _shape(keys)
-    bits, families, context_keys = shape
+    (
+        bits,
+        families,
+        context_keys,
+        getter,
+        provider_keys,
+        host_keys,
+        lqt_model_keys,
+        response_model_keys,
+        request_model_keys,
+        input_keys,
+        output_keys,
+        total_keys,
+        cache_read_keys,
+        cache_write_keys,
+        reasoning_keys,
+        finish_keys,
+        http_keys,
+        environment_keys,
+        user_keys,
+        session_keys,
+        method_keys,
+    ) = shape
+    if raw_attrs is not None and raw_attrs.__class__ is not dict:
+        if getter is None:
+            attrs = dict(raw_attrs)
+        else:
+            try:
+                attrs = dict(zip(keys, getter(raw_attrs), strict=True))
+            except KeyError:  # a mapping that changed under us (never an ended SDK span): the plain copy
+                attrs = dict(raw_attrs)
     is_ai = bits & _B_AI
     if options.ai_only and not is_ai:
         return None
@@ -1054,12 +1134,16 @@ def map_span(span: ReadableSpan, options: MappingOptions = _DEFAULT_OPTIONS) -> 
     start_ns = span.start_time
     end_ns = span.end_time
     if ctx is not None:
-        trace_id = ctx.trace_id
-        span_id = ctx.span_id
+        # event_id_for inlined: the hashed bytes are also the trace and span ids in hex.
+        raw_ids = (((ctx.trace_id & _MASK_128) << 64) | (ctx.span_id & _MASK_64)).to_bytes(24, "big")
+        hasher = _EVENT_ID_HASHER.copy()
+        hasher.update(raw_ids)
+        h = hasher.hexdigest()
+        hex_ids = raw_ids.hex()
         event: dict[str, Any] = {
-            "event_id": event_id_for(trace_id, span_id),
-            "trace_id": (trace_id & _MASK_128).to_bytes(16, "big").hex(),
-            "span_id": (span_id & _MASK_64).to_bytes(8, "big").hex(),
+            "event_id": f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_UUID_VARIANT[h[16]]}{h[17:20]}-{h[20:]}",
+            "trace_id": hex_ids[:32],
+            "span_id": hex_ids[32:],
         }
     else:
         event = {"event_id": event_id_for(0, 0), "trace_id": _ZERO_TRACE, "span_id": _ZERO_SPAN}
@@ -1067,12 +1151,18 @@ def map_span(span: ReadableSpan, options: MappingOptions = _DEFAULT_OPTIONS) -> 
     if parent is not None and parent.span_id:
         event["parent_span_id"] = (parent.span_id & _MASK_64).to_bytes(8, "big").hex()
     start: int | None = start_ns if isinstance(start_ns, int) else None
-    event["timestamp"] = _timestamp(start if start is not None else time.time_ns())
+    # _timestamp inlined for a second seen before (spans come in bursts).
+    prefix = _iso_seconds.get(start // 1_000_000_000) if start is not None else None
+    if prefix is not None:
+        event["timestamp"] = prefix + _MILLIS[start // 1_000_000 % 1000]  # type: ignore[operator]
+    else:
+        event["timestamp"] = _timestamp(start if start is not None else time.time_ns())
     latency_ms: int | None = None
     if start is not None and isinstance(end_ns, int) and end_ns >= start:
         latency_ms = round((end_ns - start) / 1e6)
 
-    events = _read_events(span.events)
+    span_events = span.events
+    events = _read_events(span_events) if span_events else _NO_EVENTS
 
     raw_provider: str | None = None
     raw_op: str | None = None
@@ -1080,10 +1170,10 @@ def map_span(span: ReadableSpan, options: MappingOptions = _DEFAULT_OPTIONS) -> 
     reasoning = cache_write = None
     cost_source: str | None = None
     if is_ai:
-        found = _first_str(attrs, (c.LQT_MODEL,)) if bits & _B_LQT_MODEL else None
-        if found is None and bits & _B_RESPONSE_MODEL:
-            found = _first_str(attrs, c.RESPONSE_MODEL_KEYS)
-        requested = _first_str(attrs, c.REQUEST_MODEL_KEYS) if bits & _B_REQUEST_MODEL else None
+        found = _first_str(attrs, lqt_model_keys) if lqt_model_keys else None
+        if found is None and response_model_keys:
+            found = _first_str(attrs, response_model_keys)
+        requested = _first_str(attrs, request_model_keys) if request_model_keys else None
         if requested is None and found is None and bits & _B_INVOCATION:
             # OpenInference sets llm.model_name from the response only; a failed call keeps the requested model
             # in its invocation parameters.
@@ -1093,7 +1183,7 @@ def map_span(span: ReadableSpan, options: MappingOptions = _DEFAULT_OPTIONS) -> 
         model = found[1] if found is not None else (requested[1] if requested is not None else None)
         if requested is not None and requested[1] != model:
             request_model = requested[1]
-        provider, raw_provider = _provider(attrs, model, bits)
+        provider, raw_provider = _provider(attrs, model, provider_keys, host_keys)
         operation, span_kind, raw_op = _kind(attrs, model is not None, bits)
         event["provider"] = provider
         if model is not None:
@@ -1107,15 +1197,15 @@ def map_span(span: ReadableSpan, options: MappingOptions = _DEFAULT_OPTIONS) -> 
         if ttft is not None:
             event["ttft_ms"] = min(max(ttft, 0), latency_ms) if latency_ms is not None else max(ttft, 0)
 
-        input_tokens = _first_int(attrs, c.INPUT_TOKEN_KEYS) if bits & _B_INPUT_TOKENS else None
-        output_tokens = _first_int(attrs, c.OUTPUT_TOKEN_KEYS) if bits & _B_OUTPUT_TOKENS else None
-        if input_tokens is None and output_tokens is not None and bits & _B_TOTAL_TOKENS:
-            total = _first_int(attrs, c.TOTAL_TOKEN_KEYS)
+        input_tokens = _first_int(attrs, input_keys) if input_keys else None
+        output_tokens = _first_int(attrs, output_keys) if output_keys else None
+        if input_tokens is None and output_tokens is not None and total_keys:
+            total = _first_int(attrs, total_keys)
             if total is not None and total >= output_tokens:
                 input_tokens = total - output_tokens
-        cached = _first_int(attrs, c.CACHE_READ_KEYS) if bits & _B_CACHE_READ else None
-        cache_write = _first_int(attrs, c.CACHE_WRITE_KEYS) if bits & _B_CACHE_WRITE else None
-        reasoning = _first_int(attrs, c.REASONING_KEYS) if bits & _B_REASONING else None
+        cached = _first_int(attrs, cache_read_keys) if cache_read_keys else None
+        cache_write = _first_int(attrs, cache_write_keys) if cache_write_keys else None
+        reasoning = _first_int(attrs, reasoning_keys) if reasoning_keys else None
         if input_tokens is not None:
             event["input_tokens"] = input_tokens
         if output_tokens is not None:
@@ -1160,7 +1250,7 @@ def map_span(span: ReadableSpan, options: MappingOptions = _DEFAULT_OPTIONS) -> 
         if cost is not None:
             event["cost_usd"] = cost
 
-        finish = _finish_reason(attrs) if bits & _B_FINISH else None
+        finish = _finish_reason(attrs, finish_keys) if finish_keys else None
         if finish is not None:
             event["finish_reason"] = _fit(finish)
 
@@ -1173,7 +1263,7 @@ def map_span(span: ReadableSpan, options: MappingOptions = _DEFAULT_OPTIONS) -> 
         if latency_ms is not None:
             event["latency_ms"] = latency_ms
 
-    status, error_code, error_message, http = _status(span, attrs, events, bits)
+    status, error_code, error_message, http = _status(span, attrs, events, bits, http_keys)
     event["status"] = status
     if error_code is not None:
         event["error_code"] = _fit(error_code)
@@ -1181,22 +1271,23 @@ def map_span(span: ReadableSpan, options: MappingOptions = _DEFAULT_OPTIONS) -> 
         event["error_message"] = _clean(error_message)
 
     resource_env, service_name = _resource_info(span.resource)
-    env = _first_str(attrs, c.ENVIRONMENT_SPAN_KEYS) if bits & _B_ENVIRONMENT else None
+    env = _first_str(attrs, environment_keys) if environment_keys else None
     environment = env[1] if env is not None else resource_env or options.environment
     if environment:
         event["environment"] = _fit(environment)
-    if bits & _B_USER:
-        user = _first_str(attrs, c.USER_KEYS)
+    if user_keys:
+        user = _first_str(attrs, user_keys)
         if user is not None:
             event["user_id"] = _fit(user[1])
-    if bits & _B_SESSION:
-        session = _first_str(attrs, c.SESSION_KEYS)
+    if session_keys:
+        session = _first_str(attrs, session_keys)
         if session is not None:
             event["session_id"] = _fit(session[1])
 
     # Tags, most useful first so the cap drops user metadata before the span's identity.
     name = span.name
-    kind_name = _SPAN_KIND_NAMES.get(span.kind, "internal")
+    span_kind_obj = span.kind
+    kind_name = _SPAN_KIND_NAMES_BY_ID.get(id(span_kind_obj)) or _SPAN_KIND_NAMES.get(span_kind_obj, "internal")
     scope = span.instrumentation_scope
     scope_name = scope_version = None
     if scope is not None:
@@ -1236,8 +1327,8 @@ def map_span(span: ReadableSpan, options: MappingOptions = _DEFAULT_OPTIONS) -> 
         add(("tokens.cache_write", cache_write))
     if cost_source is not None:
         add(("cost.source", cost_source))
-    if bits & _B_METHOD:
-        method = _first_str(attrs, c.HTTP_METHOD_KEYS)
+    if method_keys:
+        method = _first_str(attrs, method_keys)
         if method is not None:
             add(("http.request.method", method[1]))
     if http is not None:

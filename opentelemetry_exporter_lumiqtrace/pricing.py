@@ -135,7 +135,17 @@ def linear_cost(
     cache_write_tokens: int | None,
 ) -> float | None:
     """:func:`compute_cost` for a model whose rates are in ``linear_rates_by_raw``."""
-    usd = rates.cost(input_tokens or 0, output_tokens or 0, cache_read_tokens or 0, cache_write_tokens or 0)
+    # _LinearRates.cost inlined (one call less per priced span); the same arithmetic in the same order.
+    cache_read = cache_read_tokens or 0
+    cache_write = cache_write_tokens or 0
+    uncached = max((input_tokens or 0) - cache_read - cache_write, 0)
+    usd = (
+        rates.fixed
+        + uncached * rates.input
+        + cache_read * rates.cache_read
+        + cache_write * rates.cache_write
+        + (output_tokens or 0) * rates.output
+    )
     return usd if math.isfinite(usd) and usd >= 0 else None
 
 
