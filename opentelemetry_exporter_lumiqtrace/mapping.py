@@ -483,10 +483,41 @@ _LOOKUPS: tuple[tuple[str, ...], ...] = (
     c.HTTP_METHOD_KEYS,
 )
 
+# Every key _ai_head may read.
+_AI_HEAD_KEYS = frozenset(
+    (
+        c.LQT_MODEL,
+        *c.RESPONSE_MODEL_KEYS,
+        *c.REQUEST_MODEL_KEYS,
+        *c.PROVIDER_KEYS,
+        *c.HOST_KEYS,
+        c.OI_SYSTEM,
+        c.LQT_OPERATION,
+        c.LQT_SPAN_KIND,
+        c.OT_OPERATION,
+        *c.KIND_KEYS,
+        *c.TOOL_HINT_KEYS,
+    )
+)
+# Where the model and provider lists sit in a shape (see _shape).
+_SHAPE_MODEL_SLICE = slice(7, 12)
+
+
+def _tuple_getter(keys: tuple[Any, ...]) -> Callable[[Mapping[Any, Any]], tuple[Any, ...]]:
+    """A getter of the values under ``keys`` that returns a tuple for any number of keys (itemgetter does not)."""
+    if len(keys) > 1:
+        return operator.itemgetter(*keys)
+    if keys:
+        key = keys[0]
+        return lambda attrs: (attrs[key],)
+    return lambda attrs: ()
+
+
 # A span's key tuple (spans of one instrumentation repeat the same keys in the same order) -> its bits, the keys of
 # prefix families whose values the pass collects as (key, family, flat bucket, suffix) in attribute order, the
 # context tag keys present (in CONTEXT_TAG_KEYS order), a getter of all the values (for the SDK's read-only
-# attribute views, see map_span), then the present keys of each list in _LOOKUPS.
+# attribute views, see map_span), for AI spans a getter of the values _ai_head reads, the types they must have to
+# be memoised and the memo, then the present keys of each list in _LOOKUPS.
 _Shape = tuple[Any, ...]
 _MAX_SHAPES = 1024
 _shapes: dict[tuple[Any, ...], _Shape] = {}
@@ -513,11 +544,19 @@ def _shape(keys: tuple[Any, ...]) -> _Shape:
     present = frozenset(keys)
     # itemgetter of one key returns the value, not a 1-tuple: such spans are copied with dict().
     getter = operator.itemgetter(*keys) if len(keys) > 1 else None
-    shape = (
+    head_getter: Callable[[Mapping[Any, Any]], tuple[Any, ...]] | None = None
+    head_keys: tuple[Any, ...] = ()
+    if bits & _B_AI and not bits & _B_INVOCATION:  # invocation parameters are JSON: not memoised
+        head_keys = tuple(key for key in keys if key in _AI_HEAD_KEYS)
+        head_getter = _tuple_getter(head_keys)
+    shape: _Shape = (
         bits,
         tuple(families),
         tuple(key for _, key in sorted(context)),
         getter,
+        head_getter,
+        (str,) * len(head_keys),
+        {},
         *(tuple(key for key in lookup if key in present) for lookup in _LOOKUPS),
     )
     if len(_shapes) >= _MAX_SHAPES:
@@ -605,6 +644,33 @@ def _read_events(events: Sequence[Any]) -> _Events:
 
 
 # --- fields ---------------------------------------------------------------------------------------------------------
+
+# (model, model as a wire field, request model tag, provider, raw provider, operation, span kind, raw operation).
+_AiHead = tuple[Any, ...]
+_MAX_HEADS_PER_SHAPE = 256
+
+
+def _ai_head(attrs: Mapping[str, Any], bits: int, shape: _Shape) -> _AiHead:
+    """The model, provider and kind of an AI span (see map_span, which memoises this per shape and values)."""
+    provider_keys, host_keys, lqt_model_keys, response_model_keys, request_model_keys = shape[_SHAPE_MODEL_SLICE]
+    found = _first_str(attrs, lqt_model_keys) if lqt_model_keys else None
+    if found is None and response_model_keys:
+        found = _first_str(attrs, response_model_keys)
+    requested = _first_str(attrs, request_model_keys) if request_model_keys else None
+    if requested is None and found is None and bits & _B_INVOCATION:
+        # OpenInference sets llm.model_name from the response only; a failed call keeps the requested model
+        # in its invocation parameters.
+        oi_model = _str(_invocation_parameters(attrs).get("model"))
+        if oi_model is not None:
+            requested = (c.OI_INVOCATION_PARAMETERS, oi_model)
+    model = found[1] if found is not None else (requested[1] if requested is not None else None)
+    request_model = None
+    if requested is not None and requested[1] != model:
+        request_model = requested[1]
+    provider, raw_provider = _provider(attrs, model, provider_keys, host_keys)
+    operation, span_kind, raw_op = _kind(attrs, model is not None, bits)
+    fit_model = _fit(model) if model is not None else None
+    return model, fit_model, request_model, provider, raw_provider, operation, span_kind, raw_op
 
 
 def _provider(
@@ -1097,11 +1163,14 @@ def map_span(span: ReadableSpan, options: MappingOptions = _DEFAULT_OPTIONS) -> 
         families,
         context_keys,
         getter,
-        provider_keys,
-        host_keys,
-        lqt_model_keys,
-        response_model_keys,
-        request_model_keys,
+        head_getter,
+        head_types,
+        head_memo,
+        _provider_keys,  # the five lists _ai_head reads from the shape itself
+        _host_keys,
+        _lqt_model_keys,
+        _response_model_keys,
+        _request_model_keys,
         input_keys,
         output_keys,
         total_keys,
@@ -1170,24 +1239,25 @@ def map_span(span: ReadableSpan, options: MappingOptions = _DEFAULT_OPTIONS) -> 
     reasoning = cache_write = None
     cost_source: str | None = None
     if is_ai:
-        found = _first_str(attrs, lqt_model_keys) if lqt_model_keys else None
-        if found is None and response_model_keys:
-            found = _first_str(attrs, response_model_keys)
-        requested = _first_str(attrs, request_model_keys) if request_model_keys else None
-        if requested is None and found is None and bits & _B_INVOCATION:
-            # OpenInference sets llm.model_name from the response only; a failed call keeps the requested model
-            # in its invocation parameters.
-            oi_model = _str(_invocation_parameters(attrs).get("model"))
-            if oi_model is not None:
-                requested = (c.OI_INVOCATION_PARAMETERS, oi_model)
-        model = found[1] if found is not None else (requested[1] if requested is not None else None)
-        if requested is not None and requested[1] != model:
-            request_model = requested[1]
-        provider, raw_provider = _provider(attrs, model, provider_keys, host_keys)
-        operation, span_kind, raw_op = _kind(attrs, model is not None, bits)
+        # The span's identity (model, provider, kind) is a function of the values under the head keys: spans of
+        # one shape repeat a handful of them, so it is memoised per shape by those values when all are exact str
+        # (other types and str subclasses must reach the parsers: 1, 1.0 and True are equal dict keys).
+        ai_head: _AiHead | None = None
+        if head_getter is not None:
+            head_values = head_getter(attrs)
+            if tuple(map(type, head_values)) == head_types:
+                ai_head = head_memo.get(head_values)
+                if ai_head is None:
+                    ai_head = _ai_head(attrs, bits, shape)
+                    if len(head_memo) >= _MAX_HEADS_PER_SHAPE:
+                        head_memo.clear()
+                    head_memo[head_values] = ai_head
+        if ai_head is None:
+            ai_head = _ai_head(attrs, bits, shape)
+        model, fit_model, request_model, provider, raw_provider, operation, span_kind, raw_op = ai_head
         event["provider"] = provider
-        if model is not None:
-            event["model"] = _fit(model)
+        if fit_model is not None:
+            event["model"] = fit_model
         event["operation"] = operation
         event["span_kind"] = span_kind
         if latency_ms is not None:
