@@ -1078,14 +1078,21 @@ def _fill_tags(
         max_value = 0
     redactor = options._redactor
     plain_keys = redactor.plain_tag_keys
+    # The limit is checked up front and after each insertion (the only time the map grows), not per pair.
+    if len(tags) >= limit:
+        return tags
     for key, value in pairs:
-        if len(tags) >= limit:
-            break
         if key in tags:
             continue
-        text: str | None = value if value.__class__ is str else _tag_value(value)
-        if text is None:
-            continue
+        text: str | None
+        if value.__class__ is str:
+            text = value
+        elif value.__class__ is int:  # exact int: not bool; the same text as _tag_value
+            text = str(value)
+        else:
+            text = _tag_value(value)
+            if text is None:
+                continue
         tag_key = plain_keys.get(key)
         if tag_key is None:
             # First sight of this key (or a redacted one): cap, clean, decide redaction.
@@ -1096,6 +1103,8 @@ def _fill_tags(
                 tag_key = _clean(tag_key)
             if redactor.matches(tag_key):
                 tags[tag_key] = REDACTED
+                if len(tags) >= limit:
+                    break
                 continue
             redactor.remember_plain_tag_key(key, tag_key)
         if len(text) > max_value:
@@ -1103,6 +1112,8 @@ def _fill_tags(
         if not text.isascii():
             text = _clean(text)
         tags[tag_key] = text
+        if len(tags) >= limit:
+            break
     return tags
 
 
