@@ -1344,18 +1344,44 @@ def map_span(span: ReadableSpan, options: MappingOptions = _DEFAULT_OPTIONS) -> 
         if latency_ms is not None:
             event["latency_ms"] = latency_ms
 
-    status, error_code, error_message, http = _status(span, attrs, events, bits, http_keys)
+    # The first rungs of _status inlined for the usual span: not failed, at most one HTTP status code, an exact int.
+    http: int | None = None
+    status_code = getattr(span.status, "status_code", None)
+    if (
+        status_code is not StatusCode.ERROR
+        and status_code is not None
+        and not events.exc_escaped
+        and not bits & _B_STATUS_NOT_HTTP
+        and len(http_keys) < 2
+    ):
+        if http_keys:
+            http = attrs[http_keys[0]]
+            if not (http.__class__ is int and 0 <= http < 400):  # type: ignore[union-attr]
+                http = -1  # the whole ladder below
+        if http is not None and http < 0:
+            status, error_code, error_message, http = _status(span, attrs, events, bits, http_keys)
+        else:
+            status = "success"
+            error_code = error_message = None
+    else:
+        status, error_code, error_message, http = _status(span, attrs, events, bits, http_keys)
     event["status"] = status
     if error_code is not None:
         event["error_code"] = _fit(error_code)
     if error_message is not None:
         event["error_message"] = _clean(error_message)
 
-    resource_env, service_name = _resource_info(span.resource)
+    resource = span.resource
+    resource_entry = _resource_cache.get(id(resource))
+    if resource_entry is not None and resource_entry[0] is resource:
+        resource_env, service_name = resource_entry[1], resource_entry[2]
+    else:
+        resource_env, service_name = _resource_info(resource)
     env = _first_str(attrs, environment_keys) if environment_keys else None
     environment = env[1] if env is not None else resource_env or options.environment
     if environment:
-        event["environment"] = _fit(environment)
+        fits = len(environment) <= DEFAULT_MAX_TAG_VALUE_CHARS and environment.isascii()
+        event["environment"] = environment if fits else _fit(environment)
     if user_keys:
         user = _first_str(attrs, user_keys)
         if user is not None:
