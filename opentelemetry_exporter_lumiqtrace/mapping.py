@@ -1278,8 +1278,13 @@ def map_span(span: ReadableSpan, options: MappingOptions = _DEFAULT_OPTIONS) -> 
         if ttft is not None:
             event["ttft_ms"] = min(max(ttft, 0), latency_ms) if latency_ms is not None else max(ttft, 0)
 
-        input_tokens = _first_int(attrs, input_keys) if input_keys else None
-        output_tokens = _first_int(attrs, output_keys) if output_keys else None
+        # One key of the list present with an exact in-range int (the usual case): read inline, else _first_int.
+        input_tokens = attrs[input_keys[0]] if len(input_keys) == 1 else None
+        if not (input_tokens.__class__ is int and 0 <= input_tokens <= _MAX_TOKENS):  # type: ignore[operator]
+            input_tokens = _first_int(attrs, input_keys) if input_keys else None
+        output_tokens = attrs[output_keys[0]] if len(output_keys) == 1 else None
+        if not (output_tokens.__class__ is int and 0 <= output_tokens <= _MAX_TOKENS):  # type: ignore[operator]
+            output_tokens = _first_int(attrs, output_keys) if output_keys else None
         if input_tokens is None and output_tokens is not None and total_keys:
             total = _first_int(attrs, total_keys)
             if total is not None and total >= output_tokens:
@@ -1331,9 +1336,22 @@ def map_span(span: ReadableSpan, options: MappingOptions = _DEFAULT_OPTIONS) -> 
         if cost is not None:
             event["cost_usd"] = cost
 
-        finish = _finish_reason(attrs, finish_keys) if finish_keys else None
-        if finish is not None:
-            event["finish_reason"] = _fit(finish)
+        if finish_keys:
+            # A one-element tuple of a short ASCII reason under the one key present (the usual case) inline.
+            reasons = attrs[finish_keys[0]] if len(finish_keys) == 1 else None
+            finish = reasons[0] if reasons.__class__ is tuple and len(reasons) == 1 else None
+            if (
+                finish.__class__ is str
+                and finish
+                and len(finish) <= DEFAULT_MAX_TAG_VALUE_CHARS
+                and finish.isascii()
+                and not finish.isspace()
+            ):
+                event["finish_reason"] = finish
+            else:
+                finish = _finish_reason(attrs, finish_keys)
+                if finish is not None:
+                    event["finish_reason"] = _fit(finish)
 
         if bits & _B_CONTENT or flat is not None or events.prompt is not None or events.completion is not None:
             _add_content(event, attrs, flat or _NO_FLAT, events, span_kind, options)
