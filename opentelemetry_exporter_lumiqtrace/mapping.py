@@ -827,22 +827,47 @@ def _explicit_cost(attrs: Mapping[str, Any]) -> float | None:
 def _finish_reason(attrs: Mapping[str, Any], keys: Sequence[str]) -> str | None:
     for key in keys:
         value = attrs.get(key)
-        if value is None:
-            continue
-        if isinstance(value, (list, tuple)):
-            if len(value) == 1:
-                only = _str(value[0])
-                if only is not None:
-                    return only
-                continue
-            reasons = [r for r in (_str(v) for v in value) if r is not None]
-            if reasons:
-                return ",".join(dict.fromkeys(reasons))
-            continue
-        text = _str(value)
-        if text is not None:
-            return text
+        if value is not None:
+            text = _finish_value(value)
+            if text is not None:
+                return text
     return None
+
+
+def _finish_value(value: Any) -> str | None:
+    """The finish reason(s) of one attribute value, or ``None`` when it has none (the next key is read)."""
+    if isinstance(value, (list, tuple)):
+        if len(value) == 1:
+            return _str(value[0])
+        reasons = [r for r in (_str(v) for v in value) if r is not None]
+        return ",".join(dict.fromkeys(reasons)) if reasons else None
+    return _str(value)
+
+
+def _price(
+    raw_provider: str | None,
+    provider: str,
+    model: str,
+    input_tokens: int | None,
+    output_tokens: int | None,
+    cached: int | None,
+    cache_write: int | None,
+    start: int | None,
+) -> float | None:
+    """The computed cost of an LLM call (cached linear rates first, then genai-prices)."""
+    price_provider = raw_provider or (provider if provider != "custom" else None)
+    rates = linear_rates_by_raw.get((price_provider, model))
+    if rates is not None:
+        return linear_cost(rates, input_tokens, output_tokens, cached, cache_write)
+    return compute_cost(
+        raw_provider=price_provider,
+        model=model,
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        cache_read_tokens=cached,
+        cache_write_tokens=cache_write,
+        start_time_ns=start,
+    )
 
 
 def _short_id(identifier: str) -> str:
@@ -1059,6 +1084,38 @@ def _head_pairs(
         if scope_version:
             pairs.append(("otel.scope.version", scope_version))
     return pairs
+
+
+def _identity_tags(
+    span: ReadableSpan, options: MappingOptions, service_name: str | None, lqt_tags: list[tuple[str, Any]] | None
+) -> tuple[dict[str, str] | None, list[tuple[str, Any]]]:
+    """(tags filled so far, pairs still to fill) after the span's identity tags and any ``lumiqtrace.tags.*``."""
+    name = span.name
+    span_kind_obj = span.kind
+    kind_name = _SPAN_KIND_NAMES_BY_ID.get(id(span_kind_obj)) or _SPAN_KIND_NAMES.get(span_kind_obj, "internal")
+    scope = span.instrumentation_scope
+    scope_name = scope_version = None
+    if scope is not None:
+        scope_name = scope.name
+        scope_version = scope.version
+    if (
+        lqt_tags is None
+        and name.__class__ is str
+        and (scope_name is None or scope_name.__class__ is str)
+        and (scope_version is None or scope_version.__class__ is str)
+    ):
+        # The identity tags repeat across spans (same name, kind, service, scope): filled once per options. A scope
+        # without name and version gives the same tags as no scope, so the key need not tell them apart.
+        head_key = (name, kind_name, service_name, scope_name, scope_version)
+        head_tags = options._head_tags.get(head_key)
+        if head_tags is None:
+            head = _head_pairs(name, kind_name, service_name, scope, scope_name, scope_version, pairs=[])
+            head_tags = _fill_tags(head, options)
+            if len(options._head_tags) >= _MAX_HEAD_TAGS:
+                options._head_tags.clear()
+            options._head_tags[head_key] = head_tags
+        return head_tags.copy(), []
+    return None, _head_pairs(name, kind_name, service_name, scope, scope_name, scope_version, pairs=lqt_tags or [])
 
 
 def _fill_tags(
@@ -1317,20 +1374,7 @@ def map_span(span: ReadableSpan, options: MappingOptions = _DEFAULT_OPTIONS) -> 
             and (input_tokens is not None or output_tokens is not None)
         ):
             # Agent and workflow spans that aggregate their children's usage are never priced (double counting).
-            price_provider = raw_provider or (provider if provider != "custom" else None)
-            rates = linear_rates_by_raw.get((price_provider, model))
-            if rates is not None:
-                cost = linear_cost(rates, input_tokens, output_tokens, cached, cache_write)
-            else:
-                cost = compute_cost(
-                    raw_provider=price_provider,
-                    model=model,
-                    input_tokens=input_tokens,
-                    output_tokens=output_tokens,
-                    cache_read_tokens=cached,
-                    cache_write_tokens=cache_write,
-                    start_time_ns=start,
-                )
+            cost = _price(raw_provider, provider, model, input_tokens, output_tokens, cached, cache_write, start)
             if cost is not None:
                 cost_source = "genai-prices"
         if cost is not None:
@@ -1410,35 +1454,7 @@ def map_span(span: ReadableSpan, options: MappingOptions = _DEFAULT_OPTIONS) -> 
             event["session_id"] = _fit(session[1])
 
     # Tags, most useful first so the cap drops user metadata before the span's identity.
-    name = span.name
-    span_kind_obj = span.kind
-    kind_name = _SPAN_KIND_NAMES_BY_ID.get(id(span_kind_obj)) or _SPAN_KIND_NAMES.get(span_kind_obj, "internal")
-    scope = span.instrumentation_scope
-    scope_name = scope_version = None
-    if scope is not None:
-        scope_name = scope.name
-        scope_version = scope.version
-    tags: dict[str, str] | None = None
-    if (
-        lqt_tags is None
-        and name.__class__ is str
-        and (scope_name is None or scope_name.__class__ is str)
-        and (scope_version is None or scope_version.__class__ is str)
-    ):
-        # The identity tags repeat across spans (same name, kind, service, scope): filled once per options. A scope
-        # without name and version gives the same tags as no scope, so the key need not tell them apart.
-        head_key = (name, kind_name, service_name, scope_name, scope_version)
-        head_tags = options._head_tags.get(head_key)
-        if head_tags is None:
-            head = _head_pairs(name, kind_name, service_name, scope, scope_name, scope_version, pairs=[])
-            head_tags = _fill_tags(head, options)
-            if len(options._head_tags) >= _MAX_HEAD_TAGS:
-                options._head_tags.clear()
-            options._head_tags[head_key] = head_tags
-        tags = head_tags.copy()
-        pairs: list[tuple[str, Any]] = []
-    else:
-        pairs = _head_pairs(name, kind_name, service_name, scope, scope_name, scope_version, pairs=lqt_tags or [])
+    tags, pairs = _identity_tags(span, options, service_name, lqt_tags)
     add = pairs.append
     if raw_provider is not None:
         add(("gen_ai.provider.name", raw_provider))
