@@ -500,10 +500,37 @@ _AI_HEAD_KEYS = frozenset(
     )
 )
 # Where the model and provider lists sit in a shape (see _shape).
-_SHAPE_MODEL_SLICE = slice(7, 12)
+_SHAPE_MODEL_SLICE = slice(8, 13)
+# Shapes with any of these keys take the general path (see _map_fast).
+_NOT_FAST = (
+    _B_INVOCATION
+    | _B_TTFT
+    | _B_STREAM
+    | _B_COST
+    | _B_CONTENT
+    | _B_STATUS_NOT_HTTP
+    | _B_TARGET
+    | _B_OI_TAGS
+    | _B_METADATA
+)
+# The lists _map_fast reads by position; a shape with two keys of one of them takes the general path.
+_FAST_LOOKUPS = (
+    c.INPUT_TOKEN_KEYS,
+    c.OUTPUT_TOKEN_KEYS,
+    c.TOTAL_TOKEN_KEYS,
+    c.CACHE_READ_KEYS,
+    c.CACHE_WRITE_KEYS,
+    c.REASONING_KEYS,
+    c.FINISH_REASON_KEYS,
+    c.HTTP_STATUS_KEYS,
+    c.ENVIRONMENT_SPAN_KEYS,
+    c.USER_KEYS,
+    c.SESSION_KEYS,
+    c.HTTP_METHOD_KEYS,
+)
 
 
-def _tuple_getter(keys: tuple[Any, ...]) -> Callable[[Mapping[Any, Any]], tuple[Any, ...]]:
+def _tuple_getter(keys: tuple[Any, ...]) -> Callable[[Any], tuple[Any, ...]]:
     """A getter of the values under ``keys`` that returns a tuple for any number of keys (itemgetter does not)."""
     if len(keys) > 1:
         return operator.itemgetter(*keys)
@@ -515,9 +542,9 @@ def _tuple_getter(keys: tuple[Any, ...]) -> Callable[[Mapping[Any, Any]], tuple[
 
 # A span's key tuple (spans of one instrumentation repeat the same keys in the same order) -> its bits, the keys of
 # prefix families whose values the pass collects as (key, family, flat bucket, suffix) in attribute order, the
-# context tag keys present (in CONTEXT_TAG_KEYS order), a getter of all the values (for the SDK's read-only
-# attribute views, see map_span), for AI spans a getter of the values _ai_head reads, the types they must have to
-# be memoised and the memo, then the present keys of each list in _LOOKUPS.
+# context tag keys present (in CONTEXT_TAG_KEYS order), a getter of all the values as a tuple (for the SDK's
+# read-only attribute views, see map_span), for AI spans a getter of the values _ai_head reads, the types they must
+# have to be memoised and the memo, the plan of _map_fast (or None), then the present keys of each list in _LOOKUPS.
 _Shape = tuple[Any, ...]
 _MAX_SHAPES = 1024
 _shapes: dict[tuple[Any, ...], _Shape] = {}
@@ -542,13 +569,22 @@ def _shape(keys: tuple[Any, ...]) -> _Shape:
         if rank >= 0:
             context.append((rank, key))
     present = frozenset(keys)
-    # itemgetter of one key returns the value, not a 1-tuple: such spans are copied with dict().
-    getter = operator.itemgetter(*keys) if len(keys) > 1 else None
-    head_getter: Callable[[Mapping[Any, Any]], tuple[Any, ...]] | None = None
+    getter = _tuple_getter(keys)
+    head_getter: Callable[[Any], tuple[Any, ...]] | None = None
     head_keys: tuple[Any, ...] = ()
     if bits & _B_AI and not bits & _B_INVOCATION:  # invocation parameters are JSON: not memoised
         head_keys = tuple(key for key in keys if key in _AI_HEAD_KEYS)
         head_getter = _tuple_getter(head_keys)
+    fast: tuple[Any, ...] | None = None
+    if not families and not bits & _NOT_FAST:
+        position = {key: i for i, key in enumerate(keys)}
+        found = [tuple(key for key in lookup if key in present) for lookup in _FAST_LOOKUPS]
+        if all(len(f) <= 1 for f in found):
+            fast = (
+                *(position[f[0]] if f else -1 for f in found),
+                tuple((key, position[key]) for _, key in sorted(context)),
+                _tuple_getter(tuple(position[key] for key in head_keys)),
+            )
     shape: _Shape = (
         bits,
         tuple(families),
@@ -557,6 +593,7 @@ def _shape(keys: tuple[Any, ...]) -> _Shape:
         head_getter,
         (str,) * len(head_keys),
         {},
+        fast,
         *(tuple(key for key in lookup if key in present) for lookup in _LOOKUPS),
     )
     if len(_shapes) >= _MAX_SHAPES:
@@ -1214,7 +1251,7 @@ def map_span(span: ReadableSpan, options: MappingOptions = _DEFAULT_OPTIONS) -> 
     # miss, through Mapping.get and KeyError) runs Python code; a plain dict makes the lookups below C-speed. The
     # copy takes the keys (one iteration) and then all values through the shape's itemgetter, which skips the
     # generator dict() would run over the view.
-    attrs: dict[Any, Any]
+    attrs: dict[Any, Any] | None = None
     if raw_attrs is None:
         attrs = {}
         keys: tuple[Any, ...] = ()
@@ -1234,6 +1271,7 @@ def map_span(span: ReadableSpan, options: MappingOptions = _DEFAULT_OPTIONS) -> 
         head_getter,
         head_types,
         head_memo,
+        fast,
         _provider_keys,  # the five lists _ai_head reads from the shape itself
         _host_keys,
         _lqt_model_keys,
@@ -1252,20 +1290,15 @@ def map_span(span: ReadableSpan, options: MappingOptions = _DEFAULT_OPTIONS) -> 
         session_keys,
         method_keys,
     ) = shape
-    if raw_attrs is not None and raw_attrs.__class__ is not dict:
-        if getter is None:
-            attrs = dict(raw_attrs)
-        else:
-            try:
-                attrs = dict(zip(keys, getter(raw_attrs), strict=True))
-            except KeyError:  # a mapping that changed under us (never an ended SDK span): the plain copy
-                attrs = dict(raw_attrs)
+    values: tuple[Any, ...] = ()
+    if attrs is None:
+        try:
+            values = getter(raw_attrs)
+        except KeyError:  # a mapping that changed under us (never an ended SDK span): the plain copy
+            attrs = dict(raw_attrs)  # type: ignore[arg-type]
     is_ai = bits & _B_AI
     if options.ai_only and not is_ai:
         return None
-    lqt_tags = assoc = flat = None
-    if families:
-        lqt_tags, assoc, flat = _collect(attrs, families)
 
     ctx = span.context
     start_ns = span.start_time
@@ -1299,6 +1332,15 @@ def map_span(span: ReadableSpan, options: MappingOptions = _DEFAULT_OPTIONS) -> 
         latency_ms = round((end_ns - start) / 1e6)
 
     span_events = span.events
+    if attrs is None:
+        if fast is not None and not span_events:
+            status_code = getattr(span.status, "status_code", None)
+            if status_code is not None and status_code is not StatusCode.ERROR:
+                return _map_fast(event, span, options, shape, fast, keys, values, latency_ms, start)
+        attrs = dict(zip(keys, values, strict=True))
+    lqt_tags = assoc = flat = None
+    if families:
+        lqt_tags, assoc, flat = _collect(attrs, families)
     events = _read_events(span_events) if span_events else _NO_EVENTS
 
     raw_provider: str | None = None
@@ -1499,6 +1541,195 @@ def map_span(span: ReadableSpan, options: MappingOptions = _DEFAULT_OPTIONS) -> 
         for suffix, value in assoc:
             if suffix not in c.ASSOCIATION_CONTEXT_SUFFIXES:
                 add((suffix, value))
+    tags = _fill_tags(pairs, options, tags)
+    if tags:
+        event["tags"] = tags
+    event["sdk_version"] = options.sdk_version
+    return event
+
+
+def _str_of(value: Any) -> str | None:
+    """``_first_str`` of one value (``None`` when missing or unusable)."""
+    if value.__class__ is str:
+        return value if value and not value.isspace() else None  # type: ignore[no-any-return]
+    return None if value is None else _str(value)
+
+
+def _int_of(value: Any) -> int | None:
+    """``_first_int`` of one value (``None`` when missing or unusable)."""
+    if value.__class__ is int and 0 <= value <= _MAX_TOKENS:
+        return value  # type: ignore[no-any-return]
+    return None if value is None else _int(value)
+
+
+def _map_fast(
+    event: dict[str, Any],
+    span: ReadableSpan,
+    options: MappingOptions,
+    shape: _Shape,
+    fast: tuple[Any, ...],
+    keys: tuple[Any, ...],
+    values: tuple[Any, ...],
+    latency_ms: int | None,
+    start: int | None,
+) -> dict[str, Any]:
+    """The rest of map_span for the usual span: its shape has at most one key of each precedence list read here,
+    none of the conventions that need parsing (content, invocation parameters, explicit cost, stream or TTFT, error
+    attributes, prefix families), no events and a status other than ERROR.
+
+    Every field is read from ``values`` (the attribute values in key order) at a position the shape fixed, so the
+    span needs no attribute dict; each step is the general path's with what cannot apply left out, and the event
+    comes out the same, key order included (the differential tests hold both paths to the reference).
+    """
+    (
+        input_at,
+        output_at,
+        total_at,
+        cache_read_at,
+        cache_write_at,
+        reasoning_at,
+        finish_at,
+        http_at,
+        environment_at,
+        user_at,
+        session_at,
+        method_at,
+        context_at,
+        head_at,
+    ) = fast
+    bits = shape[0]
+    raw_provider = raw_op = request_model = reasoning = cache_write = cost_source = None
+    if bits & _B_AI:
+        head_values = head_at(values)
+        head_memo = shape[6]
+        memoisable = tuple(map(type, head_values)) == shape[5]  # as in map_span
+        ai_head: _AiHead | None = head_memo.get(head_values) if memoisable else None
+        if ai_head is None:
+            ai_head = _ai_head(dict(zip(keys, values, strict=True)), bits, shape)
+            if memoisable:
+                if len(head_memo) >= _MAX_HEADS_PER_SHAPE:
+                    head_memo.clear()
+                head_memo[head_values] = ai_head
+        model, fit_model, request_model, provider, raw_provider, operation, span_kind, raw_op = ai_head
+        event["provider"] = provider
+        if fit_model is not None:
+            event["model"] = fit_model
+        event["operation"] = operation
+        event["span_kind"] = span_kind
+        if latency_ms is not None:
+            event["latency_ms"] = latency_ms
+
+        input_tokens = _int_of(values[input_at]) if input_at >= 0 else None
+        output_tokens = _int_of(values[output_at]) if output_at >= 0 else None
+        if input_tokens is None and output_tokens is not None and total_at >= 0:
+            total = _int_of(values[total_at])
+            if total is not None and total >= output_tokens:
+                input_tokens = total - output_tokens
+        cached = _int_of(values[cache_read_at]) if cache_read_at >= 0 else None
+        cache_write = _int_of(values[cache_write_at]) if cache_write_at >= 0 else None
+        reasoning = _int_of(values[reasoning_at]) if reasoning_at >= 0 else None
+        if input_tokens is not None:
+            event["input_tokens"] = input_tokens
+        if output_tokens is not None:
+            event["output_tokens"] = output_tokens
+        if cached is not None:
+            event["cached_tokens"] = cached
+
+        # No stream flag, TTFT or chunk event can be there: only an LLM span's default.
+        if span_kind == "llm":
+            event["stream"] = False
+
+        if (
+            options.compute_cost
+            and model is not None
+            and span_kind == "llm"
+            and (input_tokens is not None or output_tokens is not None)
+        ):
+            cost = _price(raw_provider, provider, model, input_tokens, output_tokens, cached, cache_write, start)
+            if cost is not None:
+                cost_source = "genai-prices"
+                event["cost_usd"] = cost
+
+        if finish_at >= 0:
+            reasons = values[finish_at]
+            finish = reasons[0] if reasons.__class__ is tuple and len(reasons) == 1 else None
+            if (
+                finish.__class__ is str
+                and finish
+                and len(finish) <= DEFAULT_MAX_TAG_VALUE_CHARS
+                and finish.isascii()
+                and not finish.isspace()
+            ):
+                event["finish_reason"] = finish
+            elif reasons is not None:
+                finish = _finish_value(reasons)
+                if finish is not None:
+                    event["finish_reason"] = _fit(finish)
+    else:
+        event["provider"] = "custom"
+        event["operation"] = "custom"
+        event["span_kind"] = "general"
+        if latency_ms is not None:
+            event["latency_ms"] = latency_ms
+
+    # The status did not fail and nothing but an HTTP status code can say otherwise.
+    http = _int_of(values[http_at]) if http_at >= 0 else None
+    if http is None or http < 400 or (http < 500 and http not in (408, 429, 499) and span.kind is SpanKind.SERVER):
+        event["status"] = "success"
+    else:
+        attrs = dict(zip(keys, values, strict=True))
+        http_keys = tuple(key for key in c.HTTP_STATUS_KEYS if key in attrs)
+        status, error_code, error_message, http = _status(span, attrs, _NO_EVENTS, bits, http_keys)
+        event["status"] = status
+        if error_code is not None:
+            event["error_code"] = _fit(error_code)
+        if error_message is not None:
+            event["error_message"] = _clean(error_message)
+
+    resource = span.resource
+    resource_entry = _resource_cache.get(id(resource))
+    if resource_entry is not None and resource_entry[0] is resource:
+        resource_env, service_name = resource_entry[1], resource_entry[2]
+    else:
+        resource_env, service_name = _resource_info(resource)
+    environment = (_str_of(values[environment_at]) if environment_at >= 0 else None) or resource_env
+    environment = environment or options.environment
+    if environment:
+        fits = len(environment) <= DEFAULT_MAX_TAG_VALUE_CHARS and environment.isascii()
+        event["environment"] = environment if fits else _fit(environment)
+    if user_at >= 0:
+        user = _str_of(values[user_at])
+        if user is not None:
+            event["user_id"] = _fit(user)
+    if session_at >= 0:
+        session = _str_of(values[session_at])
+        if session is not None:
+            event["session_id"] = _fit(session)
+
+    tags, pairs = _identity_tags(span, options, service_name, None)
+    add = pairs.append
+    if raw_provider is not None:
+        add(("gen_ai.provider.name", raw_provider))
+    if raw_op is not None:
+        add(("gen_ai.operation.name", raw_op))
+    if request_model is not None:
+        add(("gen_ai.request.model", request_model))
+    if reasoning is not None:
+        add(("tokens.reasoning", reasoning))
+    if cache_write is not None:
+        add(("tokens.cache_write", cache_write))
+    if cost_source is not None:
+        add(("cost.source", cost_source))
+    if method_at >= 0:
+        method = _str_of(values[method_at])
+        if method is not None:
+            add(("http.request.method", method))
+    if http is not None:
+        add(("http.response.status_code", http))
+    for key, at in context_at:
+        value = values[at]
+        if value is not None:
+            add((key, value))
     tags = _fill_tags(pairs, options, tags)
     if tags:
         event["tags"] = tags
