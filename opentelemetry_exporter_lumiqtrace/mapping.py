@@ -682,7 +682,8 @@ def _read_events(events: Sequence[Any]) -> _Events:
 
 # --- fields ---------------------------------------------------------------------------------------------------------
 
-# (model, model as a wire field, request model tag, provider, raw provider, operation, span kind, raw operation).
+# (model, model as a wire field, request model tag, provider, raw provider, operation, span kind, raw operation,
+# (pricing provider, model) as linear_rates_by_raw keys them).
 _AiHead = tuple[Any, ...]
 _MAX_HEADS_PER_SHAPE = 256
 
@@ -707,7 +708,8 @@ def _ai_head(attrs: Mapping[str, Any], bits: int, shape: _Shape) -> _AiHead:
     provider, raw_provider = _provider(attrs, model, provider_keys, host_keys)
     operation, span_kind, raw_op = _kind(attrs, model is not None, bits)
     fit_model = _fit(model) if model is not None else None
-    return model, fit_model, request_model, provider, raw_provider, operation, span_kind, raw_op
+    price_key = (raw_provider or (provider if provider != "custom" else None), model)
+    return model, fit_model, request_model, provider, raw_provider, operation, span_kind, raw_op, price_key
 
 
 def _provider(
@@ -1364,7 +1366,7 @@ def map_span(span: ReadableSpan, options: MappingOptions = _DEFAULT_OPTIONS) -> 
                     head_memo[head_values] = ai_head
         if ai_head is None:
             ai_head = _ai_head(attrs, bits, shape)
-        model, fit_model, request_model, provider, raw_provider, operation, span_kind, raw_op = ai_head
+        model, fit_model, request_model, provider, raw_provider, operation, span_kind, raw_op, _ = ai_head
         event["provider"] = provider
         if fit_model is not None:
             event["model"] = fit_model
@@ -1610,7 +1612,7 @@ def _map_fast(
                 if len(head_memo) >= _MAX_HEADS_PER_SHAPE:
                     head_memo.clear()
                 head_memo[head_values] = ai_head
-        model, fit_model, request_model, provider, raw_provider, operation, span_kind, raw_op = ai_head
+        model, fit_model, request_model, provider, raw_provider, operation, span_kind, raw_op, price_key = ai_head
         event["provider"] = provider
         if fit_model is not None:
             event["model"] = fit_model
@@ -1645,7 +1647,11 @@ def _map_fast(
             and span_kind == "llm"
             and (input_tokens is not None or output_tokens is not None)
         ):
-            cost = _price(raw_provider, provider, model, input_tokens, output_tokens, cached, cache_write, start)
+            rates = linear_rates_by_raw.get(price_key)
+            if rates is not None:
+                cost = linear_cost(rates, input_tokens, output_tokens, cached, cache_write)
+            else:
+                cost = _price(raw_provider, provider, model, input_tokens, output_tokens, cached, cache_write, start)
             if cost is not None:
                 cost_source = "genai-prices"
                 event["cost_usd"] = cost

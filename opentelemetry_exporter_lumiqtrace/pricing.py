@@ -135,10 +135,13 @@ def linear_cost(
     cache_write_tokens: int | None,
 ) -> float | None:
     """:func:`compute_cost` for a model whose rates are in ``linear_rates_by_raw``."""
-    # _LinearRates.cost inlined (one call less per priced span); the same arithmetic in the same order.
+    # _LinearRates.cost inlined (one call less per priced span); the same arithmetic in the same order, and the
+    # finite-and-not-negative test as one chained comparison (NaN and inf fail it) instead of math.isfinite.
     cache_read = cache_read_tokens or 0
     cache_write = cache_write_tokens or 0
-    uncached = max((input_tokens or 0) - cache_read - cache_write, 0)
+    uncached = (input_tokens or 0) - cache_read - cache_write
+    if uncached < 0:
+        uncached = 0
     usd = (
         rates.fixed
         + uncached * rates.input
@@ -146,7 +149,7 @@ def linear_cost(
         + cache_write * rates.cache_write
         + (output_tokens or 0) * rates.output
     )
-    return usd if math.isfinite(usd) and usd >= 0 else None
+    return usd if 0 <= usd < math.inf else None
 
 
 def compute_cost(
