@@ -20,11 +20,16 @@ spans), else ``success``. Error identifiers are read from ``error.type``, ``exce
 ``"Name: message"`` prefix of the status description, and only count when the span failed.
 
 Cost: the mapping runs for every span in the application's process, so it avoids work that cannot apply. The
-attributes are copied once to a plain dict; the span's key tuple (spans of one instrumentation repeat it) is memoised
-as a *shape*: which precedence lists have a key present (a bit each), which keys belong to prefix families, which
-context tags are there. A precedence lookup only runs when its bit is set, and then exactly as before, so precedence
-and fall-through on unusable values are unchanged. Tags are collected as pairs and filled in one loop; the identity
-tags (span name, kind, service, scope) are filled once per distinct identity and options.
+span's key tuple (spans of one instrumentation repeat it) is memoised as a *shape*: which precedence lists have a key
+present (a bit each) and which of their keys, in precedence order, which keys belong to prefix families, which
+context tags are there, and an itemgetter that reads all values of the SDK's attribute view in one call. A lookup
+only reads the keys the span has, in the same order, so precedence and fall-through on unusable values are
+unchanged. An AI span's model, provider and kind are memoised per shape by the exact-str values they come from.
+The usual span (at most one key of each list, nothing to parse, no events, not ERROR) takes ``_map_fast``, which
+reads each field from the value tuple at a position the shape fixed, without building an attribute dict; anything
+else takes the general path. Tags are collected as pairs and filled in one loop; the identity tags (span name,
+kind, service, scope) are filled once per distinct identity and options. ``tests/test_mapping_equivalence.py`` and
+``tests/test_mapping_shapes.py`` hold both paths to a frozen reference implementation, key order and types included.
 """
 
 from __future__ import annotations
