@@ -35,6 +35,7 @@ kind, service, scope) are filled once per distinct identity and options. ``tests
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
 import math
@@ -548,8 +549,9 @@ def _tuple_getter(keys: tuple[Any, ...]) -> Callable[[Any], tuple[Any, ...]]:
 # A span's key tuple (spans of one instrumentation repeat the same keys in the same order) -> its bits, the keys of
 # prefix families whose values the pass collects as (key, family, flat bucket, suffix) in attribute order, the
 # context tag keys present (in CONTEXT_TAG_KEYS order), a getter of all the values as a tuple (for the SDK's
-# read-only attribute views, see map_span), for AI spans a getter of the values _ai_head reads, the types they must
-# have to be memoised and the memo, the plan of _map_fast (or None), then the present keys of each list in _LOOKUPS.
+# read-only attribute views, see map_span), for AI spans a getter of the values _ai_head reads and the types they
+# must have to be memoised, the shape's id in that memo (_ai_heads), the plan of _map_fast (or None), then the
+# present keys of each list in _LOOKUPS.
 _Shape = tuple[Any, ...]
 _MAX_SHAPES = 1024
 _shapes: dict[tuple[Any, ...], _Shape] = {}
@@ -597,7 +599,7 @@ def _shape(keys: tuple[Any, ...]) -> _Shape:
         getter,
         head_getter,
         (str,) * len(head_keys),
-        {},
+        next(_shape_ids),
         fast,
         *(tuple(key for key in lookup if key in present) for lookup in _LOOKUPS),
     )
@@ -690,7 +692,17 @@ def _read_events(events: Sequence[Any]) -> _Events:
 # (model, model as a wire field, request model tag, provider, raw provider, operation, span kind, raw operation,
 # (pricing provider, model) as linear_rates_by_raw keys them).
 _AiHead = tuple[Any, ...]
-_MAX_HEADS_PER_SHAPE = 256
+# (shape id, exact-str values under its head keys) -> _AiHead. One bounded memo for all shapes: ids are never
+# reused, so entries of a forgotten shape only wait for the next clear.
+_MAX_AI_HEADS = 4096
+_ai_heads: dict[tuple[int, tuple[Any, ...]], _AiHead] = {}
+_shape_ids = itertools.count()
+
+
+def _remember_ai_head(memo_key: tuple[int, tuple[Any, ...]], ai_head: _AiHead) -> None:
+    if len(_ai_heads) >= _MAX_AI_HEADS:
+        _ai_heads.clear()
+    _ai_heads[memo_key] = ai_head
 
 
 def _ai_head(attrs: Mapping[str, Any], bits: int, shape: _Shape) -> _AiHead:
@@ -1277,7 +1289,7 @@ def map_span(span: ReadableSpan, options: MappingOptions = _DEFAULT_OPTIONS) -> 
         getter,
         head_getter,
         head_types,
-        head_memo,
+        shape_id,
         fast,
         _provider_keys,  # the five lists _ai_head reads from the shape itself
         _host_keys,
@@ -1363,12 +1375,11 @@ def map_span(span: ReadableSpan, options: MappingOptions = _DEFAULT_OPTIONS) -> 
         if head_getter is not None:
             head_values = head_getter(attrs)
             if tuple(map(type, head_values)) == head_types:
-                ai_head = head_memo.get(head_values)
+                memo_key = (shape_id, head_values)
+                ai_head = _ai_heads.get(memo_key)
                 if ai_head is None:
                     ai_head = _ai_head(attrs, bits, shape)
-                    if len(head_memo) >= _MAX_HEADS_PER_SHAPE:
-                        head_memo.clear()
-                    head_memo[head_values] = ai_head
+                    _remember_ai_head(memo_key, ai_head)
         if ai_head is None:
             ai_head = _ai_head(attrs, bits, shape)
         model, fit_model, request_model, provider, raw_provider, operation, span_kind, raw_op, _ = ai_head
@@ -1607,16 +1618,13 @@ def _map_fast(
     bits = shape[0]
     raw_provider = raw_op = request_model = reasoning = cache_write = cost_source = None
     if bits & _B_AI:
-        head_values = head_at(values)
-        head_memo = shape[6]
-        memoisable = tuple(map(type, head_values)) == shape[5]  # as in map_span
-        ai_head: _AiHead | None = head_memo.get(head_values) if memoisable else None
+        memo_key = (shape[6], head_at(values))
+        memoisable = tuple(map(type, memo_key[1])) == shape[5]  # as in map_span
+        ai_head: _AiHead | None = _ai_heads.get(memo_key) if memoisable else None
         if ai_head is None:
             ai_head = _ai_head(dict(zip(keys, values, strict=True)), bits, shape)
             if memoisable:
-                if len(head_memo) >= _MAX_HEADS_PER_SHAPE:
-                    head_memo.clear()
-                head_memo[head_values] = ai_head
+                _remember_ai_head(memo_key, ai_head)
         model, fit_model, request_model, provider, raw_provider, operation, span_kind, raw_op, price_key = ai_head
         event["provider"] = provider
         if fit_model is not None:
