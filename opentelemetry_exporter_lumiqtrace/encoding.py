@@ -120,7 +120,7 @@ def _dumps_mapped(event: dict[str, Any]) -> bytes:
     ``map_span`` only produces str, bool, non-negative ints below 2**63, str->str ``tags`` and one float,
     ``cost_usd`` (tests/test_mapping_properties.py pins that through the server's validator), so the per-value type
     guard of the general path is not needed: only ``cost_usd`` becomes a repr fragment. Anything else that slipped
-    through still fails loudly (orjson's TypeError), never silently differently.
+    through makes orjson raise, and the general path then encodes it (or refuses it) exactly as it would have.
     """
     assert _orjson is not None and _Fragment is not None
     cost = event.get("cost_usd")
@@ -132,8 +132,12 @@ def _dumps_mapped(event: dict[str, Any]) -> bytes:
         event["cost_usd"] = _Fragment(float.__repr__(cost))
     try:
         line: bytes = _orjson.dumps(event)
-    except TypeError as exc:
-        raise EncodingError(str(exc)) from exc
+    except TypeError:
+        # Something orjson does not write like the stdlib (an int beyond 64 bits, say): the guarded general path
+        # decides, on the event as the mapping made it.
+        if cost is not None:
+            event["cost_usd"] = cost
+        return _dumps_orjson(event)
     return memoryview(line).tobytes()
 
 

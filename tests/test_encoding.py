@@ -181,3 +181,11 @@ def test_the_exporters_fast_path_writes_the_stdlib_bytes(cost: float) -> None:
     assert errors == [] and lines == [_dumps_stdlib(event)]
     nan_lines, nan_errors = encode_events([{**event, "cost_usd": float("nan")}], from_mapping=True)
     assert nan_lines == [] and len(nan_errors) == 1
+
+
+def test_the_fast_path_falls_back_for_integers_beyond_64_bits() -> None:
+    from opentelemetry_exporter_lumiqtrace.encoding import _dumps_stdlib
+
+    event = {"event_id": "e", "ttft_ms": 2**64, "cost_usd": 4.2e-05}
+    lines, errors = encode_events([dict(event)], from_mapping=True)
+    assert errors == [] and lines == [_dumps_stdlib(event)]
