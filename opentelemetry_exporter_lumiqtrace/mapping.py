@@ -1174,6 +1174,30 @@ def _identity_tags(
     return None, _head_pairs(name, kind_name, service_name, scope, scope_name, scope_version, pairs=lqt_tags or [])
 
 
+def _add_derived_tags(
+    add: Callable[[tuple[str, Any]], None],
+    raw_provider: Any,
+    raw_op: Any,
+    request_model: Any,
+    reasoning: Any,
+    cache_write: Any,
+    cost_source: Any,
+) -> None:
+    """The tags both mapping paths derive from the LLM fields, in their fixed order (raw values, extra tokens)."""
+    if raw_provider is not None:
+        add(("gen_ai.provider.name", raw_provider))
+    if raw_op is not None:
+        add(("gen_ai.operation.name", raw_op))
+    if request_model is not None:
+        add(("gen_ai.request.model", request_model))
+    if reasoning is not None:
+        add(("tokens.reasoning", reasoning))
+    if cache_write is not None:
+        add(("tokens.cache_write", cache_write))
+    if cost_source is not None:
+        add(("cost.source", cost_source))
+
+
 def _fill_tags(
     pairs: list[tuple[str, Any]], options: MappingOptions, tags: dict[str, str] | None = None
 ) -> dict[str, str]:
@@ -1516,18 +1540,7 @@ def map_span(span: ReadableSpan, options: MappingOptions = _DEFAULT_OPTIONS) -> 
     # Tags, most useful first so the cap drops user metadata before the span's identity.
     tags, pairs = _identity_tags(span, options, service_name, lqt_tags)
     add = pairs.append
-    if raw_provider is not None:
-        add(("gen_ai.provider.name", raw_provider))
-    if raw_op is not None:
-        add(("gen_ai.operation.name", raw_op))
-    if request_model is not None:
-        add(("gen_ai.request.model", request_model))
-    if reasoning is not None:
-        add(("tokens.reasoning", reasoning))
-    if cache_write is not None:
-        add(("tokens.cache_write", cache_write))
-    if cost_source is not None:
-        add(("cost.source", cost_source))
+    _add_derived_tags(add, raw_provider, raw_op, request_model, reasoning, cache_write, cost_source)
     if method_keys:
         method = _first_str(attrs, method_keys)
         if method is not None:
@@ -1727,18 +1740,7 @@ def _map_fast(
 
     tags, pairs = _identity_tags(span, options, service_name, None)
     add = pairs.append
-    if raw_provider is not None:
-        add(("gen_ai.provider.name", raw_provider))
-    if raw_op is not None:
-        add(("gen_ai.operation.name", raw_op))
-    if request_model is not None:
-        add(("gen_ai.request.model", request_model))
-    if reasoning is not None:
-        add(("tokens.reasoning", reasoning))
-    if cache_write is not None:
-        add(("tokens.cache_write", cache_write))
-    if cost_source is not None:
-        add(("cost.source", cost_source))
+    _add_derived_tags(add, raw_provider, raw_op, request_model, reasoning, cache_write, cost_source)
     if method_at >= 0:
         method = _str_of(values[method_at])
         if method is not None:
