@@ -1174,6 +1174,20 @@ def _identity_tags(
     return None, _head_pairs(name, kind_name, service_name, scope, scope_name, scope_version, pairs=lqt_tags or [])
 
 
+def _set_general(event: dict[str, Any], latency_ms: int | None) -> None:
+    """The fields of a non-AI span (design.md: no invented model)."""
+    event["provider"] = "custom"
+    event["operation"] = "custom"
+    event["span_kind"] = "general"
+    if latency_ms is not None:
+        event["latency_ms"] = latency_ms
+
+
+def _set_environment(event: dict[str, Any], environment: str) -> None:
+    fits = len(environment) <= DEFAULT_MAX_TAG_VALUE_CHARS and environment.isascii()
+    event["environment"] = environment if fits else _fit(environment)
+
+
 def _add_derived_tags(
     add: Callable[[tuple[str, Any]], None],
     raw_provider: Any,
@@ -1484,11 +1498,7 @@ def map_span(span: ReadableSpan, options: MappingOptions = _DEFAULT_OPTIONS) -> 
         if bits & _B_CONTENT or flat is not None or events.prompt is not None or events.completion is not None:
             _add_content(event, attrs, flat or _NO_FLAT, events, span_kind, options)
     else:
-        event["provider"] = "custom"
-        event["operation"] = "custom"
-        event["span_kind"] = "general"
-        if latency_ms is not None:
-            event["latency_ms"] = latency_ms
+        _set_general(event, latency_ms)
 
     # The first rungs of _status inlined for the usual span: not failed, at most one HTTP status code, an exact int.
     http: int | None = None
@@ -1517,17 +1527,11 @@ def map_span(span: ReadableSpan, options: MappingOptions = _DEFAULT_OPTIONS) -> 
     if error_message is not None:
         event["error_message"] = _clean(error_message)
 
-    resource = span.resource
-    resource_entry = _resource_cache.get(id(resource))
-    if resource_entry is not None and resource_entry[0] is resource:
-        resource_env, service_name = resource_entry[1], resource_entry[2]
-    else:
-        resource_env, service_name = _resource_info(resource)
+    resource_env, service_name = _resource_info(span.resource)  # memoised per resource object
     env = _first_str(attrs, environment_keys) if environment_keys else None
     environment = env[1] if env is not None else resource_env or options.environment
     if environment:
-        fits = len(environment) <= DEFAULT_MAX_TAG_VALUE_CHARS and environment.isascii()
-        event["environment"] = environment if fits else _fit(environment)
+        _set_environment(event, environment)
     if user_keys:
         user = _first_str(attrs, user_keys)
         if user is not None:
@@ -1698,11 +1702,7 @@ def _map_fast(
                 if finish is not None:
                     event["finish_reason"] = _fit(finish)
     else:
-        event["provider"] = "custom"
-        event["operation"] = "custom"
-        event["span_kind"] = "general"
-        if latency_ms is not None:
-            event["latency_ms"] = latency_ms
+        _set_general(event, latency_ms)
 
     # The status did not fail and nothing but an HTTP status code can say otherwise.
     http = _int_of(values[http_at]) if http_at >= 0 else None
@@ -1718,17 +1718,11 @@ def _map_fast(
         if error_message is not None:
             event["error_message"] = _clean(error_message)
 
-    resource = span.resource
-    resource_entry = _resource_cache.get(id(resource))
-    if resource_entry is not None and resource_entry[0] is resource:
-        resource_env, service_name = resource_entry[1], resource_entry[2]
-    else:
-        resource_env, service_name = _resource_info(resource)
+    resource_env, service_name = _resource_info(span.resource)  # memoised per resource object
     environment = (_str_of(values[environment_at]) if environment_at >= 0 else None) or resource_env
     environment = environment or options.environment
     if environment:
-        fits = len(environment) <= DEFAULT_MAX_TAG_VALUE_CHARS and environment.isascii()
-        event["environment"] = environment if fits else _fit(environment)
+        _set_environment(event, environment)
     if user_at >= 0:
         user = _str_of(values[user_at])
         if user is not None:
