@@ -1131,9 +1131,15 @@ def _head_pairs(
 
 
 def _identity_tags(
-    span: ReadableSpan, options: MappingOptions, service_name: str | None, lqt_tags: list[tuple[str, Any]] | None
+    span: ReadableSpan,
+    options: MappingOptions,
+    service_name: str | None,
+    lqt_tags: list[tuple[str, Any]] | None,
+    derived: tuple[Any, Any, Any, Any] = (None, None, None, None),
 ) -> tuple[dict[str, str] | None, list[tuple[str, Any]]]:
-    """(tags filled so far, pairs still to fill) after the span's identity tags and any ``lumiqtrace.tags.*``."""
+    """(tags filled so far, pairs still to fill) after any ``lumiqtrace.tags.*``, the span's identity tags and the
+    derived tags of ``derived`` (raw provider, raw operation, request model, cost source: the values
+    ``_add_derived_tags`` takes when there are no reasoning or cache-write tokens)."""
     name = span.name
     span_kind_obj = span.kind
     kind_name = _SPAN_KIND_NAMES_BY_ID.get(id(span_kind_obj)) or _SPAN_KIND_NAMES.get(span_kind_obj, "internal")
@@ -1147,19 +1153,29 @@ def _identity_tags(
         and name.__class__ is str
         and (scope_name is None or scope_name.__class__ is str)
         and (scope_version is None or scope_version.__class__ is str)
+        # Exact str only: a str subclass is an equal key but keeps its type in the tags.
+        and (derived[0] is None or derived[0].__class__ is str)
+        and (derived[1] is None or derived[1].__class__ is str)
+        and (derived[2] is None or derived[2].__class__ is str)
     ):
         # The identity tags repeat across spans (same name, kind, service, scope): filled once per options. A scope
         # without name and version gives the same tags as no scope, so the key need not tell them apart.
-        head_key = (name, kind_name, service_name, scope_name, scope_version)
+        # The derived tags come right after and repeat as much (an AI span's identity is memoised): filled with them.
+        head_key = (name, kind_name, service_name, scope_name, scope_version, derived)
         head_tags = options._head_tags.get(head_key)
         if head_tags is None:
             head = _head_pairs(name, kind_name, service_name, scope, scope_name, scope_version, pairs=[])
+            raw_provider, raw_op, request_model, cost_source = derived
+            _add_derived_tags(head.append, raw_provider, raw_op, request_model, None, None, cost_source)
             head_tags = _fill_tags(head, options)
             if len(options._head_tags) >= _MAX_HEAD_TAGS:
                 options._head_tags.clear()
             options._head_tags[head_key] = head_tags
         return head_tags.copy(), []
-    return None, _head_pairs(name, kind_name, service_name, scope, scope_name, scope_version, pairs=lqt_tags or [])
+    pairs = _head_pairs(name, kind_name, service_name, scope, scope_name, scope_version, pairs=lqt_tags or [])
+    raw_provider, raw_op, request_model, cost_source = derived
+    _add_derived_tags(pairs.append, raw_provider, raw_op, request_model, None, None, cost_source)
+    return None, pairs
 
 
 def _set_general(event: dict[str, Any], latency_ms: int | None) -> None:
@@ -1720,9 +1736,15 @@ def _map_fast(
         if session is not None:
             event["session_id"] = _fit(session)
 
-    tags, pairs = _identity_tags(span, options, service_name, None)
-    add = pairs.append
-    _add_derived_tags(add, raw_provider, raw_op, request_model, reasoning, cache_write, cost_source)
+    if reasoning is None and cache_write is None:
+        tags, pairs = _identity_tags(
+            span, options, service_name, None, (raw_provider, raw_op, request_model, cost_source)
+        )
+        add = pairs.append
+    else:
+        tags, pairs = _identity_tags(span, options, service_name, None)
+        add = pairs.append
+        _add_derived_tags(add, raw_provider, raw_op, request_model, reasoning, cache_write, cost_source)
     if method_at >= 0:
         method = _str_of(values[method_at])
         if method is not None:
