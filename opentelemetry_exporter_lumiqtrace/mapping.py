@@ -579,6 +579,8 @@ def _shape(keys: tuple[Any, ...]) -> _Shape:
                 *(position[f[0]] if f else -1 for f in found),
                 tuple((key, position[key]) for _, key in sorted(context)),
                 _tuple_getter(tuple(position[key] for key in head_keys)),
+                tuple(position[key] for key in head_keys),
+                [None, 0],  # the generated function (see _generate_fast) and the spans seen before it
             )
     shape: _Shape = (
         bits,
@@ -1397,6 +1399,13 @@ def map_span(span: ReadableSpan, options: MappingOptions = _DEFAULT_OPTIONS) -> 
         if fast is not None and not span_events:
             status_code = getattr(span.status, "status_code", None)
             if status_code is not None and status_code is not StatusCode.ERROR:
+                generated = fast[-1]
+                fn = generated[0]
+                if fn is not None:
+                    return fn(event, span, options, values, latency_ms, start)  # type: ignore[no-any-return]
+                generated[1] += 1
+                if generated[1] >= _GENERATE_AFTER:
+                    generated[0] = _generate_fast(shape, keys)
                 return _map_fast(event, span, options, shape, fast, keys, values, latency_ms, start)
         attrs = dict(zip(keys, values, strict=True))
     lqt_tags = assoc = flat = None
@@ -1635,6 +1644,8 @@ def _map_fast(
         method_at,
         context_at,
         head_at,
+        _head_positions,
+        _generated,
     ) = fast
     bits = shape[0]
     raw_provider = raw_op = request_model = reasoning = cache_write = cost_source = None
@@ -1760,6 +1771,217 @@ def _map_fast(
         event["tags"] = tags
     event["sdk_version"] = options.sdk_version
     return event
+
+
+# --- generated fast paths -------------------------------------------------------------------------------------------
+
+# A shape's _map_fast as straight-line code: the positions its plan fixed become constant indexes and the steps that
+# cannot apply to the shape are left out. Generated once a shape is seen again (a one-off key set is not worth the
+# compile), cached in the shape, so bounded with the shapes. Only ints computed from the plan (positions) and names of
+# this module go into the source: attribute keys reach the code through the KEYS / CONTEXT_KEYS tuples it closes over,
+# attribute values only through ``values`` at run time.
+_GENERATE_AFTER = 2
+_FastFn = Callable[[dict[str, Any], ReadableSpan, MappingOptions, tuple[Any, ...], int | None, int | None], Any]
+
+
+def _int_src(target: str, at: int) -> list[str]:
+    """Source of ``target = _int_of(values[at])`` with the exact-int case inline."""
+    return [
+        f"v = values[{at:d}]",
+        f"{target} = v if v.__class__ is int and 0 <= v <= _MAX_TOKENS else (None if v is None else _int(v))",
+    ]
+
+
+def _str_src(target: str, at: int) -> list[str]:
+    """Source of ``target = _str_of(values[at])`` with the exact-str case inline."""
+    return [
+        f"v = values[{at:d}]",
+        "if v.__class__ is str:",
+        f"    {target} = v if v and not v.isspace() else None",
+        "else:",
+        f"    {target} = None if v is None else _str(v)",
+    ]
+
+
+def _fast_source(shape: _Shape) -> str:
+    """The source of the generated _map_fast of ``shape`` (see _generate_fast)."""
+    bits = shape[0]
+    (
+        input_at,
+        output_at,
+        total_at,
+        cache_read_at,
+        cache_write_at,
+        reasoning_at,
+        finish_at,
+        http_at,
+        environment_at,
+        user_at,
+        session_at,
+        method_at,
+        context_at,
+        _head_at,
+        head_positions,
+        _cell,
+    ) = shape[7]
+    body: list[str] = []
+    emit = body.append
+    if bits & _B_AI:
+        head = "".join(f"values[{at:d}], " for at in head_positions)
+        memoisable = " and ".join(f"type(values[{at:d}]) is str" for at in head_positions) or "True"
+        emit(f"memo_key = (SHAPE_ID, ({head}))")
+        emit(f"memoisable = {memoisable}")
+        emit("ai_head = _ai_heads.get(memo_key) if memoisable else None")
+        emit("if ai_head is None:")
+        emit("    ai_head = _ai_head(dict(zip(KEYS, values, strict=True)), BITS, SHAPE)")
+        emit("    if memoisable:")
+        emit("        _remember_ai_head(memo_key, ai_head)")
+        emit(
+            "model, fit_model, request_model, provider, raw_provider, operation, span_kind, raw_op, price_key = ai_head"
+        )
+        emit('event["provider"] = provider')
+        emit("if fit_model is not None:")
+        emit('    event["model"] = fit_model')
+        emit('event["operation"] = operation')
+        emit('event["span_kind"] = span_kind')
+        emit("if latency_ms is not None:")
+        emit('    event["latency_ms"] = latency_ms')
+        for target, at in (
+            ("input_tokens", input_at),
+            ("output_tokens", output_at),
+            ("cached", cache_read_at),
+            ("cache_write", cache_write_at),
+            ("reasoning", reasoning_at),
+        ):
+            body.extend(_int_src(target, at) if at >= 0 else [f"{target} = None"])
+            if target == "output_tokens" and total_at >= 0:
+                emit("if input_tokens is None and output_tokens is not None:")
+                body.extend("    " + line for line in _int_src("total", total_at))
+                emit("    if total is not None and total >= output_tokens:")
+                emit("        input_tokens = total - output_tokens")
+        emit("if input_tokens is not None:")
+        emit('    event["input_tokens"] = input_tokens')
+        emit("if output_tokens is not None:")
+        emit('    event["output_tokens"] = output_tokens')
+        emit("if cached is not None:")
+        emit('    event["cached_tokens"] = cached')
+        emit('if span_kind == "llm":')
+        emit('    event["stream"] = False')
+        emit("cost_source = None")
+        emit("if (")
+        emit("    options.compute_cost")
+        emit("    and model is not None")
+        emit('    and span_kind == "llm"')
+        emit("    and (input_tokens is not None or output_tokens is not None)")
+        emit("):")
+        emit("    rates = linear_rates_by_raw.get(price_key)")
+        emit("    if rates is not None:")
+        emit("        cost = linear_cost(rates, input_tokens, output_tokens, cached, cache_write)")
+        emit("    else:")
+        emit("        cost = _price(")
+        emit("            raw_provider, provider, model, input_tokens, output_tokens, cached, cache_write, start")
+        emit("        )")
+        emit("    if cost is not None:")
+        emit('        cost_source = "genai-prices"')
+        emit('        event["cost_usd"] = cost')
+        if finish_at >= 0:
+            emit(f"reasons = values[{finish_at:d}]")
+            emit("finish = reasons[0] if reasons.__class__ is tuple and len(reasons) == 1 else None")
+            emit("if (")
+            emit("    finish.__class__ is str")
+            emit("    and finish")
+            emit("    and len(finish) <= DEFAULT_MAX_TAG_VALUE_CHARS")
+            emit("    and finish.isascii()")
+            emit("    and not finish.isspace()")
+            emit("):")
+            emit('    event["finish_reason"] = finish')
+            emit("elif reasons is not None:")
+            emit("    finish = _finish_value(reasons)")
+            emit("    if finish is not None:")
+            emit('        event["finish_reason"] = _fit(finish)')
+    else:
+        emit('event["provider"] = "custom"')
+        emit('event["operation"] = "custom"')
+        emit('event["span_kind"] = "general"')
+        emit("if latency_ms is not None:")
+        emit('    event["latency_ms"] = latency_ms')
+    if http_at >= 0:
+        body.extend(_int_src("http", http_at))
+        emit("if http is None or http < 400 or (")
+        emit("    http < 500 and http not in (408, 429, 499) and span.kind is SpanKind.SERVER")
+        emit("):")
+        emit('    event["status"] = "success"')
+        emit("else:")
+        emit("    attrs = dict(zip(KEYS, values, strict=True))")
+        emit("    http_keys = tuple(key for key in c.HTTP_STATUS_KEYS if key in attrs)")
+        emit("    status, error_code, error_message, http = _status(span, attrs, _NO_EVENTS, BITS, http_keys)")
+        emit('    event["status"] = status')
+        emit("    if error_code is not None:")
+        emit('        event["error_code"] = _fit(error_code)')
+        emit("    if error_message is not None:")
+        emit('        event["error_message"] = _clean(error_message)')
+    else:
+        emit('event["status"] = "success"')
+    emit("resource_env, service_name = _resource_info(span.resource)")
+    if environment_at >= 0:
+        body.extend(_str_src("environment", environment_at))
+        emit("environment = environment or resource_env or options.environment")
+    else:
+        emit("environment = resource_env or options.environment")
+    emit("if environment:")
+    emit("    if len(environment) <= DEFAULT_MAX_TAG_VALUE_CHARS and environment.isascii():")
+    emit('        event["environment"] = environment')
+    emit("    else:")
+    emit('        event["environment"] = _fit(environment)')
+    for target, at in (("user_id", user_at), ("session_id", session_at)):
+        if at >= 0:
+            body.extend(_str_src("found", at))
+            emit("if found is not None:")
+            emit(f'    event["{target}"] = _fit(found)')
+    if bits & _B_AI:
+        emit("if reasoning is None and cache_write is None:")
+        emit("    tags, pairs = _identity_tags(")
+        emit("        span, options, service_name, None, (raw_provider, raw_op, request_model, cost_source)")
+        emit("    )")
+        emit("else:")
+        emit("    tags, pairs = _identity_tags(span, options, service_name, None)")
+        emit("    _add_derived_tags(")
+        emit("        pairs.append, raw_provider, raw_op, request_model, reasoning, cache_write, cost_source")
+        emit("    )")
+    else:
+        emit("tags, pairs = _identity_tags(span, options, service_name, None)")
+    if method_at >= 0:
+        body.extend(_str_src("method", method_at))
+        emit("if method is not None:")
+        emit('    pairs.append(("http.request.method", method))')
+    if http_at >= 0:
+        emit("if http is not None:")
+        emit('    pairs.append(("http.response.status_code", http))')
+    for i, (_key, at) in enumerate(context_at):
+        emit(f"v = values[{at:d}]")
+        emit("if v is not None:")
+        emit(f"    pairs.append((CONTEXT_KEYS[{i:d}], v))")
+    emit("tags = _fill_tags(pairs, options, tags)")
+    emit("if tags:")
+    emit('    event["tags"] = tags')
+    emit('event["sdk_version"] = options.sdk_version')
+    emit("return event")
+    lines = [
+        "def _make(SHAPE, SHAPE_ID, BITS, KEYS, CONTEXT_KEYS):",
+        "    def _map_generated(event, span, options, values, latency_ms, start):",
+        *("        " + line for line in body),
+        "    return _map_generated",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _generate_fast(shape: _Shape, keys: tuple[Any, ...]) -> _FastFn:
+    """Compile the generated _map_fast of ``shape`` (whose key tuple is ``keys``)."""
+    namespace: dict[str, Any] = {}
+    exec(compile(_fast_source(shape), "<lumiqtrace generated mapping>", "exec"), globals(), namespace)
+    context_keys = tuple(key for key, _ in shape[7][12])
+    fn: _FastFn = namespace["_make"](shape, shape[6], shape[0], keys, context_keys)
+    return fn
 
 
 def _add_content(
