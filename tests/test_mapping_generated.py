@@ -1,0 +1,103 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The generated per-shape fast path (``mapping._generate_fast``) against the hand-written ``_map_fast``.
+
+A shape seen twice gets its fast path compiled from the shape's plan. These tests call both on the same inputs and
+require the same event (key order and exact types included), and check what the generated source may contain:
+positions and names of the mapping module, never an attribute key or value.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.trace import SpanKind
+
+from opentelemetry_exporter_lumiqtrace import mapping
+from tests.test_mapping_equivalence import OPTION_SETS, PLAUSIBLE, _options, _ordered
+from tests.test_mapping_shapes import SHAPES, VALUES, _sdk_span
+from tests.test_mapping_support import make_span
+
+
+def _fast_inputs(span: ReadableSpan) -> tuple[Any, tuple[Any, ...], tuple[Any, ...], int | None, int | None]:
+    """(shape, keys, values, latency_ms, start) as map_span hands them to the fast path."""
+    keys = tuple(span.attributes or {})
+    shape = mapping._shapes.get(keys) or mapping._shape(keys)
+    values = shape[3](span.attributes)
+    start = span.start_time
+    end = span.end_time
+    latency_ms = round((end - start) / 1e6) if start is not None and end is not None and end >= start else None
+    return shape, keys, values, latency_ms, start
+
+
+def _both(span: ReadableSpan, options: mapping.MappingOptions) -> tuple[Any, Any]:
+    shape, keys, values, latency_ms, start = _fast_inputs(span)
+    assert shape[7] is not None, "the shape must take the fast path"
+    generated = mapping._generate_fast(shape, keys)
+    expected = mapping._map_fast({}, span, options, shape, shape[7], keys, values, latency_ms, start)
+    got = generated({}, span, options, values, latency_ms, start)
+    return got, expected
+
+
+FAST_SHAPES = tuple(s for s in SHAPES if mapping._shape(s)[7] is not None)
+
+
+def test_some_shapes_take_the_fast_path() -> None:
+    assert len(FAST_SHAPES) >= 3
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    shape=st.sampled_from(FAST_SHAPES),
+    row=st.lists((VALUES | PLAUSIBLE).filter(lambda v: v is not None), min_size=10, max_size=10),
+    kind=st.sampled_from([SpanKind.CLIENT, SpanKind.SERVER, SpanKind.INTERNAL]),
+    options_name=st.sampled_from(sorted(OPTION_SETS)),
+)
+def test_generated_fast_path_maps_like_map_fast(
+    shape: tuple[str, ...], row: list[Any], kind: SpanKind, options_name: str
+) -> None:
+    span = _sdk_span(make_span(dict(zip(shape, row, strict=False)), kind=kind))
+    assume(tuple(span.attributes or {}) == shape)  # the SDK drops values it cannot hold
+    options = _options(options_name)[0]
+    got, expected = _both(span, options)
+    assert _ordered(got) == _ordered(expected)
+
+
+def test_a_shape_seen_twice_maps_through_its_generated_function() -> None:
+    keys = ("gen_ai.provider.name", "gen_ai.request.model", "gen_ai.usage.input_tokens", "generated.test.key")
+    events = []
+    for tokens in (10, 20, 30):
+        span = _sdk_span(make_span(dict(zip(keys, ("openai", "gpt-4o", tokens, "v"), strict=True))))
+        events.append(mapping.map_span(span))
+    cell = mapping._shapes[keys][7][-1]
+    assert callable(cell[0])
+    assert [e["input_tokens"] for e in events if e is not None] == [10, 20, 30]
+    first, *rest = events
+    assert first is not None
+    for event in rest:
+        assert event is not None
+        assert list(event) == list(first)
+
+
+def test_generated_source_holds_no_attribute_key_or_value() -> None:
+    odd_key = 'x"); import os; os.system("echo pwned"); ("'
+    secret = "value-marker-7f3a"
+    attrs = {
+        "gen_ai.provider.name": secret,
+        "gen_ai.request.model": secret + "-model",
+        "gen_ai.usage.input_tokens": 5,
+        "server.address": secret + "-host",
+        odd_key: secret,
+    }
+    span = _sdk_span(make_span(attrs, kind=SpanKind.CLIENT))
+    shape, keys, *_ = _fast_inputs(span)
+    assert shape[7] is not None
+    source = mapping._fast_source(shape)
+    for key in keys:
+        assert key not in source
+    assert secret not in source
+    got, expected = _both(span, _options("default")[0])
+    assert _ordered(got) == _ordered(expected)
+    assert got["tags"]["server.address"] == secret + "-host"
