@@ -26,10 +26,14 @@ context tags are there, and an itemgetter that reads all values of the SDK's att
 only reads the keys the span has, in the same order, so precedence and fall-through on unusable values are
 unchanged. An AI span's model, provider and kind are memoised per shape by the exact-str values they come from.
 The usual span (at most one key of each list, nothing to parse, no events, not ERROR) takes ``_map_fast``, which
-reads each field from the value tuple at a position the shape fixed, without building an attribute dict; anything
-else takes the general path. Tags are collected as pairs and filled in one loop; the identity tags (span name,
-kind, service, scope) are filled once per distinct identity and options. ``tests/test_mapping_equivalence.py`` and
-``tests/test_mapping_shapes.py`` hold both paths to a frozen reference implementation, key order and types included.
+reads only the values its plan uses and each field at a position the shape fixed, without building an attribute dict;
+a shape seen twice gets that function generated as straight-line code for its plan (``_generate_fast``: positions as
+constants, keys only through closed-over tuples, never a value in the source). Anything else takes the general path.
+Tags are collected as pairs and filled in one loop; the identity tags (span name, kind, service, scope), with the
+derived LLM tags on the fast path, are filled once per distinct identity and options.
+``tests/test_mapping_equivalence.py`` and ``tests/test_mapping_shapes.py`` hold both paths to a frozen reference
+implementation, key order and types included; ``tests/test_mapping_generated.py`` the generated functions to
+``_map_fast``.
 """
 
 from __future__ import annotations
@@ -575,11 +579,20 @@ def _shape(keys: tuple[Any, ...]) -> _Shape:
         position = {key: i for i, key in enumerate(keys)}
         found = [tuple(key for key in lookup if key in present) for lookup in _FAST_LOOKUPS]
         if all(len(f) <= 1 for f in found):
+            # The fast path reads only the values it uses (each read of the SDK's view is a Python call): its
+            # positions are in that subset, kept in attribute order.
+            used = {position[f[0]] for f in found if f}
+            used.update(position[key] for _, key in context)
+            used.update(position[key] for key in head_keys)
+            fast_keys = tuple(keys[at] for at in sorted(used))
+            at_of = {key: i for i, key in enumerate(fast_keys)}
             fast = (
-                *(position[f[0]] if f else -1 for f in found),
-                tuple((key, position[key]) for _, key in sorted(context)),
-                _tuple_getter(tuple(position[key] for key in head_keys)),
-                tuple(position[key] for key in head_keys),
+                *(at_of[f[0]] if f else -1 for f in found),
+                tuple((key, at_of[key]) for _, key in sorted(context)),
+                _tuple_getter(tuple(at_of[key] for key in head_keys)),
+                tuple(at_of[key] for key in head_keys),
+                fast_keys,
+                _tuple_getter(fast_keys),
                 [None, 0],  # the generated function (see _generate_fast) and the spans seen before it
             )
     shape: _Shape = (
@@ -1353,15 +1366,22 @@ def map_span(span: ReadableSpan, options: MappingOptions = _DEFAULT_OPTIONS) -> 
         session_keys,
         method_keys,
     ) = shape
-    values: tuple[Any, ...] = ()
-    if attrs is None:
-        try:
-            values = getter(raw_attrs)
-        except KeyError:  # a mapping that changed under us (never an ended SDK span): the plain copy
-            attrs = dict(raw_attrs)  # type: ignore[arg-type]
     is_ai = bits & _B_AI
     if options.ai_only and not is_ai:
         return None
+    values: tuple[Any, ...] = ()
+    span_events = span.events
+    fast_ok = False
+    if attrs is None:
+        if fast is not None and not span_events:
+            status_code = getattr(span.status, "status_code", None)
+            fast_ok = status_code is not None and status_code is not StatusCode.ERROR
+        try:
+            # The fast path's subset of the values, or all of them.
+            values = fast[-2](raw_attrs) if fast_ok else getter(raw_attrs)
+        except KeyError:  # a mapping that changed under us (never an ended SDK span): the plain copy
+            attrs = dict(raw_attrs)  # type: ignore[arg-type]
+            fast_ok = False
 
     ctx = span.context
     start_ns = span.start_time
@@ -1394,19 +1414,16 @@ def map_span(span: ReadableSpan, options: MappingOptions = _DEFAULT_OPTIONS) -> 
     if start is not None and isinstance(end_ns, int) and end_ns >= start:
         latency_ms = round((end_ns - start) / 1e6)
 
-    span_events = span.events
+    if fast_ok:
+        generated = fast[-1]
+        fn = generated[0]
+        if fn is not None:
+            return fn(event, span, options, values, latency_ms, start)  # type: ignore[no-any-return]
+        generated[1] += 1
+        if generated[1] >= _GENERATE_AFTER:
+            generated[0] = _generate_fast(shape)
+        return _map_fast(event, span, options, shape, fast, values, latency_ms, start)
     if attrs is None:
-        if fast is not None and not span_events:
-            status_code = getattr(span.status, "status_code", None)
-            if status_code is not None and status_code is not StatusCode.ERROR:
-                generated = fast[-1]
-                fn = generated[0]
-                if fn is not None:
-                    return fn(event, span, options, values, latency_ms, start)  # type: ignore[no-any-return]
-                generated[1] += 1
-                if generated[1] >= _GENERATE_AFTER:
-                    generated[0] = _generate_fast(shape, keys)
-                return _map_fast(event, span, options, shape, fast, keys, values, latency_ms, start)
         attrs = dict(zip(keys, values, strict=True))
     lqt_tags = assoc = flat = None
     if families:
@@ -1616,7 +1633,6 @@ def _map_fast(
     options: MappingOptions,
     shape: _Shape,
     fast: tuple[Any, ...],
-    keys: tuple[Any, ...],
     values: tuple[Any, ...],
     latency_ms: int | None,
     start: int | None,
@@ -1625,9 +1641,10 @@ def _map_fast(
     none of the conventions that need parsing (content, invocation parameters, explicit cost, stream or TTFT, error
     attributes, prefix families), no events and a status other than ERROR.
 
-    Every field is read from ``values`` (the attribute values in key order) at a position the shape fixed, so the
-    span needs no attribute dict; each step is the general path's with what cannot apply left out, and the event
-    comes out the same, key order included (the differential tests hold both paths to the reference).
+    Every field is read from ``values`` (the values of the keys the plan uses, in attribute order) at a position
+    the shape fixed, so the span needs no attribute dict (the model and status helpers read only those keys); each
+    step is the general path's with what cannot apply left out, and the event comes out the same, key order included
+    (the differential tests hold both paths to the reference).
     """
     (
         input_at,
@@ -1645,6 +1662,8 @@ def _map_fast(
         context_at,
         head_at,
         _head_positions,
+        keys,
+        _getter,
         _generated,
     ) = fast
     bits = shape[0]
@@ -1822,6 +1841,8 @@ def _fast_source(shape: _Shape) -> str:
         context_at,
         _head_at,
         head_positions,
+        _keys,
+        _getter,
         _cell,
     ) = shape[7]
     body: list[str] = []
@@ -1975,12 +1996,12 @@ def _fast_source(shape: _Shape) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _generate_fast(shape: _Shape, keys: tuple[Any, ...]) -> _FastFn:
-    """Compile the generated _map_fast of ``shape`` (whose key tuple is ``keys``)."""
+def _generate_fast(shape: _Shape) -> _FastFn:
+    """Compile the generated _map_fast of ``shape``."""
     namespace: dict[str, Any] = {}
     exec(compile(_fast_source(shape), "<lumiqtrace generated mapping>", "exec"), globals(), namespace)
     context_keys = tuple(key for key, _ in shape[7][12])
-    fn: _FastFn = namespace["_make"](shape, shape[6], shape[0], keys, context_keys)
+    fn: _FastFn = namespace["_make"](shape, shape[6], shape[0], shape[7][15], context_keys)
     return fn
 
 

@@ -25,7 +25,7 @@ def _fast_inputs(span: ReadableSpan) -> tuple[Any, tuple[Any, ...], tuple[Any, .
     """(shape, keys, values, latency_ms, start) as map_span hands them to the fast path."""
     keys = tuple(span.attributes or {})
     shape = mapping._shapes.get(keys) or mapping._shape(keys)
-    values = shape[3](span.attributes)
+    values = shape[7][-2](span.attributes) if shape[7] is not None else ()
     start = span.start_time
     end = span.end_time
     latency_ms = round((end - start) / 1e6) if start is not None and end is not None and end >= start else None
@@ -33,10 +33,10 @@ def _fast_inputs(span: ReadableSpan) -> tuple[Any, tuple[Any, ...], tuple[Any, .
 
 
 def _both(span: ReadableSpan, options: mapping.MappingOptions) -> tuple[Any, Any]:
-    shape, keys, values, latency_ms, start = _fast_inputs(span)
+    shape, _keys, values, latency_ms, start = _fast_inputs(span)
     assert shape[7] is not None, "the shape must take the fast path"
-    generated = mapping._generate_fast(shape, keys)
-    expected = mapping._map_fast({}, span, options, shape, shape[7], keys, values, latency_ms, start)
+    generated = mapping._generate_fast(shape)
+    expected = mapping._map_fast({}, span, options, shape, shape[7], values, latency_ms, start)
     got = generated({}, span, options, values, latency_ms, start)
     return got, expected
 
