@@ -130,6 +130,8 @@ class MappingOptions:
     _redactor: Redactor = field(init=False, repr=False, compare=False)
     # (span name, kind, service, scope name, scope version) -> their tags, for spans without lumiqtrace.tags.*.
     _head_tags: dict[tuple[Any, ...], dict[str, str]] = field(init=False, repr=False, compare=False)
+    # The same for the fast path by the identity of resource and scope: see _span_head.
+    _span_heads: dict[tuple[Any, ...], tuple[Any, ...]] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         keys = self.redact_keys
@@ -138,6 +140,7 @@ class MappingOptions:
             object.__setattr__(self, "redact_keys", keys)
         object.__setattr__(self, "_redactor", Redactor(keys))
         object.__setattr__(self, "_head_tags", {})
+        object.__setattr__(self, "_span_heads", {})
 
 
 _DEFAULT_OPTIONS = MappingOptions()
@@ -1145,12 +1148,16 @@ def _head_pairs(
     return pairs
 
 
+# The derived tags of a span without any (see _identity_tags).
+_NO_DERIVED: tuple[Any, Any, Any, Any] = (None, None, None, None)
+
+
 def _identity_tags(
     span: ReadableSpan,
     options: MappingOptions,
     service_name: str | None,
     lqt_tags: list[tuple[str, Any]] | None,
-    derived: tuple[Any, Any, Any, Any] = (None, None, None, None),
+    derived: tuple[Any, Any, Any, Any] = _NO_DERIVED,
 ) -> tuple[dict[str, str] | None, list[tuple[str, Any]]]:
     """(tags filled so far, pairs still to fill) after any ``lumiqtrace.tags.*``, the span's identity tags and the
     derived tags of ``derived`` (raw provider, raw operation, request model, cost source: the values
@@ -1191,6 +1198,38 @@ def _identity_tags(
     raw_provider, raw_op, request_model, cost_source = derived
     _add_derived_tags(pairs.append, raw_provider, raw_op, request_model, None, None, cost_source)
     return None, pairs
+
+
+def _span_head(
+    span: ReadableSpan, options: MappingOptions, derived: tuple[Any, Any, Any, Any]
+) -> tuple[str | None, dict[str, str] | None, list[tuple[str, Any]]]:
+    """(resource environment, tags filled so far, pairs still to fill): ``_resource_info`` and ``_identity_tags``
+    for a span without ``lumiqtrace.tags.*``, memoised per options by the identity of the span's resource and scope
+    (both immutable and shared by every span of a tracer), its name, kind and ``derived``. The entry keeps the
+    objects, so a recycled id() is harmless."""
+    resource = span.resource
+    scope = span.instrumentation_scope
+    name = span.name
+    kind = span.kind
+    key = (id(resource), id(scope), name, id(kind), derived)
+    exact = (
+        name.__class__ is str
+        # Exact str only: a str subclass is an equal key but keeps its type in the tags.
+        and (derived[0] is None or derived[0].__class__ is str)
+        and (derived[1] is None or derived[1].__class__ is str)
+        and (derived[2] is None or derived[2].__class__ is str)
+    )
+    if exact:
+        entry = options._span_heads.get(key)
+        if entry is not None and entry[0] is resource and entry[1] is scope and entry[2] is kind:
+            return entry[3], entry[4].copy(), []
+    resource_env, service_name = _resource_info(resource)
+    tags, pairs = _identity_tags(span, options, service_name, None, derived)
+    if exact and tags is not None:
+        if len(options._span_heads) >= _MAX_HEAD_TAGS:
+            options._span_heads.clear()
+        options._span_heads[key] = (resource, scope, kind, resource_env, tags.copy())
+    return resource_env, tags, pairs
 
 
 def _set_general(event: dict[str, Any], latency_ms: int | None) -> None:
@@ -1943,7 +1982,21 @@ def _fast_source(shape: _Shape) -> str:
         emit('        event["error_message"] = _clean(error_message)')
     else:
         emit('event["status"] = "success"')
-    emit("resource_env, service_name = _resource_info(span.resource)")
+    # The resource environment and the identity (and derived) tags in one memo (see _span_head); the tags are only
+    # used at the end, so reading them here changes nothing in the event.
+    if bits & _B_AI:
+        emit("if reasoning is None and cache_write is None:")
+        emit("    resource_env, tags, pairs = _span_head(")
+        emit("        span, options, (raw_provider, raw_op, request_model, cost_source)")
+        emit("    )")
+        emit("else:")
+        emit("    resource_env, service_name = _resource_info(span.resource)")
+        emit("    tags, pairs = _identity_tags(span, options, service_name, None)")
+        emit("    _add_derived_tags(")
+        emit("        pairs.append, raw_provider, raw_op, request_model, reasoning, cache_write, cost_source")
+        emit("    )")
+    else:
+        emit("resource_env, tags, pairs = _span_head(span, options, _NO_DERIVED)")
     if environment_at >= 0:
         body.extend(_str_src("environment", environment_at))
         emit("environment = environment or resource_env or options.environment")
@@ -1959,18 +2012,6 @@ def _fast_source(shape: _Shape) -> str:
             body.extend(_str_src("found", at))
             emit("if found is not None:")
             emit(f'    event["{target}"] = _fit(found)')
-    if bits & _B_AI:
-        emit("if reasoning is None and cache_write is None:")
-        emit("    tags, pairs = _identity_tags(")
-        emit("        span, options, service_name, None, (raw_provider, raw_op, request_model, cost_source)")
-        emit("    )")
-        emit("else:")
-        emit("    tags, pairs = _identity_tags(span, options, service_name, None)")
-        emit("    _add_derived_tags(")
-        emit("        pairs.append, raw_provider, raw_op, request_model, reasoning, cache_write, cost_source")
-        emit("    )")
-    else:
-        emit("tags, pairs = _identity_tags(span, options, service_name, None)")
     if method_at >= 0:
         body.extend(_str_src("method", method_at))
         emit("if method is not None:")

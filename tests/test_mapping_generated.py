@@ -101,3 +101,25 @@ def test_generated_source_holds_no_attribute_key_or_value() -> None:
     got, expected = _both(span, _options("default")[0])
     assert _ordered(got) == _ordered(expected)
     assert got["tags"]["server.address"] == secret + "-host"
+
+
+def test_identity_memo_keeps_exact_types_and_tells_resources_and_scopes_apart() -> None:
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+
+    from tests.test_mapping_equivalence import assert_same
+    from tests.test_mapping_shapes import _Text
+
+    keys = ("gen_ai.provider.name", "gen_ai.request.model", "gen_ai.operation.name", "server.address")
+    resources = [Resource.create({"service.name": name}) for name in ("a", "b", "a")]
+    scopes = [InstrumentationScope("lib", version) for version in ("1", None, "1")]
+    for _ in range(3):  # the first spans take _map_fast, the later ones the generated function
+        for name in ("chat", _Text("chat")):
+            for provider in ("openai", _Text("openai")):
+                for resource in resources:
+                    for scope in (*scopes, None):
+                        attrs = dict(zip(keys, (provider, "gpt-4o", "chat", "api.openai.com"), strict=True))
+                        span = make_span(attrs, name=name, kind=SpanKind.CLIENT, resource=resource, scope=scope)
+                        for options_name in ("default", "redact", "few-tags"):
+                            assert_same(_sdk_span(span), options_name)
+    assert callable(mapping._shapes[keys][7][-1][0])
