@@ -2014,16 +2014,45 @@ def _fast_source(shape: _Shape) -> str:
             emit(f'    event["{target}"] = _fit(found)')
     if method_at >= 0:
         body.extend(_str_src("method", method_at))
-        emit("if method is not None:")
-        emit('    pairs.append(("http.request.method", method))')
+    # The last pairs: (source of the tag key, name of the local holding the value).
+    last: list[tuple[str, str]] = []
+    if method_at >= 0:
+        last.append(('"http.request.method"', "method"))
     if http_at >= 0:
-        emit("if http is not None:")
-        emit('    pairs.append(("http.response.status_code", http))')
+        last.append(('"http.response.status_code"', "http"))
     for i, (_key, at) in enumerate(context_at):
-        emit(f"v = values[{at:d}]")
-        emit("if v is not None:")
-        emit(f"    pairs.append((CONTEXT_KEYS[{i:d}], v))")
-    emit("tags = _fill_tags(pairs, options, tags)")
+        emit(f"value_{i:d} = values[{at:d}]")
+        last.append((f"CONTEXT_KEYS[{i:d}]", f"value_{i:d}"))
+    emit("if pairs or tags is None:  # identity not memoised: every pair through the one loop")
+    for key_src, name in last:
+        emit(f"    if {name} is not None:")
+        emit(f"        pairs.append(({key_src}, {name}))")
+    emit("    tags = _fill_tags(pairs, options, tags)")
+    if last:
+        # _fill_tags one pair at a time is _fill_tags over all of them; the usual tag (a str or int value, a known
+        # plain key, short ASCII text, room left, key not taken) is added inline, anything else goes through it.
+        emit("else:")
+        emit("    plain_keys = options._redactor.plain_tag_keys")
+        emit("    limit = options.max_tags")
+        emit("    max_value = options.max_tag_value_chars")
+        for key_src, name in last:
+            emit(f"    if {name} is not None:")
+            emit(f"        key = {key_src}")
+            emit(f"        text = {name} if {name}.__class__ is str else None")
+            emit(f"        if {name}.__class__ is int:  # exact int: not bool; the text _fill_tags gives it")
+            emit(f"            text = str({name})")
+            emit("        tag_key = plain_keys.get(key)")
+            emit("        if (")
+            emit("            text is not None")
+            emit("            and tag_key is not None")
+            emit("            and len(tags) < limit")
+            emit("            and key not in tags")
+            emit("            and len(text) <= max_value")
+            emit("            and text.isascii()")
+            emit("        ):")
+            emit("            tags[tag_key] = text")
+            emit("        else:")
+            emit(f"            tags = _fill_tags([(key, {name})], options, tags)")
     emit("if tags:")
     emit('    event["tags"] = tags')
     emit('event["sdk_version"] = options.sdk_version')

@@ -123,3 +123,40 @@ def test_identity_memo_keeps_exact_types_and_tells_resources_and_scopes_apart() 
                         for options_name in ("default", "redact", "few-tags"):
                             assert_same(_sdk_span(span), options_name)
     assert callable(mapping._shapes[keys][7][-1][0])
+
+
+def test_tags_added_inline_keep_limits_caps_and_first_value_wins() -> None:
+    """Tags the generated code adds inline (known plain keys, seen on earlier spans of the same options) against the
+    reference under tight tag limits, short value caps, redaction and non-ASCII values, for spans whose identity tags
+    fill more or less of the map."""
+    from opentelemetry.sdk.resources import Resource
+
+    from tests.golden import reference_mapping as reference
+    from tests.test_mapping_equivalence import _ordered
+
+    keys = ("http.request.method", "http.route", "url.path", "server.address", "http.response.status_code")
+    rows = [
+        ("GET", "/a", "/a/1", "api.example.com", 200),
+        ("POST", "/b", "/b/ü", "x", 201),
+        ("GET", "/a", "/a/aaaaaaaaaaaaaaaaaaa", "api.example.com", 204),
+        ("GET", "/\ud800", "/\ud800/1", "\ud800", 200),  # lone surrogates: cleaned, never sent as is
+    ]
+    heads = [
+        {"resource": None, "scope": None},
+        {"resource": Resource.create({"service.name": "svc"}), "scope": None},
+        {},
+    ]
+    for max_tags in range(9):
+        for max_value in (0, 2, 6, 1024):
+            for redact in (frozenset(), frozenset({"server.address"})):
+                kw: dict[str, Any] = {"max_tags": max_tags, "max_tag_value_chars": max_value, "redact_keys": redact}
+                new_options, old_options = mapping.MappingOptions(**kw), reference.MappingOptions(**kw)
+                for _ in range(2):
+                    for head in heads:
+                        for row in rows:
+                            attrs = dict(zip(keys, row, strict=True))
+                            span = _sdk_span(make_span(attrs, kind=SpanKind.SERVER, **head))
+                            expected = reference.map_span(span, old_options)
+                            got = mapping.map_span(span, new_options)
+                            assert _ordered(got) == _ordered(expected), (kw, head, row)
+    assert callable(mapping._shapes[keys][7][-1][0])
