@@ -27,7 +27,7 @@ only reads the keys the span has, in the same order, so precedence and fall-thro
 unchanged. An AI span's model, provider and kind are memoised per shape by the exact-str values they come from.
 The usual span (at most one key of each list, nothing to parse, no events, not ERROR) takes ``_map_fast``, which
 reads only the values its plan uses and each field at a position the shape fixed, without building an attribute dict;
-a shape seen twice gets that function generated as straight-line code for its plan (``_generate_fast``: positions as
+a shape seen often gets that function generated as straight-line code for its plan (``_generate_fast``: positions as
 constants, keys only through closed-over tuples, never a value in the source). Anything else takes the general path.
 Tags are collected as pairs and filled in one loop; the identity tags (span name, kind, service, scope), with the
 derived LLM tags on the fast path, are filled once per distinct identity and options.
@@ -1834,11 +1834,12 @@ def _map_fast(
 # --- generated fast paths -------------------------------------------------------------------------------------------
 
 # A shape's _map_fast as straight-line code: the positions its plan fixed become constant indexes and the steps that
-# cannot apply to the shape are left out. Generated once a shape is seen again (a one-off key set is not worth the
-# compile), cached in the shape, so bounded with the shapes. Only ints computed from the plan (positions) and names of
+# cannot apply to the shape are left out. Generated once a shape has mapped _GENERATE_AFTER spans (the compile costs
+# about 0.7 ms, the price of a few hundred spans: key sets that come and go are not worth it), cached in the shape, so
+# bounded with the shapes. Only ints computed from the plan (positions) and names of
 # this module go into the source: attribute keys reach the code through the KEYS / CONTEXT_KEYS tuples it closes over,
 # attribute values only through ``values`` at run time.
-_GENERATE_AFTER = 2
+_GENERATE_AFTER = 16
 _FastFn = Callable[[dict[str, Any], ReadableSpan, MappingOptions, tuple[Any, ...], int | None, int | None], Any]
 
 
