@@ -1378,33 +1378,8 @@ def map_span(span: ReadableSpan, options: MappingOptions = _DEFAULT_OPTIONS) -> 
     shape = _shapes.get(keys)
     if shape is None:
         shape = _shape(keys)
-    (
-        bits,
-        families,
-        context_keys,
-        getter,
-        head_getter,
-        head_types,
-        shape_id,
-        fast,
-        _provider_keys,  # the five lists _ai_head reads from the shape itself
-        _host_keys,
-        _lqt_model_keys,
-        _response_model_keys,
-        _request_model_keys,
-        input_keys,
-        output_keys,
-        total_keys,
-        cache_read_keys,
-        cache_write_keys,
-        reasoning_keys,
-        finish_keys,
-        http_keys,
-        environment_keys,
-        user_keys,
-        session_keys,
-        method_keys,
-    ) = shape
+    bits = shape[0]
+    fast = shape[7]
     is_ai = bits & _B_AI
     if options.ai_only and not is_ai:
         return None
@@ -1417,7 +1392,7 @@ def map_span(span: ReadableSpan, options: MappingOptions = _DEFAULT_OPTIONS) -> 
             fast_ok = status_code is not None and status_code is not StatusCode.ERROR
         try:
             # The fast path's subset of the values, or all of them.
-            values = fast[-2](raw_attrs) if fast_ok else getter(raw_attrs)
+            values = fast[-2](raw_attrs) if fast_ok else shape[3](raw_attrs)
         except KeyError:  # a mapping that changed under us (never an ended SDK span): the plain copy
             attrs = dict(raw_attrs)  # type: ignore[arg-type]
             fast_ok = False
@@ -1464,6 +1439,34 @@ def map_span(span: ReadableSpan, options: MappingOptions = _DEFAULT_OPTIONS) -> 
         return _map_fast(event, span, options, shape, fast, values, latency_ms, start)
     if attrs is None:
         attrs = dict(zip(keys, values, strict=True))
+    # The rest of the shape, for the general path only.
+    (
+        _bits,
+        families,
+        context_keys,
+        _getter,
+        head_getter,
+        head_types,
+        shape_id,
+        _fast,
+        _provider_keys,  # the five lists _ai_head reads from the shape itself
+        _host_keys,
+        _lqt_model_keys,
+        _response_model_keys,
+        _request_model_keys,
+        input_keys,
+        output_keys,
+        total_keys,
+        cache_read_keys,
+        cache_write_keys,
+        reasoning_keys,
+        finish_keys,
+        http_keys,
+        environment_keys,
+        user_keys,
+        session_keys,
+        method_keys,
+    ) = shape
     lqt_tags = assoc = flat = None
     if families:
         lqt_tags, assoc, flat = _collect(attrs, families)
