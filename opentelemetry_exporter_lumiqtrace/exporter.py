@@ -200,10 +200,11 @@ class LumiqTraceSpanExporter(SpanExporter):
             self._spool = DiskSpool.open(
                 self._spool_dir, max_bytes=self._spool_max_bytes, partition=f"{self._base_url}\n{self._api_key}"
             )
+        gzip_body = self._compression == _config.COMPRESSION_GZIP
         transport = IngestTransport(
             url=self._base_url + _config.INGEST_PATH,
             api_key=self._api_key,
-            gzip_body=self._compression == _config.COMPRESSION_GZIP,
+            gzip_body=gzip_body,
         )
         self._poller = RemoteConfigPoller(
             base_url=self._base_url,
@@ -214,7 +215,7 @@ class LumiqTraceSpanExporter(SpanExporter):
         )
         self._deliverer = Deliverer(
             transport=transport,
-            gzip_body=self._compression == _config.COMPRESSION_GZIP,
+            gzip_body=gzip_body,
             policy=self._policy,
             stats=self._stats,
             state=self._state,
