@@ -18,6 +18,7 @@ import logging
 import math
 import socket
 import socketserver
+import ssl
 import threading
 import time
 import zlib
@@ -196,6 +197,12 @@ class LocalIngestServer:
 
     Use as a context manager or with ``start()`` / ``stop()``; ``stop()`` then ``start()`` reuses the
     same port and keeps what was stored. All methods are thread-safe.
+
+    ``ssl_context``: a server-side :class:`ssl.SSLContext` with a certificate chain loaded (for example
+    ``ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)`` then ``load_cert_chain(...)``). When given, the
+    server speaks HTTPS only and ``base_url`` starts with ``https://``; clients must trust the certificate
+    (with ``requests``: ``REQUESTS_CA_BUNDLE`` or ``verify=``). Each TLS handshake runs in the connection's
+    own thread, so a client that never completes one holds up nobody else.
     """
 
     def __init__(
@@ -208,7 +215,10 @@ class LocalIngestServer:
         strict_content_type: bool = True,
         invalid_event_mode: InvalidEventMode = "reject_batch",
         clock: Callable[[], float] = time.monotonic,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
+        if ssl_context is not None and not isinstance(ssl_context, ssl.SSLContext):
+            raise TypeError(f"ssl_context must be an ssl.SSLContext or None, got {type(ssl_context).__name__}")
         if invalid_event_mode not in ("reject_batch", "drop_line"):
             raise ValueError(f"invalid_event_mode must be 'reject_batch' or 'drop_line', got {invalid_event_mode!r}")
         if not 200 <= success_status < 300:
@@ -219,6 +229,7 @@ class LocalIngestServer:
         self._strict_content_type = strict_content_type
         self._invalid_event_mode: InvalidEventMode = invalid_event_mode
         self._clock = clock
+        self._ssl_context = ssl_context
 
         # One condition guards all mutable state below; wait_for_events() waits on it.
         self._lock = threading.Condition()
@@ -269,6 +280,12 @@ class LocalIngestServer:
                 return self
             server_class = _HTTPServer6 if ":" in self._host else _HTTPServer
             httpd = server_class((self._host, self._port), _Handler)
+            if self._ssl_context is not None:
+                # No handshake in accept(): it would run in the serving thread, where one silent client stalls
+                # every other connection. _Handler.handle() does it in the connection's thread instead.
+                httpd.socket = self._ssl_context.wrap_socket(
+                    httpd.socket, server_side=True, do_handshake_on_connect=False
+                )
             httpd.owner = self
             self._port = httpd.server_address[1]
             self._stop_event = threading.Event()
@@ -338,10 +355,16 @@ class LocalIngestServer:
         return self._port
 
     @property
+    def scheme(self) -> str:
+        """``https`` when the server was given an ``ssl_context``, else ``http``."""
+        return "http" if self._ssl_context is None else "https"
+
+    @property
     def base_url(self) -> str:
-        """``http://127.0.0.1:<port>``; the exporter posts to ``base_url + "/v1/ingest"``."""
+        """``http://127.0.0.1:<port>`` (``https://`` with an ``ssl_context``); the exporter posts to
+        ``base_url + "/v1/ingest"``."""
         host = f"[{self._host}]" if ":" in self._host else self._host
-        return f"http://{host}:{self.port}"
+        return f"{self.scheme}://{host}:{self.port}"
 
     @property
     def ingest_url(self) -> str:
@@ -698,8 +721,10 @@ def _lower_headers(handler: BaseHTTPRequestHandler) -> dict[str, str]:
 
 
 def _shutdown_socket(sock: socket.socket) -> None:
+    # The plain socket's shutdown also for TLS sockets: SSLSocket.shutdown() would drop the TLS state under the
+    # feet of the thread still reading from it; this only wakes that thread with EOF.
     with contextlib.suppress(OSError):
-        sock.shutdown(socket.SHUT_RDWR)
+        socket.socket.shutdown(sock, socket.SHUT_RDWR)
 
 
 class _HTTPServer(ThreadingHTTPServer):
@@ -750,6 +775,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def handle(self) -> None:
         try:
+            if isinstance(self.connection, ssl.SSLSocket):
+                # A failed handshake (an untrusting client, plain HTTP on the TLS port) raises SSLError, an OSError.
+                self.connection.do_handshake()
             super().handle()
         except OSError:
             # Client went away or the server is stopping: nothing to answer.
