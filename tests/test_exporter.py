@@ -192,14 +192,24 @@ def test_fork_child_and_parent_each_deliver_their_own_events_once(server: LocalI
     assert server.duplicates == 0
 
 
-def test_the_exporters_own_requests_are_not_traced(server: LocalIngestServer) -> None:
-    requests_instrumentation = pytest.importorskip("opentelemetry.instrumentation.requests")
+@pytest.mark.parametrize(
+    ("module", "instrumentor_name"),
+    [
+        ("opentelemetry.instrumentation.requests", "RequestsInstrumentor"),
+        # The exporter posts through urllib3's pool: its instrumentation is the one that would see the POST.
+        ("opentelemetry.instrumentation.urllib3", "URLLib3Instrumentor"),
+    ],
+)
+def test_the_exporters_own_requests_are_not_traced(
+    server: LocalIngestServer, module: str, instrumentor_name: str
+) -> None:
+    instrumentation = pytest.importorskip(module)
     memory = InMemorySpanExporter()
     provider = TracerProvider()
     exporter = LumiqTraceSpanExporter(api_key=server.api_key, base_url=server.base_url)
     provider.add_span_processor(SimpleSpanProcessor(memory))
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    instrumentor = requests_instrumentation.RequestsInstrumentor()
+    instrumentor = getattr(instrumentation, instrumentor_name)()
     instrumentor.instrument(tracer_provider=provider)
     try:
         import requests
