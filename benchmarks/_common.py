@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
 """Shared pieces of the benchmarks: the span set, the servers in their own processes, the orjson switch, stats.
 
-Nothing here imports ``opentelemetry_exporter_lumiqtrace`` at module level: ``block_orjson()`` must run before the
+Nothing here imports ``opentelemetry_exporter_lumiqtrace`` at module level: ``block_speedups()`` must run before the
 package is imported for ``--no-speedups`` to mean what it says.
 """
 
@@ -22,30 +22,40 @@ HERE = Path(__file__).resolve().parent
 BENCH_API_KEY = "lqt_" + "be5c" * 16  # shaped like a project key; only ever sent to loopback
 
 
-# --- orjson on / off ------------------------------------------------------------------------------------------------
+# --- speedups on / off ----------------------------------------------------------------------------------------------
+
+SPEEDUP_MODULES = ("orjson", "isal")  # what the `speedups` extra installs
 
 
-class _BlockOrjson(importlib.abc.MetaPathFinder):
-    """Makes ``import orjson`` fail as if the ``speedups`` extra were not installed."""
+class _BlockSpeedups(importlib.abc.MetaPathFinder):
+    """Makes ``import orjson`` and ``import isal`` fail as if the ``speedups`` extra were not installed."""
 
     def find_spec(self, fullname: str, path: Any, target: Any = None) -> Any:
-        if fullname == "orjson" or fullname.startswith("orjson."):
+        if fullname.split(".")[0] in SPEEDUP_MODULES:
             raise ImportError(f"{fullname} blocked by --no-speedups")
         return None
 
 
-def block_orjson() -> None:
-    if any(name == "orjson" or name.startswith("orjson.") for name in sys.modules):
-        raise RuntimeError("orjson was imported before block_orjson(); call it first")
+def block_speedups() -> None:
+    if any(name.split(".")[0] in SPEEDUP_MODULES for name in sys.modules):
+        raise RuntimeError("a speedups module was imported before block_speedups(); call it first")
     if "opentelemetry_exporter_lumiqtrace.encoding" in sys.modules:
-        raise RuntimeError("the encoding module was imported before block_orjson(); call it first")
-    sys.meta_path.insert(0, _BlockOrjson())
+        raise RuntimeError("the encoding module was imported before block_speedups(); call it first")
+    sys.meta_path.insert(0, _BlockSpeedups())
 
 
 def speedups_active() -> bool:
     from opentelemetry_exporter_lumiqtrace import encoding
 
     return getattr(encoding, "_orjson", None) is not None
+
+
+def speedups_label() -> str:
+    """Which speedups the encoding module runs with, for the benchmarks' first line."""
+    from opentelemetry_exporter_lumiqtrace import encoding
+
+    json_library = "orjson" if getattr(encoding, "_orjson", None) is not None else "json"
+    return f"speedups: {json_library} + {encoding.GZIP_LIBRARY} (gzip level {encoding.GZIP_LEVEL})"
 
 
 # --- the span set ---------------------------------------------------------------------------------------------------

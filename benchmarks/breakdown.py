@@ -6,9 +6,10 @@
 
 Stages: ``map_span`` (as spans come from the SDK, and with the attributes copied to a plain dict first, which is
 what a lookup-heavy mapping pays for ``MappingProxyType(BoundedAttributes)``: every missing key raises KeyError
-inside ``Mapping.get``), ``dumps_event`` (orjson and stdlib), ``build_body`` at several gzip levels (CPU and
-compressed bytes per span), and one HTTP POST of a 100-event body to the sink (its own process) with a
-``requests.Session`` as the transport uses it and with ``trust_env = False`` (no proxy/netrc lookups per request).
+inside ``Mapping.get``), ``dumps_event`` (orjson and stdlib), gzip with zlib and (with the speedups) ISA-L at
+several levels (CPU and compressed bytes per span), ``build_body`` as the exporter calls it, and one HTTP POST of a
+100-event body to the sink (its own process): with a plain ``requests.Session.post`` and with the exporter's
+``IngestTransport`` (requests' connection pool, TLS and proxy settings, without the Session and Response layers).
 Each figure is the best of several repetitions, in CPU microseconds per span (per request for the POSTs).
 """
 
@@ -56,19 +57,22 @@ def _with_dict_attributes(span: Any) -> Any:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description="CPU per stage of the exporter.")
-    parser.add_argument("--no-speedups", action="store_true", help="block the orjson import (no `speedups` extra)")
+    parser.add_argument(
+        "--no-speedups", action="store_true", help="block the orjson and isal imports (no `speedups` extra)"
+    )
     parser.add_argument("--spans", type=int, default=2048)
     args = parser.parse_args()
     if args.no_speedups:
-        _common.block_orjson()
+        _common.block_speedups()
     import requests
 
     from opentelemetry_exporter_lumiqtrace import encoding
     from opentelemetry_exporter_lumiqtrace.mapping import MappingOptions, map_span
+    from opentelemetry_exporter_lumiqtrace.transport import IngestTransport
 
     spans = _common.build_span_set(args.spans)
     options = MappingOptions()
-    print(f"python {sys.version.split()[0]}; {len(spans)} spans; orjson: {'on' if encoding._orjson else 'off'}")
+    print(f"python {sys.version.split()[0]}; {len(spans)} spans; {_common.speedups_label()}")
     rows: list[tuple[str, float, str]] = []
     rows.append(("map_span (SDK span)", _best_us(spans, lambda s: map_span(s, options)), ""))
     dict_spans = [_with_dict_attributes(s) for s in spans]
@@ -81,16 +85,25 @@ def main() -> int:
     chunks = [lines[i : i + 100] for i in range(0, len(lines), 100)]
     raw_per_span = sum(len(line) + 1 for line in lines) / len(lines)
     rows.append(("NDJSON bytes per span", float("nan"), f"{raw_per_span:.0f} B"))
-    for level in (1, 3, 6, 9):
+    compressors: list[tuple[str, Any, int]] = [("zlib", zlib, level) for level in (1, 3, 6, 9)]
+    if not args.no_speedups:
+        try:
+            from isal import isal_zlib
 
-        def compress(chunk: list[bytes], level: int = level) -> bytes:
-            c = zlib.compressobj(level, zlib.DEFLATED, 31)
-            return c.compress(b"\n".join([*chunk, b""])) + c.flush()
+            compressors += [("isal", isal_zlib, level) for level in (0, 1, 2, 3)]
+        except ImportError:
+            pass
+    for library, module, level in compressors:
+
+        def compress(chunk: list[bytes], module: Any = module, level: int = level) -> bytes:
+            c = module.compressobj(level, zlib.DEFLATED, 31)
+            return bytes(c.compress(b"\n".join([*chunk, b""])) + c.flush())
 
         us = _best_us(chunks, compress) * len(chunks) / len(lines)
         size = sum(len(compress(chunk)) for chunk in chunks) / len(lines)
-        marker = " (current)" if level == encoding.GZIP_LEVEL else ""
-        rows.append((f"gzip level {level}{marker}", us, f"{size:.0f} B/span"))
+        current = library == encoding.GZIP_LIBRARY and level == encoding.GZIP_LEVEL
+        marker = " (current)" if current else ""
+        rows.append((f"gzip {library} level {level}{marker}", us, f"{size:.0f} B/span"))
     us = _best_us(chunks, lambda c: encoding.build_body(c, gzip_body=True)) * len(chunks) / len(lines)
     rows.append(("build_body (gzip)", us, ""))
 
@@ -98,14 +111,18 @@ def main() -> int:
     headers = {"Content-Type": "application/x-ndjson", "Content-Encoding": "gzip", "x-api-key": "k"}
     with _common.ServerProcess("sink_server.py") as sink:
         url = sink.base_url + "/v1/ingest"
-        for trust_env in (True, False):
-            session = requests.Session()
-            session.trust_env = trust_env
-            session.headers.update(headers)
-            session.post(url, data=body).raise_for_status()
-            per_request = _best_us(range(200), lambda _, s=session: s.post(url, data=body), repeat=3)
-            rows.append((f"POST 100 events, trust_env={trust_env}", per_request, "per request"))
-            session.close()
+        session = requests.Session()
+        session.headers.update(headers)
+        session.post(url, data=body).raise_for_status()
+        per_request = _best_us(range(200), lambda _, s=session: s.post(url, data=body), repeat=3)
+        rows.append(("POST 100 events, requests.post", per_request, "per request"))
+        session.close()
+        transport = IngestTransport(url=url, api_key=_common.BENCH_API_KEY, gzip_body=True)
+        if transport.post(body, timeout=10).status != 200:
+            raise RuntimeError("the sink did not accept the transport's POST")
+        per_request = _best_us(range(200), lambda _: transport.post(body, timeout=10), repeat=3)
+        rows.append(("POST 100 events, IngestTransport", per_request, "per request"))
+        transport.close()
     print(f"{'stage':<36} {'CPU us/span':>12}")
     for name, us, note in rows:
         figure = "" if us != us else f"{us:.2f}"

@@ -1,8 +1,8 @@
 # SPDX-License-Identifier: Apache-2.0
 """CPU per span: this exporter against OTLP/HTTP (protobuf, gzip) and Zipkin JSON, same spans, same sink.
 
-    python benchmarks/cpu_per_span.py                 # with orjson (the `speedups` extra), if installed
-    python benchmarks/cpu_per_span.py --no-speedups   # as if orjson were not installed
+    python benchmarks/cpu_per_span.py                 # with orjson and isal (the `speedups` extra), if installed
+    python benchmarks/cpu_per_span.py --no-speedups   # as if they were not installed
     python benchmarks/cpu_per_span.py --profile       # cProfile of this exporter's export() instead
 
 One realistic span set (HTTP SERVER spans with GenAI CLIENT spans below them, about one trace in sixteen failing)
@@ -26,7 +26,9 @@ import _common
 
 def _parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="CPU per span of the LumiqTrace, OTLP/HTTP and Zipkin exporters.")
-    parser.add_argument("--no-speedups", action="store_true", help="block the orjson import (no `speedups` extra)")
+    parser.add_argument(
+        "--no-speedups", action="store_true", help="block the orjson and isal imports (no `speedups` extra)"
+    )
     parser.add_argument("--spans", type=int, default=2048, help="spans in the set (default: %(default)s)")
     parser.add_argument("--batch", type=int, default=512, help="spans per export() call (default: %(default)s)")
     parser.add_argument("--rounds", type=int, default=9, help="measured rounds (default: %(default)s)")
@@ -85,13 +87,12 @@ def _profile(exporter: Any, batches: Sequence[Sequence[Any]], top: int) -> None:
 def main() -> int:
     args = _parse_args()
     if args.no_speedups:
-        _common.block_orjson()
+        _common.block_speedups()
     spans = _common.build_span_set(args.spans)
     batches = _common.batches(spans, args.batch)
-    speedups = _common.speedups_active()
     print(
         f"python {sys.version.split()[0]}; {len(spans)} spans in batches of {args.batch}; "
-        f"orjson speedups: {'on' if speedups else 'off'}; {args.rounds} rounds"
+        f"{_common.speedups_label()}; {args.rounds} rounds"
     )
     with _common.ServerProcess("sink_server.py") as sink:
         contenders = _make_contenders(sink.base_url)

@@ -28,14 +28,16 @@ def _parse_args() -> argparse.Namespace:
     parser.add_argument("--rate", type=float, default=3000.0, help="spans/s (default: %(default)s)")
     parser.add_argument("--seconds", type=float, default=10.0, help="duration (default: %(default)s)")
     parser.add_argument("--linger", type=float, default=None, help="exporter linger seconds (when supported)")
-    parser.add_argument("--no-speedups", action="store_true", help="block the orjson import (no `speedups` extra)")
+    parser.add_argument(
+        "--no-speedups", action="store_true", help="block the orjson and isal imports (no `speedups` extra)"
+    )
     return parser.parse_args()
 
 
 def main() -> int:
     args = _parse_args()
     if args.no_speedups:
-        _common.block_orjson()
+        _common.block_speedups()
     logging.getLogger("opentelemetry.sdk._shared_internal").setLevel(logging.CRITICAL)
     from opentelemetry_exporter_lumiqtrace import LumiqTraceSpanExporter
 

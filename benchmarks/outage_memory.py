@@ -30,7 +30,9 @@ def _parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Peak memory in an outage vs the retry buffer bound.")
     parser.add_argument("--bounds", default=DEFAULT_BOUNDS, help="max_events:max_bytes pairs (default: %(default)s)")
     parser.add_argument("--fill", type=float, default=2.0, help="offer this many times the bound (default: 2)")
-    parser.add_argument("--no-speedups", action="store_true", help="block the orjson import (no `speedups` extra)")
+    parser.add_argument(
+        "--no-speedups", action="store_true", help="block the orjson and isal imports (no `speedups` extra)"
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     return parser.parse_args()
 
@@ -84,7 +86,7 @@ def _child(max_events: int, max_bytes: int, fill: float) -> dict[str, object]:
 def main() -> int:
     args = _parse_args()
     if args.no_speedups:
-        _common.block_orjson()
+        _common.block_speedups()
     if args.child:
         max_events, max_bytes = (int(x) for x in args.child.split(":"))
         print(json.dumps(_child(max_events, max_bytes, args.fill)))

@@ -29,7 +29,9 @@ DEFAULT_RATES = (2_000, 5_000, 8_000, 10_000, 12_000, 15_000, 20_000, 25_000, 30
 
 def _parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Spans/s through the default BatchSpanProcessor, zero drops.")
-    parser.add_argument("--no-speedups", action="store_true", help="block the orjson import (no `speedups` extra)")
+    parser.add_argument(
+        "--no-speedups", action="store_true", help="block the orjson and isal imports (no `speedups` extra)"
+    )
     parser.add_argument("--rates", default=",".join(map(str, DEFAULT_RATES)), help="spans/s steps, comma-separated")
     parser.add_argument("--step", type=float, default=4.0, help="seconds per step (default: %(default)s)")
     parser.add_argument("--keep-going", action="store_true", help="run every step even after drops")
@@ -82,14 +84,14 @@ def _produce(tracer: Any, rate: float, seconds: float, start_n: int) -> tuple[in
 def main() -> int:
     args = _parse_args()
     if args.no_speedups:
-        _common.block_orjson()
+        _common.block_speedups()
     # The processor logs one warning per dropped span; the count is what matters here.
     logging.getLogger("opentelemetry.sdk._shared_internal").setLevel(logging.CRITICAL)
     from opentelemetry_exporter_lumiqtrace import LumiqTraceSpanExporter
 
     rates = [float(r) for r in args.rates.split(",") if r.strip()]
     print(
-        f"python {sys.version.split()[0]}; orjson speedups: {'on' if _common.speedups_active() else 'off'}; "
+        f"python {sys.version.split()[0]}; {_common.speedups_label()}; "
         f"default BatchSpanProcessor; {args.step:g} s per step"
     )
     print(f"{'target/s':>9} {'made/s':>9} {'ended':>8} {'exported':>9} {'dropped':>8} {'cpu us/span':>12}")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import json
 import math
+import os
 from typing import Any
 
 import pytest
@@ -154,6 +155,45 @@ def test_build_body_is_ndjson_gzip_once_and_reproducible() -> None:
     assert gzip.decompress(body) == raw
     assert build_body(lines, gzip_body=True) == body
     assert len(body) < len(raw) // 3
+
+
+@pytest.mark.parametrize("library", ["zlib", "isal"])
+def test_both_gzip_libraries_make_bodies_any_gzip_reader_takes(library: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # With the speedups extra the body comes from ISA-L: it must stay a plain gzip member of the same content,
+    # reproducible, and about as small as zlib's (bytes still cost the user's egress).
+    import zlib
+
+    if library == "isal":
+        deflate = pytest.importorskip("isal.isal_zlib")
+        level = 1
+    else:
+        deflate, level = zlib, 3
+    monkeypatch.setattr(encoding, "_deflate", deflate)
+    monkeypatch.setattr(encoding, "GZIP_LEVEL", level)
+    lines = [
+        dumps_event({"event_id": f"{i:036d}", "model": "gpt-4o", "tags": {"k": "v" * (i % 7)}}) for i in range(100)
+    ]
+    raw = build_body(lines, gzip_body=False)
+    body = build_body(lines, gzip_body=True)
+    assert body[:2] == b"\x1f\x8b" and body[4:8] == b"\x00\x00\x00\x00"
+    assert gzip.decompress(body) == raw
+    assert build_body(lines, gzip_body=True) == body
+    reference = zlib.compressobj(3, zlib.DEFLATED, 31)
+    assert len(body) <= 1.25 * len(reference.compress(raw) + reference.flush())
+
+
+def test_the_speedups_in_use_are_the_ones_installed() -> None:
+    # tox's nospeedups env uninstalls orjson and isal and says so here: the package must then really run on the
+    # stdlib json and zlib (and not, say, on a copy left behind).
+    import importlib.util
+
+    expected = os.environ.get("LUMIQTRACE_TEST_EXPECT_SPEEDUPS")
+    has_orjson = importlib.util.find_spec("orjson") is not None
+    has_isal = importlib.util.find_spec("isal") is not None
+    assert (encoding._orjson is not None) is has_orjson
+    assert ("isal" if has_isal else "zlib") == encoding.GZIP_LIBRARY
+    if expected is not None:
+        assert has_orjson is has_isal is (expected == "1")
 
 
 def test_encoded_lines_hold_about_their_length_in_memory() -> None:
