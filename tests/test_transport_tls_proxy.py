@@ -33,7 +33,7 @@ from opentelemetry_exporter_lumiqtrace.testing import LocalIngestServer
 from .conftest import FAST_POLICY, make_spans
 
 # Every variable requests (and urllib3 / ssl defaults) could take a proxy or a trust store from: the tests set
-# exactly the ones they mean. The sandbox this runs in may well have some of them set.
+# exactly the ones they mean. Developer shells and CI images often set some (REQUESTS_CA_BUNDLE above all).
 _PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
 _TRUST_VARIABLES = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE", "SSL_CERT_DIR")
 

@@ -5,6 +5,7 @@ It speaks real HTTP on loopback and implements the documented contract of ``POST
 (``x-api-key``, NDJSON, gzip, at most 100 events, dedup on ``event_id``, per-key rate limit with
 ``Retry-After``, monthly quota, ``cv``) and ``GET /v1/sdk/config``, plus fault injection (scripted
 replies, delays, dropped connections, outages) and a read side (``server.events()``, ``GET /_test/events``).
+It serves plain HTTP, or HTTPS when given a server-side ``ssl.SSLContext``.
 Where the LumiqTrace docs are silent the behaviour is the project's choice and is configurable.
 """
 
