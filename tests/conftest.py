@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from collections.abc import Callable, Iterator
@@ -65,12 +66,14 @@ def make_spans(count: int, *, traces: int = 1, service: str = "svc") -> list[Rea
 
 
 @pytest.fixture
-def exporter_factory(server: LocalIngestServer) -> Iterator[Callable[..., Any]]:
+def exporter_for() -> Iterator[Callable[..., Any]]:
+    """``exporter_for(server, **kwargs)``: an exporter for any local server (plain or TLS), with fast retries and no
+    linger, shut down after the test."""
     from opentelemetry_exporter_lumiqtrace import LumiqTraceSpanExporter
 
     made: list[LumiqTraceSpanExporter] = []
 
-    def factory(**kwargs: Any) -> LumiqTraceSpanExporter:
+    def factory(server: LocalIngestServer, **kwargs: Any) -> LumiqTraceSpanExporter:
         kwargs.setdefault("api_key", server.api_key)
         kwargs.setdefault("base_url", server.base_url)
         kwargs.setdefault("retry_policy", FAST_POLICY)
@@ -82,6 +85,12 @@ def exporter_factory(server: LocalIngestServer) -> Iterator[Callable[..., Any]]:
     yield factory
     for exporter in made:
         exporter.shutdown(timeout_millis=1000)
+
+
+@pytest.fixture
+def exporter_factory(server: LocalIngestServer, exporter_for: Callable[..., Any]) -> Callable[..., Any]:
+    """``exporter_factory(**kwargs)``: ``exporter_for`` bound to the ``server`` fixture."""
+    return functools.partial(exporter_for, server)
 
 
 class FakeClock:

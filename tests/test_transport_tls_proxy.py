@@ -11,6 +11,7 @@ the proxy for ``NO_PROXY`` hosts.
 from __future__ import annotations
 
 import contextlib
+import functools
 import http.client
 import select
 import socket
@@ -30,7 +31,7 @@ from opentelemetry.sdk.trace.export import SpanExportResult
 from opentelemetry_exporter_lumiqtrace import LumiqTraceSpanExporter
 from opentelemetry_exporter_lumiqtrace.testing import LocalIngestServer
 
-from .conftest import FAST_POLICY, make_spans
+from .conftest import make_spans
 
 # Every variable requests (and urllib3 / ssl defaults) could take a proxy or a trust store from: the tests set
 # exactly the ones they mean. Developer shells and CI images often set some (REQUESTS_CA_BUNDLE above all).
@@ -305,23 +306,9 @@ def proxy() -> Iterator[RecordingProxy]:
 
 
 @pytest.fixture
-def exporters() -> Iterator[Callable[..., LumiqTraceSpanExporter]]:
-    """Builds exporters for any server (conftest's factory is tied to the plain one) and shuts them down."""
-    made: list[LumiqTraceSpanExporter] = []
-
-    def factory(server: LocalIngestServer, **kwargs: Any) -> LumiqTraceSpanExporter:
-        kwargs.setdefault("api_key", server.api_key)
-        kwargs.setdefault("base_url", server.base_url)
-        kwargs.setdefault("retry_policy", FAST_POLICY)
-        kwargs.setdefault("linger", 0)
-        kwargs.setdefault("timeout", EXPORT_TIMEOUT_S)
-        exporter = LumiqTraceSpanExporter(**kwargs)
-        made.append(exporter)
-        return exporter
-
-    yield factory
-    for exporter in made:
-        exporter.shutdown(timeout_millis=0)
+def exporters(exporter_for: Callable[..., LumiqTraceSpanExporter]) -> Callable[..., LumiqTraceSpanExporter]:
+    """conftest's ``exporter_for`` with this file's export timeout."""
+    return functools.partial(exporter_for, timeout=EXPORT_TIMEOUT_S)
 
 
 def _ingest_posts(proxy: RecordingProxy, server: LocalIngestServer) -> list[ProxiedRequest]:
