@@ -24,11 +24,11 @@ BENCH_API_KEY = "lqt_" + "be5c" * 16  # shaped like a project key; only ever sen
 
 # --- speedups on / off ----------------------------------------------------------------------------------------------
 
-SPEEDUP_MODULES = ("orjson", "isal")  # what the `speedups` extra installs
+SPEEDUP_MODULES = ("orjson", "zlib_ng")  # what the `speedups` extra installs
 
 
 class _BlockSpeedups(importlib.abc.MetaPathFinder):
-    """Makes ``import orjson`` and ``import isal`` fail as if the ``speedups`` extra were not installed."""
+    """Makes ``import orjson`` and ``import zlib_ng`` fail as if the ``speedups`` extra were not installed."""
 
     def find_spec(self, fullname: str, path: Any, target: Any = None) -> Any:
         if fullname.split(".")[0] in SPEEDUP_MODULES:

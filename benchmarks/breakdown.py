@@ -6,7 +6,7 @@
 
 Stages: ``map_span`` (as spans come from the SDK, and with the attributes copied to a plain dict first, which is
 what a lookup-heavy mapping pays for ``MappingProxyType(BoundedAttributes)``: every missing key raises KeyError
-inside ``Mapping.get``), ``dumps_event`` (orjson and stdlib), gzip with zlib and (with the speedups) ISA-L at
+inside ``Mapping.get``), ``dumps_event`` (orjson and stdlib), gzip with zlib and (with the speedups) zlib-ng at
 several levels (CPU and compressed bytes per span), ``build_body`` as the exporter calls it, and one HTTP POST of a
 100-event body to the sink (its own process): with a plain ``requests.Session.post`` and with the exporter's
 ``IngestTransport`` (requests' connection pool, TLS and proxy settings, without the Session and Response layers).
@@ -58,7 +58,7 @@ def _with_dict_attributes(span: Any) -> Any:
 def main() -> int:
     parser = argparse.ArgumentParser(description="CPU per stage of the exporter.")
     parser.add_argument(
-        "--no-speedups", action="store_true", help="block the orjson and isal imports (no `speedups` extra)"
+        "--no-speedups", action="store_true", help="block the orjson and zlib-ng imports (no `speedups` extra)"
     )
     parser.add_argument("--spans", type=int, default=2048)
     args = parser.parse_args()
@@ -88,9 +88,9 @@ def main() -> int:
     compressors: list[tuple[str, Any, int]] = [("zlib", zlib, level) for level in (1, 3, 6, 9)]
     if not args.no_speedups:
         try:
-            from isal import isal_zlib
+            from zlib_ng import zlib_ng
 
-            compressors += [("isal", isal_zlib, level) for level in (0, 1, 2, 3)]
+            compressors += [("zlib-ng", zlib_ng, level) for level in (1, 2, 3, 6)]
         except ImportError:
             pass
     for library, module, level in compressors:

@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
 """CPU per span: this exporter against OTLP/HTTP (protobuf, gzip) and Zipkin JSON, same spans, same sink.
 
-    python benchmarks/cpu_per_span.py                 # with orjson and isal (the `speedups` extra), if installed
+    python benchmarks/cpu_per_span.py                 # with orjson and zlib-ng (the `speedups` extra), if installed
     python benchmarks/cpu_per_span.py --no-speedups   # as if they were not installed
     python benchmarks/cpu_per_span.py --profile       # cProfile of this exporter's export() instead
 
@@ -27,7 +27,7 @@ import _common
 def _parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="CPU per span of the LumiqTrace, OTLP/HTTP and Zipkin exporters.")
     parser.add_argument(
-        "--no-speedups", action="store_true", help="block the orjson and isal imports (no `speedups` extra)"
+        "--no-speedups", action="store_true", help="block the orjson and zlib-ng imports (no `speedups` extra)"
     )
     parser.add_argument("--spans", type=int, default=2048, help="spans in the set (default: %(default)s)")
     parser.add_argument("--batch", type=int, default=512, help="spans per export() call (default: %(default)s)")

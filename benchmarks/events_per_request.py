@@ -29,7 +29,7 @@ def _parse_args() -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=10.0, help="duration (default: %(default)s)")
     parser.add_argument("--linger", type=float, default=None, help="exporter linger seconds (when supported)")
     parser.add_argument(
-        "--no-speedups", action="store_true", help="block the orjson and isal imports (no `speedups` extra)"
+        "--no-speedups", action="store_true", help="block the orjson and zlib-ng imports (no `speedups` extra)"
     )
     return parser.parse_args()
 

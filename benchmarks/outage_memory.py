@@ -31,7 +31,7 @@ def _parse_args() -> argparse.Namespace:
     parser.add_argument("--bounds", default=DEFAULT_BOUNDS, help="max_events:max_bytes pairs (default: %(default)s)")
     parser.add_argument("--fill", type=float, default=2.0, help="offer this many times the bound (default: 2)")
     parser.add_argument(
-        "--no-speedups", action="store_true", help="block the orjson and isal imports (no `speedups` extra)"
+        "--no-speedups", action="store_true", help="block the orjson and zlib-ng imports (no `speedups` extra)"
     )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     return parser.parse_args()

@@ -30,7 +30,7 @@ DEFAULT_RATES = (2_000, 5_000, 8_000, 10_000, 12_000, 15_000, 20_000, 25_000, 30
 def _parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Spans/s through the default BatchSpanProcessor, zero drops.")
     parser.add_argument(
-        "--no-speedups", action="store_true", help="block the orjson and isal imports (no `speedups` extra)"
+        "--no-speedups", action="store_true", help="block the orjson and zlib-ng imports (no `speedups` extra)"
     )
     parser.add_argument("--rates", default=",".join(map(str, DEFAULT_RATES)), help="spans/s steps, comma-separated")
     parser.add_argument("--step", type=float, default=4.0, help="seconds per step (default: %(default)s)")

@@ -27,17 +27,19 @@ except ImportError:  # pragma: no cover - exercised by the tox env without speed
 _Fragment: Any = getattr(_orjson, "Fragment", None)
 
 _deflate: Any
-try:  # the optional `speedups` extra: ISA-L's deflate, a gzip stream any gzip reader takes
-    from isal import isal_zlib as _deflate
+try:  # the optional `speedups` extra: zlib-ng, zlib's API and a gzip stream any gzip reader takes
+    from zlib_ng import zlib_ng as _deflate
 except ImportError:  # pragma: no cover - exercised by the tox env without speedups
     _deflate = zlib
 
 # zlib level 3 is its fastest family (deflate_fast): about half the CPU of level 6 on NDJSON events for bodies about
-# 15 % larger. ISA-L level 1 makes bodies of the same size as zlib's level 3 in a fifth of its CPU
+# 15 % larger. zlib-ng's level 2 makes bodies of the same size as zlib's level 3 in 60 % of its CPU
 # (benchmarks/breakdown.py). CPU is what an exporter takes from the application; the per-key rate limit counts
-# requests, not bytes.
-GZIP_LEVEL = 3 if _deflate is zlib else 1
-GZIP_LIBRARY = "zlib" if _deflate is zlib else "isal"
+# requests, not bytes. Not ISA-L (the `isal` package), though it is faster still: after it runs, the CPU of the
+# thread that called it stays ~15 % slower on other code (measured on protobuf encoding and on this exporter's
+# mapping), which took back most of its gain; zlib-ng leaves no such trace.
+GZIP_LEVEL = 3 if _deflate is zlib else 2
+GZIP_LIBRARY = "zlib" if _deflate is zlib else "zlib-ng"
 
 # The integers orjson writes natively (i64 min .. u64 max); larger ones take the stdlib path.
 _ORJSON_INT_MIN = -(2**63)

@@ -157,15 +157,15 @@ def test_build_body_is_ndjson_gzip_once_and_reproducible() -> None:
     assert len(body) < len(raw) // 3
 
 
-@pytest.mark.parametrize("library", ["zlib", "isal"])
+@pytest.mark.parametrize("library", ["zlib", "zlib-ng"])
 def test_both_gzip_libraries_make_bodies_any_gzip_reader_takes(library: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    # With the speedups extra the body comes from ISA-L: it must stay a plain gzip member of the same content,
+    # With the speedups extra the body comes from zlib-ng: it must stay a plain gzip member of the same content,
     # reproducible, and about as small as zlib's (bytes still cost the user's egress).
     import zlib
 
-    if library == "isal":
-        deflate = pytest.importorskip("isal.isal_zlib")
-        level = 1
+    if library == "zlib-ng":
+        deflate = pytest.importorskip("zlib_ng.zlib_ng")
+        level = 2
     else:
         deflate, level = zlib, 3
     monkeypatch.setattr(encoding, "_deflate", deflate)
@@ -183,17 +183,17 @@ def test_both_gzip_libraries_make_bodies_any_gzip_reader_takes(library: str, mon
 
 
 def test_the_speedups_in_use_are_the_ones_installed() -> None:
-    # tox's nospeedups env uninstalls orjson and isal and says so here: the package must then really run on the
+    # tox's nospeedups env uninstalls orjson and zlib-ng and says so here: the package must then really run on the
     # stdlib json and zlib (and not, say, on a copy left behind).
     import importlib.util
 
     expected = os.environ.get("LUMIQTRACE_TEST_EXPECT_SPEEDUPS")
     has_orjson = importlib.util.find_spec("orjson") is not None
-    has_isal = importlib.util.find_spec("isal") is not None
+    has_zlib_ng = importlib.util.find_spec("zlib_ng") is not None
     assert (encoding._orjson is not None) is has_orjson
-    assert ("isal" if has_isal else "zlib") == encoding.GZIP_LIBRARY
+    assert ("zlib-ng" if has_zlib_ng else "zlib") == encoding.GZIP_LIBRARY
     if expected is not None:
-        assert has_orjson is has_isal is (expected == "1")
+        assert has_orjson is has_zlib_ng is (expected == "1")
 
 
 def test_encoded_lines_hold_about_their_length_in_memory() -> None:
