@@ -281,3 +281,22 @@ def test_proxy_variables_are_honoured(server: LocalIngestServer, monkeypatch: py
     assert direct.export(make_spans(2)) is SpanExportResult.SUCCESS
     through_dead_proxy.shutdown(timeout_millis=0)
     direct.shutdown()
+
+
+def test_a_connection_the_server_dropped_is_replaced_without_losing_a_request(exporter_for: Any) -> None:
+    # The pooled keep-alive connection dies when the server restarts (or an idle timeout closes it): the next POST
+    # must go out on a new connection at its first attempt, not fail and wait for a retry.
+    first = LocalIngestServer().start()
+    port, key = first.port, first.api_key
+    exporter = exporter_for(first)
+    assert exporter.export(make_spans(3)) is SpanExportResult.SUCCESS
+    first.stop()
+    second = LocalIngestServer(port=port, api_keys=[key]).start()
+    try:
+        assert exporter.export(make_spans(4)) is SpanExportResult.SUCCESS
+        assert len(second.events()) == 4
+        stats = exporter.stats()
+        assert stats["delivered"] == 7
+        assert stats["retries"] == 0
+    finally:
+        second.stop()
