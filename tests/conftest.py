@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
@@ -91,6 +92,23 @@ def exporter_for() -> Iterator[Callable[..., Any]]:
 def exporter_factory(server: LocalIngestServer, exporter_for: Callable[..., Any]) -> Callable[..., Any]:
     """``exporter_factory(**kwargs)``: ``exporter_for`` bound to the ``server`` fixture."""
     return functools.partial(exporter_for, server)
+
+
+@contextlib.contextmanager
+def recovered_server(server: LocalIngestServer) -> Iterator[LocalIngestServer]:
+    """The outage ends on a new server on the same port, with the same key and project.
+
+    Turning the old server's outage off instead races with requests the exporter abandoned at its deadline: a
+    server thread still holding one could read the flag after the flip and store events the exporter had already
+    given up on (and later evicted). Such leftovers now land on the stopped server, not on the one the test reads.
+    """
+    port, key = server.port, server.api_key
+    server.stop()
+    fresh = LocalIngestServer(port=port, api_keys=[key]).start()
+    try:
+        yield fresh
+    finally:
+        fresh.stop()
 
 
 class FakeClock:

@@ -21,7 +21,7 @@ from opentelemetry_exporter_lumiqtrace.encoding import dumps_event
 from opentelemetry_exporter_lumiqtrace.testing import LocalIngestServer, Reply
 from opentelemetry_exporter_lumiqtrace.transport import parse_retry_after
 
-from .conftest import FakeClock, make_spans
+from .conftest import FakeClock, make_spans, recovered_server
 
 
 def _ids(server: LocalIngestServer) -> Counter[str]:
@@ -235,9 +235,9 @@ def test_outage_then_recovery_delivers_everything_exactly_once(
         produced += [format(s.context.span_id, "016x") for s in spans]
         assert exporter.export(spans) is SpanExportResult.FAILURE
     assert exporter.stats()["buffered"] == 480
-    server.set_outage(False)
-    assert exporter.force_flush(timeout_millis=5000)
-    delivered = _ids(server)
+    with recovered_server(server) as recovered:
+        assert exporter.force_flush(timeout_millis=5000)
+        delivered = _ids(recovered)
     assert sorted(delivered) == sorted(produced) and set(delivered.values()) == {1}
     assert exporter.stats()["buffered"] == 0
 
@@ -259,10 +259,10 @@ def test_outage_beyond_buffer_bound_drops_oldest_and_counts(server: LocalIngestS
         exporter.export(spans)
     stats = exporter.stats()
     assert stats["buffered"] == 150 and stats["dropped"]["buffer_full"] == 150
-    server.set_outage(False)
-    assert exporter.force_flush(timeout_millis=5000)
-    newest = {format(s.context.span_id, "016x") for s in batches[1][50:] + batches[2]}
-    assert set(_ids(server)) == newest
+    with recovered_server(server) as recovered:
+        assert exporter.force_flush(timeout_millis=5000)
+        delivered = set(_ids(recovered))
+    assert delivered == {format(s.context.span_id, "016x") for s in batches[1][50:] + batches[2]}
 
 
 def test_retry_buffer_bounds_by_bytes_and_keeps_order() -> None:
@@ -368,13 +368,13 @@ def test_a_large_backlog_is_sent_in_bounded_pieces_oldest_first(
     retried = {tuple(e["span_id"] for e in r.events or []) for r in server.ingest_requests()[attempts:]}
     oldest = tuple(format(s.context.span_id, "016x") for s in batches[0][:100])
     assert retried == {oldest}
-    server.set_outage(False)
-    assert exporter.force_flush(timeout_millis=10_000)
-    accepted = [r for r in server.ingest_requests() if r.status == 202]
-    order = [e["span_id"] for r in accepted for e in r.events or []]
-    expected = [format(s.context.span_id, "016x") for spans in batches for s in spans]
-    assert order[: len(expected)] == expected
-    assert len(server.events()) == 14 * 512 + 1
+    with recovered_server(server) as recovered:
+        assert exporter.force_flush(timeout_millis=10_000)
+        accepted = [r for r in recovered.ingest_requests() if r.status == 202]
+        order = [e["span_id"] for r in accepted for e in r.events or []]
+        expected = [format(s.context.span_id, "016x") for spans in batches for s in spans]
+        assert order[: len(expected)] == expected
+        assert len(recovered.events()) == 14 * 512 + 1
 
 
 def test_retry_buffer_drains_a_bounded_head() -> None:

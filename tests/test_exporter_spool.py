@@ -13,7 +13,7 @@ from opentelemetry.sdk.trace.export import SpanExportResult
 
 from opentelemetry_exporter_lumiqtrace.testing import LocalIngestServer
 
-from .conftest import make_spans
+from .conftest import make_spans, recovered_server
 from .test_exporter import _run
 
 
@@ -90,14 +90,14 @@ def test_another_key_never_sends_spooled_events(
     exporter.export(make_spans(10))
     exporter.shutdown(timeout_millis=200)
     assert exporter.stats()["spooled"] == 10
-    server.set_outage(False)
-    other_key = "lqt_" + "cd" * 32
-    server.add_key(other_key, project="proj_other")
-    other = exporter_factory(api_key=other_key, spool_dir=tmp_path)
-    other.export(make_spans(2))
-    other.force_flush()
-    assert len(server.events(project="proj_other")) == 2
-    assert server.events(project="proj_test") == []
+    with recovered_server(server) as recovered:
+        other_key = "lqt_" + "cd" * 32
+        recovered.add_key(other_key, project="proj_other")
+        other = exporter_factory(api_key=other_key, spool_dir=tmp_path)
+        other.export(make_spans(2))
+        other.force_flush()
+        assert len(recovered.events(project="proj_other")) == 2
+        assert recovered.events(project="proj_test") == []
 
 
 def test_an_unusable_spool_directory_degrades_to_memory_with_one_warning(
