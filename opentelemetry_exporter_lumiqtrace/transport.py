@@ -186,10 +186,11 @@ class IngestTransport:
             return Answer(status=None, error=f"connection error: {type(exc).__name__}")
         except urllib3.exceptions.TimeoutError as exc:
             return Answer(status=None, error=f"timed out: {type(exc).__name__}", timed_out=True)
-        except (urllib3.exceptions.SSLError, urllib3.exceptions.ProxyError) as exc:
-            # The reason is what the user must fix (an untrusted certificate, a proxy that refuses): keep it.
+        except (urllib3.exceptions.SSLError, urllib3.exceptions.ProxyError, OSError) as exc:
+            # The reason is what the user must fix (an untrusted certificate, a proxy that refuses, a CA-bundle
+            # path that does not exist): keep it.
             return Answer(status=None, error=f"connection error: {type(exc).__name__}: {exc}")
-        except (urllib3.exceptions.HTTPError, OSError) as exc:
+        except urllib3.exceptions.HTTPError as exc:
             return Answer(status=None, error=f"connection error: {type(exc).__name__}")
         except Exception as exc:  # never raise into the exporter, whatever the HTTP stack does
             return Answer(status=None, error=f"unexpected error: {type(exc).__name__}: {exc}")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import http.client
+import logging
 import select
 import socket
 import socketserver
@@ -477,3 +478,20 @@ def test_no_proxy_bypasses_the_proxy(
     assert len(server.events()) == 2
     assert proxy.records == []
     assert "via" not in server.ingest_requests()[0].headers
+
+
+def test_a_ca_bundle_path_that_does_not_exist_is_named_in_the_warning(
+    tls_server: LocalIngestServer,
+    exporters: Callable[..., LumiqTraceSpanExporter],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Any,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    missing = str(tmp_path / "no-such-bundle.pem")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", missing)
+    exporter = exporters(tls_server, timeout=FAILING_TIMEOUT_S)
+    with caplog.at_level(logging.WARNING, logger="opentelemetry_exporter_lumiqtrace"):
+        assert exporter.export(make_spans(2)) is SpanExportResult.FAILURE
+    assert tls_server.ingest_requests() == []
+    assert exporter.stats()["buffered"] == 2
+    assert any(missing in record.getMessage() for record in caplog.records)
