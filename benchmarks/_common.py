@@ -44,12 +44,6 @@ def block_speedups() -> None:
     sys.meta_path.insert(0, _BlockSpeedups())
 
 
-def speedups_active() -> bool:
-    from opentelemetry_exporter_lumiqtrace import encoding
-
-    return getattr(encoding, "_orjson", None) is not None
-
-
 def speedups_label() -> str:
     """Which speedups the encoding module runs with, for the benchmarks' first line."""
     from opentelemetry_exporter_lumiqtrace import encoding

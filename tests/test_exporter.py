@@ -20,7 +20,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry_exporter_lumiqtrace import LumiqTraceSpanExporter
 from opentelemetry_exporter_lumiqtrace.testing import LocalIngestServer, Reply
 
-from .conftest import make_spans
+from .conftest import make_spans, recovered_server
 
 KEY = "lqt_" + "0123456789abcdef" * 4
 
@@ -283,20 +283,16 @@ def test_proxy_variables_are_honoured(server: LocalIngestServer, monkeypatch: py
     direct.shutdown()
 
 
-def test_a_connection_the_server_dropped_is_replaced_without_losing_a_request(exporter_for: Any) -> None:
+def test_a_connection_the_server_dropped_is_replaced_without_losing_a_request(
+    server: LocalIngestServer, exporter_factory: Any
+) -> None:
     # The pooled keep-alive connection dies when the server restarts (or an idle timeout closes it): the next POST
     # must go out on a new connection at its first attempt, not fail and wait for a retry.
-    first = LocalIngestServer().start()
-    port, key = first.port, first.api_key
-    exporter = exporter_for(first)
+    exporter = exporter_factory()
     assert exporter.export(make_spans(3)) is SpanExportResult.SUCCESS
-    first.stop()
-    second = LocalIngestServer(port=port, api_keys=[key]).start()
-    try:
+    with recovered_server(server) as restarted:
         assert exporter.export(make_spans(4)) is SpanExportResult.SUCCESS
-        assert len(second.events()) == 4
-        stats = exporter.stats()
-        assert stats["delivered"] == 7
-        assert stats["retries"] == 0
-    finally:
-        second.stop()
+        assert len(restarted.events()) == 4
+    stats = exporter.stats()
+    assert stats["delivered"] == 7
+    assert stats["retries"] == 0
