@@ -13,6 +13,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+from opentelemetry_exporter_lumiqtrace.mapping.cache import GenerationalMemo
+
 REDACTED = "[REDACTED]"
 
 # The always-on default list of LumiqTrace's PII redaction.
@@ -38,7 +40,9 @@ DEFAULT_REDACT_KEYS = frozenset(
 )
 
 _STRIP = str.maketrans("", "", "_-")
-_MAX_MEMO = 4096
+# Bounds of the memos of tag keys (user metadata keys are an open set).
+DEFAULT_MAX_MEMO_KEYS = 4096
+DEFAULT_MAX_MEMO_BYTES = 256 * 1024
 
 
 def normalise_key(key: str) -> str:
@@ -55,10 +59,14 @@ class Redactor:
         keys = {normalise_key(k) for k in DEFAULT_REDACT_KEYS}
         keys.update(normalise_key(k) for k in extra_keys if isinstance(k, str) and k)
         self._keys = frozenset(keys)
-        # Read directly by the mapping's hot path (a hit skips a method call); filled by matches().
-        self.memo: dict[str, bool] = {}
-        # Raw tag key -> the key as sent (capped, cleaned), for keys that are not redacted; read by the mapping.
-        self.plain_tag_keys: dict[str, str] = {}
+        self.memo: GenerationalMemo[str, bool] = GenerationalMemo(
+            max_entries=DEFAULT_MAX_MEMO_KEYS, max_bytes=DEFAULT_MAX_MEMO_BYTES, weigh=len, max_entry_bytes=256
+        )
+        # Raw tag key -> the key as sent (capped, cleaned), for keys that are not redacted. Its young generation is
+        # read directly by fill_tags (a dict lookup per tag instead of a call).
+        self.plain_tag_keys: GenerationalMemo[str, str] = GenerationalMemo(
+            max_entries=DEFAULT_MAX_MEMO_KEYS, max_bytes=DEFAULT_MAX_MEMO_BYTES, weigh=len, max_entry_bytes=256
+        )
 
     def matches(self, key: str) -> bool:
         hit = self.memo.get(key)
@@ -66,17 +74,16 @@ class Redactor:
             return hit
         norm = normalise_key(key)
         hit = norm in self._keys or ("." in norm and norm.rsplit(".", 1)[1] in self._keys)
-        if len(self.memo) >= _MAX_MEMO:
-            # Unbounded tag key spaces (user metadata) must not grow memory forever.
-            self.memo.clear()
-        self.memo[key] = hit
+        self.memo.put(key, hit)
         return hit
 
+    def plain_tag_key(self, raw_key: str) -> str | None:
+        """The key ``raw_key`` is sent as when it is known not to be redacted, else ``None``."""
+        return self.plain_tag_keys.get(raw_key)
+
     def remember_plain_tag_key(self, raw_key: str, tag_key: str) -> None:
-        """Record that ``raw_key`` is sent as ``tag_key`` unredacted (bounded like the match memo)."""
-        if len(self.plain_tag_keys) >= _MAX_MEMO:
-            self.plain_tag_keys.clear()
-        self.plain_tag_keys[raw_key] = tag_key
+        """Record that ``raw_key`` is sent as ``tag_key`` unredacted."""
+        self.plain_tag_keys.put(raw_key, tag_key)
 
     def scrub_json(self, value: object, depth: int = 0) -> object:
         """Return ``value`` with the values of matching keys in nested dicts replaced by ``[REDACTED]``."""

@@ -27,6 +27,11 @@ import hashlib
 import json
 from typing import Any
 
+from opentelemetry_exporter_lumiqtrace.mapping import conventions as c
+from opentelemetry_exporter_lumiqtrace.mapping.scan import Scan
+from opentelemetry_exporter_lumiqtrace.mapping.status import SpanEvents
+from opentelemetry_exporter_lumiqtrace.mapping.values import cap, clean
+
 Message = tuple[str, str]
 
 _TEXT_TYPES = frozenset({"text", "input_text", "output_text", "reasoning", "thinking", "refusal"})
@@ -318,3 +323,74 @@ def render_prompt(messages: list[Message]) -> str:
 def render_response(messages: list[Message]) -> str:
     """Plain text for the ``response`` field: the text of every output message."""
     return "\n".join(text for _, text in messages)
+
+
+# --- the event's content fields -------------------------------------------------------------------------------------
+
+
+def add_content(
+    event: dict[str, Any], scan: Scan, events: SpanEvents, span_kind: str, *, capture: bool, max_chars: int
+) -> None:
+    """Set ``prompt_hash`` (whenever prompt content is visible) and, when ``capture``, ``prompt`` and ``response``."""
+    attrs = scan.attrs
+    prompt: list[Message] | None = None
+    system = attrs.get(c.OT_SYSTEM_INSTRUCTIONS)
+    ot_input = attrs.get(c.OT_INPUT_MESSAGES)
+    if ot_input is not None or system is not None:
+        prompt = messages_from_json(ot_input) if ot_input is not None else None
+        sys_msg = system_message(system) if system is not None else None
+        if sys_msg is not None:
+            prompt = [sys_msg, *(prompt or ())]
+    for family in c.PROMPT_FAMILIES:
+        items = scan.family(family)
+        if prompt is None and items is not None:
+            prompt = messages_from_flat(items)
+    if prompt is None and events.prompt is not None:
+        prompt = messages_from_json(events.prompt)
+    hashable = prompt is not None
+    if prompt is None:
+        if span_kind == "tool" and attrs.get(c.OT_TOOL_ARGUMENTS) is not None:
+            prompt = messages_from_value(attrs.get(c.OT_TOOL_ARGUMENTS))
+        else:
+            for key in (c.OI_INPUT_VALUE, c.OL_ENTITY_INPUT):
+                value = attrs.get(key)
+                if value is not None:
+                    prompt = messages_from_value(value)
+                    # Opaque inputs only count as "the prompt" on LLM spans; elsewhere they are chain/tool inputs.
+                    hashable = span_kind == "llm"
+                    break
+    if prompt:
+        if hashable:
+            event["prompt_hash"] = prompt_hash(prompt)
+        if capture:
+            event["prompt"] = clean(cap(render_prompt(prompt), max_chars))
+    if not capture:
+        return
+    response: str | None = None
+    ot_output = attrs.get(c.OT_OUTPUT_MESSAGES)
+    if ot_output is not None:
+        msgs = messages_from_json(ot_output)
+        response = render_response(msgs) if msgs else None
+    if response is None:
+        for family in c.RESPONSE_FAMILIES:
+            items = scan.family(family)
+            if items is not None:
+                msgs = messages_from_flat(items)
+                if msgs:
+                    response = render_response(msgs)
+                    break
+    if response is None and events.completion is not None:
+        msgs = messages_from_json(events.completion)
+        response = render_response(msgs) if msgs else None
+    if response is None:
+        keys = (c.OT_TOOL_RESULT, c.OI_OUTPUT_VALUE, c.OL_ENTITY_OUTPUT)
+        if span_kind != "tool":
+            keys = (c.OI_OUTPUT_VALUE, c.OL_ENTITY_OUTPUT, c.OT_TOOL_RESULT)
+        for key in keys:
+            value = attrs.get(key)
+            if value is not None:
+                response = response_from_value(value)
+                if response is not None:
+                    break
+    if response:
+        event["response"] = clean(cap(response, max_chars))
