@@ -92,7 +92,9 @@ def test_warm_versus_cold() -> None:
     watched = [
         span_from_fixture(fixture) for case in CASES if case.source.startswith("recorded") for fixture in case.spans
     ]
-    watched.append(make_span({"gen_ai.provider.name": "openai", "gen_ai.request.model": "gpt-4o", "app.attribute.7": 1}))
+    watched.append(
+        make_span({"gen_ai.provider.name": "openai", "gen_ai.request.model": "gpt-4o", "app.attribute.7": 1})
+    )
     cold = [mapper.map_span(span, options) for span in watched]
     for i in range(20_000):
         mapper.map_span(_other_span(rng, i), options)

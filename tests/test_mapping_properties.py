@@ -12,9 +12,9 @@ from hypothesis import strategies as st
 from opentelemetry.sdk.trace import Event
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from opentelemetry_exporter_lumiqtrace.mapping import conventions as c
 from opentelemetry_exporter_lumiqtrace.encoding import _dumps_stdlib, encode_events
 from opentelemetry_exporter_lumiqtrace.mapping import Mapper, MappingOptions, map_span
+from opentelemetry_exporter_lumiqtrace.mapping import conventions as c
 from tests.test_mapping_support import START_NS, make_span
 
 try:
@@ -233,9 +233,20 @@ class _Text(str):
 # Values that are equal as dict keys but map differently (1, 1.0, True, "1", str subclasses), and values that hit the
 # conventions' branches.
 MEMO_VALUES = st.sampled_from(
-    [1, 1.0, True, "1", 0, 429, "429", "", " ", "chat", "LLM", "execute_tool", "openai", "azure", "Anthropic", "gpt-4o"]
-    + ["claude-3-5-sonnet-latest", "api.openai.com", ("stop", "length"), '{"model": "gpt-4o", "stream": true}']
-) | st.sampled_from([_Text("openai"), _Text("gpt-4o"), _Text("chat"), None])
+    [1, 1.0, True, "1", 0, 429, "429", "", " ", "chat", "LLM", "execute_tool", "openai", "azure", "Anthropic"]
+) | st.sampled_from(
+    [
+        "gpt-4o",
+        "claude-3-5-sonnet-latest",
+        "api.openai.com",
+        ("stop", "length"),
+        '{"model": "gpt-4o", "stream": true}',
+        _Text("openai"),
+        _Text("gpt-4o"),
+        _Text("chat"),
+        None,
+    ]
+)
 SHARED = Mapper()
 
 

@@ -26,9 +26,9 @@ IDENTITY_FIELDS = (
     "kind",
     "tool_hint",
 )
-_KIND_BITS = (
-    F["explicit_operation"].bit | F["explicit_span_kind"].bit | F["raw_operation"].bit | F["kind"].bit
-) | F["tool_hint"].bit
+_KIND_BITS = (F["explicit_operation"].bit | F["explicit_span_kind"].bit | F["raw_operation"].bit | F["kind"].bit) | F[
+    "tool_hint"
+].bit
 
 
 @dataclass(frozen=True, slots=True)

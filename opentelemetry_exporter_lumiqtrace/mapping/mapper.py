@@ -180,7 +180,8 @@ class Mapper:
             ):
                 # Agent and workflow spans that aggregate their children's usage are never priced (double counting).
                 cost = compute_cost(
-                    raw_provider=identity.raw_provider or (identity.provider if identity.provider != "custom" else None),
+                    raw_provider=identity.raw_provider
+                    or (identity.provider if identity.provider != "custom" else None),
                     model=identity.model,
                     input_tokens=input_tokens,
                     output_tokens=output_tokens,
@@ -327,7 +328,6 @@ class Mapper:
         cost_source: str | None,
     ) -> dict[str, str]:
         """``lumiqtrace.tags.*``, the identity tags (span name, kind, service, scope) and the derived LLM tags."""
-        options = state.options
         name = span.name
         kind_name = _SPAN_KIND_NAMES.get(id(span.kind), "internal")
         scope = span.instrumentation_scope
@@ -443,10 +443,10 @@ def _plain_attributes(attributes: Any) -> dict[Any, Any]:
 
 def _ttft_ms(found: Scan, first_chunk_ns: int | None, start_ns: int | None) -> int | None:
     if found.present & _TTFT_BITS:
-        explicit = found.first(F["ttft_ms"])
+        explicit: float | None = found.first(F["ttft_ms"])
         if explicit is not None:
             return round(explicit)
-        seconds = found.first(F["ttft_seconds"])
+        seconds: float | None = found.first(F["ttft_seconds"])
         if seconds is not None:
             return round(seconds * 1000)
     if first_chunk_ns is not None and start_ns is not None and first_chunk_ns >= start_ns:

@@ -94,12 +94,12 @@ SUCCESS = Outcome("success")
 
 
 def new_message_memo(*, max_entries: int, max_bytes: int) -> GenerationalMemo[str, str | None]:
-    return GenerationalMemo(max_entries=max_entries, max_bytes=max_bytes, weigh=len, max_entry_bytes=_MESSAGE_SCAN_CHARS)
+    return GenerationalMemo(
+        max_entries=max_entries, max_bytes=max_bytes, weigh=len, max_entry_bytes=_MESSAGE_SCAN_CHARS
+    )
 
 
-def outcome(
-    span: ReadableSpan, scan: Scan, events: SpanEvents, messages: GenerationalMemo[str, str | None]
-) -> Outcome:
+def outcome(span: ReadableSpan, scan: Scan, events: SpanEvents, messages: GenerationalMemo[str, str | None]) -> Outcome:
     status_obj = span.status
     status_code = getattr(status_obj, "status_code", StatusCode.UNSET)
     http = scan.first(F["http_status"])

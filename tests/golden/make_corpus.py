@@ -4,7 +4,7 @@
 Run from the repository root::
 
     python -m tests.golden.make_corpus             # hand-written scenarios and the spans of the behavioural tests
-    python -m tests.golden.make_corpus --drivers   # record the real OpenAI instrumentations (tests/golden/drive_openai.py)
+    python -m tests.golden.make_corpus --drivers   # record the real OpenAI instrumentations (drive_openai.py)
     python -m tests.golden.make_corpus --refresh   # re-map every file's spans with the current mapping
 
 ``expected`` is whatever the current mapping returns: after building or refreshing, read the diff of the expected
@@ -129,7 +129,9 @@ RATE_LIMITED: dict[str, Any] = {
     "status": ("ERROR", "RateLimitError: Error code: 429"),
 }
 TIMED_OUT: dict[str, Any] = {
-    "events": [("exception", 5, {"exception.type": "openai.APITimeoutError", "exception.message": "Request timed out."})],
+    "events": [
+        ("exception", 5, {"exception.type": "openai.APITimeoutError", "exception.message": "Request timed out."})
+    ],
     "status": ("ERROR", "APITimeoutError: Request timed out."),
 }
 SERVER_ERROR: dict[str, Any] = {"status": ("ERROR", "boom: password=hunter2222 sk-abcdefghijklmnop")}
@@ -515,7 +517,12 @@ IDENTITY: list[tuple[str, dict[str, Any] | None, dict[str, Any], dict[str, Any] 
     ("GET /", None, {}, None),
     ("GET /", {"name": "s", "version": None}, {}, None),
     ("GET /", {"name": "s", "version": ""}, {"http.response.status_code": 200}, None),
-    ("GET /", {"name": "s", "version": "1.0"}, {"lumiqtrace.tags.otel.span_name": "mine", "lumiqtrace.tags.x": 1}, None),
+    (
+        "GET /",
+        {"name": "s", "version": "1.0"},
+        {"lumiqtrace.tags.otel.span_name": "mine", "lumiqtrace.tags.x": 1},
+        None,
+    ),
     ("é" * 300, {"name": "sc", "version": "1.0"}, {"lumiqtrace.tags.otel.span_kind": "mine"}, None),
     ("password", {"name": "token", "version": "secret"}, {}, None),
     ("GET /", SCOPE, {}, {"service.name": "a", "deployment.environment.name": "prod", "deployment.environment": "x"}),
@@ -527,9 +534,7 @@ IDENTITY: list[tuple[str, dict[str, Any] | None, dict[str, Any], dict[str, Any] 
 def identity_cases() -> Iterator[Case]:
     for options_name, options in OPTION_SETS.items():
         ids = _Ids(1000)
-        spans = [
-            fixture(ids, name, attrs, scope=scope, resource=resource) for name, scope, attrs, resource in IDENTITY
-        ]
+        spans = [fixture(ids, name, attrs, scope=scope, resource=resource) for name, scope, attrs, resource in IDENTITY]
         yield Case(
             path=CORPUS_DIR / f"identity-{options_name}.json",
             description=f"identity tags: span name, scope, resource service and environment, options {options_name!r}",
@@ -652,7 +657,9 @@ def harvest_cases() -> Iterator[Case]:
             current[0] = item.name
 
     # Test modules bind map_span at import: the ones already imported are patched too.
-    patched = [m for name, m in sys.modules.items() if name.startswith("tests.") and vars(m).get("map_span") is original]
+    patched = [
+        m for name, m in sys.modules.items() if name.startswith("tests.") and vars(m).get("map_span") is original
+    ]
     mapping.map_span = recording  # type: ignore[assignment]
     for module in patched:
         module.map_span = recording  # type: ignore[attr-defined]
