@@ -31,6 +31,26 @@ from opentelemetry_exporter_lumiqtrace.mapping.values import as_bool, as_str, cl
 from opentelemetry_exporter_lumiqtrace.pricing import compute_cost
 
 F = c.FIELDS
+_CACHE_READ_TOKENS = F["cache_read_tokens"]
+_CACHE_WRITE_TOKENS = F["cache_write_tokens"]
+_COST_DETAILS = F["cost_details"]
+_COST_USD = F["cost_usd"]
+_ENVIRONMENT = F["environment"]
+_FINISH_REASON = F["finish_reason"]
+_HTTP_METHOD = F["http_method"]
+_HTTP_TARGET = F["http_target"]
+_INPUT_TOKENS = F["input_tokens"]
+_INVOCATION_PARAMETERS = F["invocation_parameters"]
+_METADATA = F["metadata"]
+_OI_TAGS = F["oi_tags"]
+_OUTPUT_TOKENS = F["output_tokens"]
+_REASONING_TOKENS = F["reasoning_tokens"]
+_SESSION_ID = F["session_id"]
+_STREAM = F["stream"]
+_TOTAL_TOKENS = F["total_tokens"]
+_TTFT_MS = F["ttft_ms"]
+_TTFT_SECONDS = F["ttft_seconds"]
+_USER_ID = F["user_id"]
 
 DEFAULT_MAX_MEMO_ENTRIES = 8_192
 DEFAULT_MAX_MEMO_BYTES = 1_024 * 1_024
@@ -51,6 +71,15 @@ for _name in c.CONTENT_FIELDS:
     _CONTENT_BITS |= F[_name].bit
 _TTFT_BITS = F["ttft_ms"].bit | F["ttft_seconds"].bit
 _COST_BITS = F["cost_usd"].bit | F["cost_details"].bit
+_STREAM_BITS = F["stream"].bit | F["invocation_parameters"].bit
+_USAGE_BITS = 0
+for _name in ("input_tokens", "output_tokens", "total_tokens", "cache_read_tokens", "cache_write_tokens"):
+    _USAGE_BITS |= F[_name].bit
+_USAGE_BITS |= F["reasoning_tokens"].bit
+_CONTEXT_BITS = F["environment"].bit | F["user_id"].bit | F["session_id"].bit
+_HTTP_METHOD_BIT = F["http_method"].bit
+_INVOCATION_BIT = F["invocation_parameters"].bit
+_USER_METADATA_BITS = F["http_target"].bit | F["oi_tags"].bit | F["metadata"].bit
 
 
 def event_id_for(trace_id: int, span_id: int) -> str:
@@ -77,9 +106,10 @@ class _OptionsState:
     def __init__(self, options: MappingOptions, *, max_entries: int, max_bytes: int) -> None:
         self.options = options
         self.redactor = Redactor(options.redact_keys)
-        # (span name, kind, service, scope name, scope version) -> their tags, for spans without lumiqtrace.tags.*.
-        self.head_tags: GenerationalMemo[tuple[str, str, str | None, str | None, str | None], dict[str, str]] = (
-            GenerationalMemo(max_entries=max_entries, max_bytes=max_bytes, weigh=_strings_weight)
+        # (span name, kind, service, scope name and version, raw provider, raw operation, requested model) -> their
+        # tags, for spans without lumiqtrace.tags.*.
+        self.head_tags: GenerationalMemo[tuple[str | None, ...], dict[str, str]] = GenerationalMemo(
+            max_entries=max_entries, max_bytes=max_bytes, weigh=_strings_weight
         )
 
 
@@ -123,11 +153,14 @@ class Mapper:
             state = self._state = _OptionsState(options, max_entries=self._max_entries, max_bytes=self._max_bytes)
 
         event = self._ids(span)
-        start = span.start_time if isinstance(span.start_time, int) else None
+        start = span.start_time
+        if start.__class__ is not int:
+            start = start if isinstance(start, int) else None
         event["timestamp"] = self._timestamp(start if start is not None else time.time_ns())
         end = span.end_time
         latency_ms = round((end - start) / 1e6) if start is not None and isinstance(end, int) and end >= start else None
-        events = read_events(span.events) if span.events else NO_EVENTS
+        span_events = span.events
+        events = read_events(span_events) if span_events else NO_EVENTS
 
         identity: Identity | None = None
         cost_source: str | None = None
@@ -141,27 +174,31 @@ class Mapper:
             event["span_kind"] = identity.span_kind
             if latency_ms is not None:
                 event["latency_ms"] = latency_ms
-            ttft = _ttft_ms(found, events.first_chunk_ns, start)
+            ttft = None
+            if found.present & _TTFT_BITS or events.first_chunk_ns is not None:
+                ttft = _ttft_ms(found, events.first_chunk_ns, start)
             if ttft is not None:
                 event["ttft_ms"] = min(max(ttft, 0), latency_ms) if latency_ms is not None else max(ttft, 0)
 
-            input_tokens = found.first(F["input_tokens"])
-            output_tokens = found.first(F["output_tokens"])
-            if input_tokens is None and output_tokens is not None:
-                total = found.first(F["total_tokens"])
-                if total is not None and total >= output_tokens:
-                    input_tokens = total - output_tokens
-            cached = found.first(F["cache_read_tokens"])
-            cache_write = found.first(F["cache_write_tokens"])
-            reasoning = found.first(F["reasoning_tokens"])
-            if input_tokens is not None:
-                event["input_tokens"] = input_tokens
-            if output_tokens is not None:
-                event["output_tokens"] = output_tokens
-            if cached is not None:
-                event["cached_tokens"] = cached
+            input_tokens = output_tokens = cached = None
+            if found.present & _USAGE_BITS:
+                input_tokens = found.first(_INPUT_TOKENS)
+                output_tokens = found.first(_OUTPUT_TOKENS)
+                if input_tokens is None and output_tokens is not None:
+                    total = found.first(_TOTAL_TOKENS)
+                    if total is not None and total >= output_tokens:
+                        input_tokens = total - output_tokens
+                cached = found.first(_CACHE_READ_TOKENS)
+                cache_write = found.first(_CACHE_WRITE_TOKENS)
+                reasoning = found.first(_REASONING_TOKENS)
+                if input_tokens is not None:
+                    event["input_tokens"] = input_tokens
+                if output_tokens is not None:
+                    event["output_tokens"] = output_tokens
+                if cached is not None:
+                    event["cached_tokens"] = cached
 
-            stream = _stream(found)
+            stream = _stream(found) if found.present & _STREAM_BITS else None
             if stream is None and (ttft is not None or events.first_chunk_ns is not None):
                 stream = True
             if stream is None and identity.span_kind == "llm":
@@ -194,7 +231,7 @@ class Mapper:
             if cost is not None:
                 event["cost_usd"] = cost
 
-            finish = found.first(F["finish_reason"])
+            finish = found.first(_FINISH_REASON)
             if finish is not None:
                 event["finish_reason"] = fit(finish)
 
@@ -228,18 +265,24 @@ class Mapper:
             event["error_message"] = clean(result.error_message)
 
         resource = self._resource(span.resource)
-        environment = found.first(F["environment"]) or resource.environment or options.environment
+        environment = resource.environment or options.environment
+        user = session = None
+        if found.present & _CONTEXT_BITS:
+            environment = found.first(_ENVIRONMENT) or environment
+            user = found.first(_USER_ID)
+            session = found.first(_SESSION_ID)
         if environment:
             event["environment"] = fit(environment)
-        user = found.first(F["user_id"])
         if user is not None:
             event["user_id"] = fit(user)
-        session = found.first(F["session_id"])
         if session is not None:
             event["session_id"] = fit(session)
 
-        tags = self._tags(span, found, state, resource.service_name, identity, reasoning, cache_write, cost_source)
-        tags = self._more_tags(found, state, result.http_status, tags)
+        tags = self._identity_tags(span, found, state, resource.service_name, identity)
+        pairs = _usage_tags(reasoning, cache_write, cost_source)
+        _add_context_tags(found, state, result.http_status, pairs)
+        if pairs:
+            tags = self._fill(state, pairs, tags)
         if tags:
             event["tags"] = tags
         event["sdk_version"] = options.sdk_version
@@ -284,8 +327,11 @@ class Mapper:
         """The span's model, provider and kind, memoised by the values they are read from when all are exact str
         (other types and str subclasses must reach the parsers: 1, 1.0 and True are equal dict keys)."""
         items = found.identity_items
-        if found.has(F["invocation_parameters"]) or any(value.__class__ is not str for _, value in items):
+        if found.present & _INVOCATION_BIT:
             return identify(found)
+        for _key, value in items:
+            if value.__class__ is not str:
+                return identify(found)
         memo_key = tuple(items)
         identity = self._identities.young.get(memo_key)
         if identity is None:
@@ -316,99 +362,67 @@ class Mapper:
             self._resources.put(id(resource), entry)
         return entry
 
-    def _tags(
-        self,
-        span: ReadableSpan,
-        found: Scan,
-        state: _OptionsState,
-        service_name: str | None,
-        identity: Identity | None,
-        reasoning: int | None,
-        cache_write: int | None,
-        cost_source: str | None,
+    def _identity_tags(
+        self, span: ReadableSpan, found: Scan, state: _OptionsState, service_name: str | None, identity: Identity | None
     ) -> dict[str, str]:
-        """``lumiqtrace.tags.*``, the identity tags (span name, kind, service, scope) and the derived LLM tags."""
+        """``lumiqtrace.tags.*``, the identity tags (span name, kind, service, scope) and the raw values of an AI
+        span's identity that the wire enums lose (provider, operation, requested model)."""
         name = span.name
         kind_name = _SPAN_KIND_NAMES.get(id(span.kind), "internal")
         scope = span.instrumentation_scope
         scope_name = scope.name if scope is not None else None
         scope_version = scope.version if scope is not None else None
-        lqt_tags = found.family(c.Family.LQT_TAG)
-        head: list[tuple[str, Any]] = []
-        head.append(("otel.span_name", name))
-        head.append(("otel.span_kind", kind_name))
-        if service_name is not None:
-            head.append(("service.name", service_name))
-        if scope is not None:
-            head.append(("otel.scope.name", scope_name))
-            if scope_version:
-                head.append(("otel.scope.version", scope_version))
-        tags: dict[str, str] | None = None
-        if lqt_tags is None and all(
-            part is None or part.__class__ is str for part in (name, service_name, scope_name, scope_version)
-        ):
-            # The identity tags repeat across spans: filled once per options. Exact str only: a str subclass is an
-            # equal key but keeps its type in the tags.
-            head_key = (name, kind_name, service_name, scope_name, scope_version)
-            cached = state.head_tags.get(head_key)
-            if cached is None:
-                cached = self._fill(state, head, {})
-                state.head_tags.put(head_key, cached)
-            tags = cached.copy()
-        else:
-            tags = self._fill(state, [*(lqt_tags or ()), *head], {})
-        derived: list[tuple[str, Any]] = []
+        raw_provider = raw_operation = request_model = None
         if identity is not None:
-            if identity.raw_provider is not None:
-                derived.append(("gen_ai.provider.name", identity.raw_provider))
-            if identity.raw_operation is not None:
-                derived.append(("gen_ai.operation.name", identity.raw_operation))
-            if identity.request_model is not None:
-                derived.append(("gen_ai.request.model", identity.request_model))
-        if reasoning is not None:
-            derived.append(("tokens.reasoning", reasoning))
-        if cache_write is not None:
-            derived.append(("tokens.cache_write", cache_write))
-        if cost_source is not None:
-            derived.append(("cost.source", cost_source))
-        return self._fill(state, derived, tags) if derived else tags
-
-    def _more_tags(
-        self, found: Scan, state: _OptionsState, http_status: int | None, tags: dict[str, str]
-    ) -> dict[str, str]:
-        """The HTTP/DB/RPC and AI context tags, then user metadata (OpenInference tags and metadata, association
-        properties)."""
-        attrs = found.attrs
-        pairs: list[tuple[str, Any]] = []
-        method = found.first(F["http_method"])
-        if method is not None:
-            pairs.append(("http.request.method", method))
-        if http_status is not None:
-            pairs.append(("http.response.status_code", http_status))
-        for rank in sorted(found.context_ranks):
-            key = c.CONTEXT_TAG_KEYS[rank]
-            value = attrs.get(key)
-            if value is not None:
-                pairs.append((key, value))
-        if found.has(F["http_target"]) and "http.route" not in attrs:
-            target = attrs.get(c.HTTP_TARGET)
-            if isinstance(target, str) and target:
-                pairs.append(("http.route", target.split("?", 1)[0]))
-        oi_tags = found.first(F["oi_tags"])
-        if oi_tags is not None:
-            if isinstance(oi_tags, (list, tuple)):
-                joined = ",".join(t for t in (as_str(v) for v in oi_tags) if t is not None)
-                if joined:
-                    pairs.append(("tags", joined))
-            else:
-                pairs.append(("tags", oi_tags))
-        metadata = found.first(F["metadata"])
-        if metadata is not None:
-            json_flat_pairs("metadata", metadata, state.redactor, pairs)
-        for suffix, value in found.family(c.Family.ASSOCIATION) or ():
-            if suffix not in c.ASSOCIATION_CONTEXT_SUFFIXES:
-                pairs.append((suffix, value))
-        return self._fill(state, pairs, tags) if pairs else tags
+            raw_provider = identity.raw_provider
+            raw_operation = identity.raw_operation
+            request_model = identity.request_model
+        lqt_tags = found.family(c.Family.LQT_TAG)
+        # These tags repeat across spans: filled once per options. Exact str only: a str subclass is an equal key but
+        # keeps its type in the tags. A scope without name and version gives the tags of no scope.
+        memo_key = None
+        if (
+            lqt_tags is None
+            and name.__class__ is str
+            and (service_name is None or service_name.__class__ is str)
+            and (scope_name is None or scope_name.__class__ is str)
+            and (scope_version is None or scope_version.__class__ is str)
+            and (raw_provider is None or raw_provider.__class__ is str)
+            and (raw_operation is None or raw_operation.__class__ is str)
+            and (request_model is None or request_model.__class__ is str)
+        ):
+            memo_key = (
+                name,
+                kind_name,
+                service_name,
+                scope_name,
+                scope_version,
+                raw_provider,
+                raw_operation,
+                request_model,
+            )
+            cached = state.head_tags.young.get(memo_key)
+            if cached is None:
+                cached = state.head_tags.get(memo_key)
+            if cached is not None:
+                return cached.copy()
+        pairs: list[tuple[str, Any]] = [*(lqt_tags or ()), ("otel.span_name", name), ("otel.span_kind", kind_name)]
+        if service_name is not None:
+            pairs.append(("service.name", service_name))
+        if scope is not None:
+            pairs.append(("otel.scope.name", scope_name))
+            if scope_version:
+                pairs.append(("otel.scope.version", scope_version))
+        if raw_provider is not None:
+            pairs.append(("gen_ai.provider.name", raw_provider))
+        if raw_operation is not None:
+            pairs.append(("gen_ai.operation.name", raw_operation))
+        if request_model is not None:
+            pairs.append(("gen_ai.request.model", request_model))
+        tags = self._fill(state, pairs, {})
+        if memo_key is not None:
+            state.head_tags.put(memo_key, tags.copy())
+        return tags
 
     @staticmethod
     def _fill(state: _OptionsState, pairs: list[tuple[str, Any]], tags: dict[str, str]) -> dict[str, str]:
@@ -420,6 +434,56 @@ class Mapper:
             max_tags=options.max_tags,
             max_value_chars=options.max_tag_value_chars,
         )
+
+
+def _usage_tags(reasoning: int | None, cache_write: int | None, cost_source: str | None) -> list[tuple[str, Any]]:
+    """The token counts without an event field, and where the cost came from."""
+    pairs: list[tuple[str, Any]] = []
+    if reasoning is not None:
+        pairs.append(("tokens.reasoning", reasoning))
+    if cache_write is not None:
+        pairs.append(("tokens.cache_write", cache_write))
+    if cost_source is not None:
+        pairs.append(("cost.source", cost_source))
+    return pairs
+
+
+def _add_context_tags(found: Scan, state: _OptionsState, http_status: int | None, pairs: list[tuple[str, Any]]) -> None:
+    """The HTTP/DB/RPC and AI context tags, then user metadata (OpenInference tags and metadata, association
+    properties)."""
+    attrs = found.attrs
+    if found.present & _HTTP_METHOD_BIT:
+        method = found.first(_HTTP_METHOD)
+        if method is not None:
+            pairs.append(("http.request.method", method))
+    if http_status is not None:
+        pairs.append(("http.response.status_code", http_status))
+    if found.context_ranks:
+        for rank in sorted(found.context_ranks):
+            key = c.CONTEXT_TAG_KEYS[rank]
+            value = attrs.get(key)
+            if value is not None:
+                pairs.append((key, value))
+    if not found.present & _USER_METADATA_BITS and found.families is None:
+        return
+    if found.has(_HTTP_TARGET) and "http.route" not in attrs:
+        target = attrs.get(c.HTTP_TARGET)
+        if isinstance(target, str) and target:
+            pairs.append(("http.route", target.split("?", 1)[0]))
+    oi_tags = found.first(_OI_TAGS)
+    if oi_tags is not None:
+        if isinstance(oi_tags, (list, tuple)):
+            joined = ",".join(t for t in (as_str(v) for v in oi_tags) if t is not None)
+            if joined:
+                pairs.append(("tags", joined))
+        else:
+            pairs.append(("tags", oi_tags))
+    metadata = found.first(_METADATA)
+    if metadata is not None:
+        json_flat_pairs("metadata", metadata, state.redactor, pairs)
+    for suffix, value in found.family(c.Family.ASSOCIATION) or ():
+        if suffix not in c.ASSOCIATION_CONTEXT_SUFFIXES:
+            pairs.append((suffix, value))
 
 
 def _plain_attributes(attributes: Any) -> dict[Any, Any]:
@@ -443,10 +507,10 @@ def _plain_attributes(attributes: Any) -> dict[Any, Any]:
 
 def _ttft_ms(found: Scan, first_chunk_ns: int | None, start_ns: int | None) -> int | None:
     if found.present & _TTFT_BITS:
-        explicit: float | None = found.first(F["ttft_ms"])
+        explicit: float | None = found.first(_TTFT_MS)
         if explicit is not None:
             return round(explicit)
-        seconds: float | None = found.first(F["ttft_seconds"])
+        seconds: float | None = found.first(_TTFT_SECONDS)
         if seconds is not None:
             return round(seconds * 1000)
     if first_chunk_ns is not None and start_ns is not None and first_chunk_ns >= start_ns:
@@ -455,10 +519,10 @@ def _ttft_ms(found: Scan, first_chunk_ns: int | None, start_ns: int | None) -> i
 
 
 def _stream(found: Scan) -> bool | None:
-    flag: bool | None = found.first(F["stream"])
+    flag: bool | None = found.first(_STREAM)
     if flag is not None:
         return flag
-    params = found.first(F["invocation_parameters"])
+    params = found.first(_INVOCATION_PARAMETERS)
     if isinstance(params, str) and '"stream"' in params:
         parsed = json_object(params)
         return as_bool(parsed.get("stream")) if parsed is not None else None
@@ -468,8 +532,8 @@ def _stream(found: Scan) -> bool | None:
 def _explicit_cost(found: Scan) -> float | None:
     if not found.present & _COST_BITS:
         return None
-    cost: float | None = found.first(F["cost_usd"])
-    return cost if cost is not None else found.first(F["cost_details"])
+    cost: float | None = found.first(_COST_USD)
+    return cost if cost is not None else found.first(_COST_DETAILS)
 
 
 def _identity_weight(key: tuple[tuple[str, Any], ...]) -> int:

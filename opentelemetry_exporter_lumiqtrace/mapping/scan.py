@@ -10,7 +10,7 @@ precedence and fall-through on unusable values do not depend on the order or the
 from __future__ import annotations
 
 from collections.abc import Hashable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from opentelemetry_exporter_lumiqtrace.mapping import conventions as c
@@ -90,11 +90,11 @@ class Scan:
     """One span's attributes after the pass."""
 
     attrs: dict[Any, Any]
-    present: int = 0  # OR of the field bits of the keys present
-    ai: bool = False
-    identity_items: list[tuple[str, Any]] = field(default_factory=list)  # (key, value) of identity keys, in order
-    families: dict[c.Family, list[tuple[str, Any]]] | None = None
-    context_ranks: list[int] = field(default_factory=list)
+    present: int  # OR of the field bits of the keys present
+    ai: bool
+    identity_items: list[tuple[str, Any]]  # (key, value) of the identity keys, in attribute order
+    families: dict[c.Family, list[tuple[str, Any]]] | None  # (suffix, value) per prefix family, in attribute order
+    context_ranks: list[int]  # CONTEXT_TAG_KEYS positions of the context tag keys present
 
     def has(self, f: c.Field) -> bool:
         return bool(self.present & f.bit)
@@ -117,9 +117,11 @@ class Scan:
 
 
 def scan(attrs: dict[Any, Any], memo: GenerationalMemo[Any, KeyInfo]) -> Scan:
-    out = Scan(attrs)
     present = 0
     ai = False
+    identity_items: list[tuple[str, Any]] = []
+    families: dict[c.Family, list[tuple[str, Any]]] | None = None
+    context_ranks: list[int] = []
     known = memo.young
     for key, value in attrs.items():
         info = known.get(key)
@@ -135,17 +137,15 @@ def scan(attrs: dict[Any, Any], memo: GenerationalMemo[Any, KeyInfo]) -> Scan:
         if info.ai:
             ai = True
         if info.identity:
-            out.identity_items.append((key, value))
+            identity_items.append((key, value))
         if info.family is not None:
-            if out.families is None:
-                out.families = {}
-            items = out.families.get(info.family)
+            if families is None:
+                families = {}
+            items = families.get(info.family)
             if items is None:
-                out.families[info.family] = [(info.suffix, value)]
+                families[info.family] = [(info.suffix, value)]
             else:
                 items.append((info.suffix, value))
         if info.context_rank >= 0:
-            out.context_ranks.append(info.context_rank)
-    out.present = present
-    out.ai = ai
-    return out
+            context_ranks.append(info.context_rank)
+    return Scan(attrs, present, ai, identity_items, families, context_ranks)

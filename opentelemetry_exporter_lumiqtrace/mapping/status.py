@@ -31,6 +31,7 @@ _ERROR_CODE_RE = re.compile(r"""["']code["']\s*:\s*["']([A-Za-z0-9_.\-]{1,100})[
 _HTTP_CODE_RE = re.compile(r"Error code: (\d{3})")
 _DESCRIPTION_ID_RE = re.compile(r"^([A-Za-z_][A-Za-z0-9_.]*)(?::|$)")
 _WS_RE = re.compile(r"\s+")
+_HTTP_STATUS = F["http_status"]
 # Fields besides the HTTP status code that can change a span's status.
 _NOT_HTTP_BITS = F["error_type"].bit | F["grpc_status"].bit | F["explicit_status"].bit | F["explicit_error_code"].bit
 # Error messages are scrubbed on a slice this long (secrets straddling the cut are cut too).
@@ -82,7 +83,7 @@ def read_events(events: Sequence[Any]) -> SpanEvents:
     return out
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Outcome:
     status: str
     error_code: str | None = None
@@ -91,6 +92,8 @@ class Outcome:
 
 
 SUCCESS = Outcome("success")
+# The successes of the usual HTTP status codes, shared (outcomes are never changed after they are made).
+_HTTP_SUCCESS = {code: Outcome("success", http_status=code) for code in range(100, 500)}
 
 
 def new_message_memo(*, max_entries: int, max_bytes: int) -> GenerationalMemo[str, str | None]:
@@ -102,13 +105,14 @@ def new_message_memo(*, max_entries: int, max_bytes: int) -> GenerationalMemo[st
 def outcome(span: ReadableSpan, scan: Scan, events: SpanEvents, messages: GenerationalMemo[str, str | None]) -> Outcome:
     status_obj = span.status
     status_code = getattr(status_obj, "status_code", StatusCode.UNSET)
-    http = scan.first(F["http_status"])
-    if status_code is not StatusCode.ERROR and not events.exception_escaped and not scan.present & _NOT_HTTP_BITS:
+    present = scan.present
+    http = scan.first(_HTTP_STATUS) if present & _HTTP_STATUS.bit else None
+    if status_code is not StatusCode.ERROR and not events.exception_escaped and not present & _NOT_HTTP_BITS:
         # Not failed and nothing but an HTTP status code to go by (most spans): the HTTP rungs of the ladder.
         if http is None:
             return SUCCESS
         if http < 400 or (http < 500 and http not in (408, 429, 499) and span.kind is SpanKind.SERVER):
-            return Outcome("success", http_status=http)
+            return _HTTP_SUCCESS.get(http) or Outcome("success", http_status=http)
     description = getattr(status_obj, "description", None)
     if description is not None:
         description = as_str(description)
