@@ -331,6 +331,25 @@ RATE_LIMIT_IDS = frozenset(
     }
 )
 TIMEOUT_MESSAGE = "request timed out."
+# gRPC status code -> its canonical name, the error code of a failed gRPC span without a more specific one.
+GRPC_STATUS_NAMES = {
+    1: "CANCELLED",
+    2: "UNKNOWN",
+    3: "INVALID_ARGUMENT",
+    4: "DEADLINE_EXCEEDED",
+    5: "NOT_FOUND",
+    6: "ALREADY_EXISTS",
+    7: "PERMISSION_DENIED",
+    8: "RESOURCE_EXHAUSTED",
+    9: "FAILED_PRECONDITION",
+    10: "ABORTED",
+    11: "OUT_OF_RANGE",
+    12: "UNIMPLEMENTED",
+    13: "INTERNAL",
+    14: "UNAVAILABLE",
+    15: "DATA_LOSS",
+    16: "UNAUTHENTICATED",
+}
 
 # --- context --------------------------------------------------------------------------------------------------------
 

@@ -165,7 +165,7 @@ def outcome(span: ReadableSpan, scan: Scan, events: SpanEvents, messages: Genera
         return Outcome("success", http_status=http) if http is not None else SUCCESS
     return Outcome(
         status,
-        error_code=_error_code(scan, events, error_type, http, texts),
+        error_code=_error_code(scan, events, error_type, http, grpc, texts),
         error_message=_error_message(description, events, error_type, messages),
         http_status=http,
     )
@@ -175,8 +175,16 @@ def _short_id(identifier: str) -> str:
     return identifier.rsplit(".", 1)[-1].strip().lower()
 
 
+def _class_name(error_type: str) -> str:
+    """``error.type`` as the error code: a dotted class path (``openai.RateLimitError``, util-genai's form) becomes
+    its class name (``RateLimitError``, OpenLLMetry's and OpenInference's form), so one failure has one code whatever
+    the instrumentation; other values (``timeout``, ``500``, ``_OTHER``) stay as they are."""
+    head, dot, last = error_type.rpartition(".")
+    return last if dot and head and last[:1].isupper() and last.isidentifier() else error_type
+
+
 def _error_code(
-    scan: Scan, events: SpanEvents, error_type: str | None, http: int | None, texts: list[str]
+    scan: Scan, events: SpanEvents, error_type: str | None, http: int | None, grpc: int | None, texts: list[str]
 ) -> str | None:
     code: str | None = scan.first(F["explicit_error_code"])
     if code is None:
@@ -184,12 +192,14 @@ def _error_code(
             match = _ERROR_CODE_RE.search(text)
             if match:
                 return match.group(1)
-    if code is None:
-        code = error_type
+    if code is None and error_type is not None:
+        code = _class_name(error_type)
     if code is None and events.exception_types:
         code = events.exception_types[-1].rsplit(".", 1)[-1]
     if code is None and http is not None:
         code = str(http)
+    if code is None and grpc is not None:
+        code = c.GRPC_STATUS_NAMES.get(grpc)
     if code is None:
         for text in texts:
             match = _HTTP_CODE_RE.search(text)
