@@ -130,7 +130,7 @@ class Mapper:
         self._max_entries = max_memo_entries
         self._max_bytes = max_memo_bytes
         self._keys = new_key_memo(max_entries=max_memo_entries, max_bytes=max_memo_bytes)
-        self._identities: GenerationalMemo[tuple[tuple[str, Any], ...], Identity] = GenerationalMemo(
+        self._identities: GenerationalMemo[tuple[Any, ...], Identity] = GenerationalMemo(
             max_entries=max_memo_entries, max_bytes=max_memo_bytes, weigh=_identity_weight, max_entry_bytes=1_024
         )
         self._seconds: GenerationalMemo[int, str] = GenerationalMemo(
@@ -329,7 +329,7 @@ class Mapper:
         items = found.identity_items
         if found.present & _INVOCATION_BIT:
             return identify(found)
-        for _key, value in items:
+        for value in items[1::2]:
             if value.__class__ is not str:
                 return identify(found)
         memo_key = tuple(items)
@@ -536,8 +536,8 @@ def _explicit_cost(found: Scan) -> float | None:
     return cost if cost is not None else found.first(_COST_DETAILS)
 
 
-def _identity_weight(key: tuple[tuple[str, Any], ...]) -> int:
-    return sum(len(k) + (len(v) if isinstance(v, str) else 8) for k, v in key)
+def _identity_weight(key: tuple[Any, ...]) -> int:
+    return sum(len(part) if isinstance(part, str) else 8 for part in key)
 
 
 __all__ = ["Mapper", "event_id_for"]

@@ -41,19 +41,24 @@ _IDENTITY_KEYS = frozenset(
 )
 
 
+# Set in a scan's bits when a key makes the span an AI span (above every field bit).
+AI_BIT = 1 << len(c.FIELDS)
+
+
 @dataclass(frozen=True, slots=True)
 class KeyInfo:
     """What the pass does with one attribute key."""
 
-    bits: int  # the fields the key belongs to
-    ai: bool  # the key makes the span an AI span
+    bits: int  # the fields the key belongs to, and AI_BIT when the key makes the span an AI span
     identity: bool  # the key is read to identify model, provider or kind (see Mapper's identity memo)
     family: c.Family | None  # the prefix family, with the suffix after the prefix
     suffix: str
     context_rank: int  # position in CONTEXT_TAG_KEYS, or -1
+    # Any of identity, family or context: the pass looks at those only then (most keys only set bits).
+    more: bool
 
 
-IGNORED = KeyInfo(bits=0, ai=False, identity=False, family=None, suffix="", context_rank=-1)
+IGNORED = KeyInfo(bits=0, identity=False, family=None, suffix="", context_rank=-1, more=False)
 
 
 def classify(key: Any) -> KeyInfo:
@@ -70,11 +75,19 @@ def classify(key: Any) -> KeyInfo:
         ai = family is None and key not in c.LQT_CONTEXT_KEYS
     else:
         ai = key.startswith(c.AI_PREFIXES)
-    bits = _FIELD_BITS.get(key, 0)
+    bits = _FIELD_BITS.get(key, 0) | (AI_BIT if ai else 0)
     rank = _CONTEXT_RANK.get(key, -1)
-    if not (bits or ai or family is not None or rank >= 0):
+    if not (bits or family is not None or rank >= 0):
         return IGNORED
-    return KeyInfo(bits=bits, ai=ai, identity=key in _IDENTITY_KEYS, family=family, suffix=suffix, context_rank=rank)
+    identity = key in _IDENTITY_KEYS
+    return KeyInfo(
+        bits=bits,
+        identity=identity,
+        family=family,
+        suffix=suffix,
+        context_rank=rank,
+        more=identity or family is not None or rank >= 0,
+    )
 
 
 def key_weight(key: Hashable) -> int:
@@ -92,7 +105,7 @@ class Scan:
     attrs: dict[Any, Any]
     present: int  # OR of the field bits of the keys present
     ai: bool
-    identity_items: list[tuple[str, Any]]  # (key, value) of the identity keys, in attribute order
+    identity_items: list[Any]  # key, value, key, value, ... of the identity keys, in attribute order
     families: dict[c.Family, list[tuple[str, Any]]] | None  # (suffix, value) per prefix family, in attribute order
     context_ranks: list[int]  # CONTEXT_TAG_KEYS positions of the context tag keys present
 
@@ -118,8 +131,7 @@ class Scan:
 
 def scan(attrs: dict[Any, Any], memo: GenerationalMemo[Any, KeyInfo]) -> Scan:
     present = 0
-    ai = False
-    identity_items: list[tuple[str, Any]] = []
+    identity_items: list[Any] = []
     families: dict[c.Family, list[tuple[str, Any]]] | None = None
     context_ranks: list[int] = []
     known = memo.young
@@ -131,21 +143,19 @@ def scan(attrs: dict[Any, Any], memo: GenerationalMemo[Any, KeyInfo]) -> Scan:
                 info = classify(key)
                 memo.put(key, info)
             known = memo.young  # a put may start a new generation
-        if info is IGNORED:
-            continue
         present |= info.bits
-        if info.ai:
-            ai = True
-        if info.identity:
-            identity_items.append((key, value))
-        if info.family is not None:
-            if families is None:
-                families = {}
-            items = families.get(info.family)
-            if items is None:
-                families[info.family] = [(info.suffix, value)]
-            else:
-                items.append((info.suffix, value))
-        if info.context_rank >= 0:
-            context_ranks.append(info.context_rank)
-    return Scan(attrs, present, ai, identity_items, families, context_ranks)
+        if info.more:
+            if info.identity:
+                identity_items += (key, value)
+            family = info.family
+            if family is not None:
+                if families is None:
+                    families = {}
+                items = families.get(family)
+                if items is None:
+                    families[family] = [(info.suffix, value)]
+                else:
+                    items.append((info.suffix, value))
+            if info.context_rank >= 0:
+                context_ranks.append(info.context_rank)
+    return Scan(attrs, present, bool(present & AI_BIT), identity_items, families, context_ranks)
