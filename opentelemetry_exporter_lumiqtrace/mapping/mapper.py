@@ -427,13 +427,7 @@ class Mapper:
     @staticmethod
     def _fill(state: _OptionsState, pairs: list[tuple[str, Any]], tags: dict[str, str]) -> dict[str, str]:
         options = state.options
-        return fill_tags(
-            pairs,
-            tags,
-            redactor=state.redactor,
-            max_tags=options.max_tags,
-            max_value_chars=options.max_tag_value_chars,
-        )
+        return fill_tags(pairs, tags, state.redactor, options.max_tags, options.max_tag_value_chars)
 
 
 def _usage_tags(reasoning: int | None, cache_write: int | None, cost_source: str | None) -> list[tuple[str, Any]]:
@@ -458,10 +452,11 @@ def _add_context_tags(found: Scan, state: _OptionsState, http_status: int | None
             pairs.append(("http.request.method", method))
     if http_status is not None:
         pairs.append(("http.response.status_code", http_status))
-    if found.context_ranks:
-        for rank in sorted(found.context_ranks):
-            key = c.CONTEXT_TAG_KEYS[rank]
-            value = attrs.get(key)
+    context = found.context
+    if context:
+        if len(context) > 1:
+            context.sort()  # CONTEXT_TAG_KEYS order: ranks are distinct, so values are never compared
+        for _rank, key, value in context:
             if value is not None:
                 pairs.append((key, value))
     if not found.present & _USER_METADATA_BITS and found.families is None:

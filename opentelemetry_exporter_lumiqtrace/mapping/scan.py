@@ -107,7 +107,8 @@ class Scan:
     ai: bool
     identity_items: list[Any]  # key, value, key, value, ... of the identity keys, in attribute order
     families: dict[c.Family, list[tuple[str, Any]]] | None  # (suffix, value) per prefix family, in attribute order
-    context_ranks: list[int]  # CONTEXT_TAG_KEYS positions of the context tag keys present
+    # (position in CONTEXT_TAG_KEYS, key, value) of the context tag keys present, in attribute order.
+    context: list[tuple[int, str, Any]]
 
     def has(self, f: c.Field) -> bool:
         return bool(self.present & f.bit)
@@ -133,7 +134,7 @@ def scan(attrs: dict[Any, Any], memo: GenerationalMemo[Any, KeyInfo]) -> Scan:
     present = 0
     identity_items: list[Any] = []
     families: dict[c.Family, list[tuple[str, Any]]] | None = None
-    context_ranks: list[int] = []
+    context: list[tuple[int, str, Any]] = []
     known = memo.young
     for key, value in attrs.items():
         info = known.get(key)
@@ -157,5 +158,5 @@ def scan(attrs: dict[Any, Any], memo: GenerationalMemo[Any, KeyInfo]) -> Scan:
                 else:
                     items.append((info.suffix, value))
             if info.context_rank >= 0:
-                context_ranks.append(info.context_rank)
-    return Scan(attrs, present, bool(present & AI_BIT), identity_items, families, context_ranks)
+                context.append((info.context_rank, key, value))
+    return Scan(attrs, present, bool(present & AI_BIT), identity_items, families, context)

@@ -106,7 +106,11 @@ def outcome(span: ReadableSpan, scan: Scan, events: SpanEvents, messages: Genera
     status_obj = span.status
     status_code = getattr(status_obj, "status_code", StatusCode.UNSET)
     present = scan.present
-    http = scan.first(_HTTP_STATUS) if present & _HTTP_STATUS.bit else None
+    http = None
+    if present & _HTTP_STATUS.bit:
+        http = scan.attrs.get("http.response.status_code")  # the usual key and type, without the generic read
+        if not (http.__class__ is int and 0 <= http < 1000):  # type: ignore[operator]
+            http = scan.first(_HTTP_STATUS)
     if status_code is not StatusCode.ERROR and not events.exception_escaped and not present & _NOT_HTTP_BITS:
         # Not failed and nothing but an HTTP status code to go by (most spans): the HTTP rungs of the ladder.
         if http is None:

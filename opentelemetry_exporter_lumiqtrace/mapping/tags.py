@@ -19,7 +19,6 @@ from opentelemetry_exporter_lumiqtrace.mapping.values import DEFAULT_MAX_TAG_KEY
 def fill_tags(
     pairs: Iterable[tuple[str, Any]],
     tags: dict[str, str],
-    *,
     redactor: Redactor,
     max_tags: int,
     max_value_chars: int,
