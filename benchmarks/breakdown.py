@@ -67,11 +67,12 @@ def main() -> int:
     import requests
 
     from opentelemetry_exporter_lumiqtrace import encoding
-    from opentelemetry_exporter_lumiqtrace.mapping import MappingOptions, map_span
+    from opentelemetry_exporter_lumiqtrace.mapping import Mapper, MappingOptions
     from opentelemetry_exporter_lumiqtrace.transport import IngestTransport
 
     spans = _common.build_span_set(args.spans)
     options = MappingOptions()
+    map_span = Mapper().map_span
     print(f"python {sys.version.split()[0]}; {len(spans)} spans; {_common.speedups_label()}")
     rows: list[tuple[str, float, str]] = []
     rows.append(("map_span (SDK span)", _best_us(spans, lambda s: map_span(s, options)), ""))

@@ -33,7 +33,6 @@ from opentelemetry_exporter_lumiqtrace import _config
 from opentelemetry_exporter_lumiqtrace.delivery import QUOTA_MESSAGE
 from opentelemetry_exporter_lumiqtrace.encoding import build_body, encode_events
 from opentelemetry_exporter_lumiqtrace.exporter import LumiqTraceSpanExporter
-from opentelemetry_exporter_lumiqtrace.mapping import map_span
 from opentelemetry_exporter_lumiqtrace.transport import Answer
 from opentelemetry_exporter_lumiqtrace.version import __version__
 
@@ -187,9 +186,9 @@ def _test_span() -> ReadableSpan:
 
 def _send_one(exporter: LumiqTraceSpanExporter, report: _Report) -> tuple[dict[str, Any] | None, Answer | None]:
     """Map, encode and post one event through the exporter's own transport (no retries: one plain answer)."""
-    event = map_span(_test_span(), exporter._mapping_options)
+    event = exporter._mapper.map_span(_test_span(), exporter._mapping_options)
     if event is None:  # ai_only filters a plain span out; the check still wants to reach the API
-        event = map_span(_test_span(), _without_ai_only(exporter))
+        event = exporter._mapper.map_span(_test_span(), _without_ai_only(exporter))
     assert event is not None
     lines, errors = encode_events([event])
     if errors:

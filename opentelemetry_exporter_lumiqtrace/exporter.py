@@ -34,7 +34,7 @@ from opentelemetry_exporter_lumiqtrace.delivery import (
     ThrottledLog,
 )
 from opentelemetry_exporter_lumiqtrace.encoding import encode_events
-from opentelemetry_exporter_lumiqtrace.mapping import MappingOptions, map_span
+from opentelemetry_exporter_lumiqtrace.mapping import Mapper, MappingOptions
 from opentelemetry_exporter_lumiqtrace.remote_config import ConfigUpdate, RemoteConfigPoller
 from opentelemetry_exporter_lumiqtrace.sampling import shared_sampling_state
 from opentelemetry_exporter_lumiqtrace.spool import DEFAULT_SPOOL_MAX_BYTES, DiskSpool
@@ -158,6 +158,8 @@ class LumiqTraceSpanExporter(SpanExporter):
             ai_only=_config.resolve_bool(ai_only, _config.LUMIQTRACE_AI_ONLY, False),
             sdk_version=__version__,
         )
+        # Owns the mapping's memos (bounded); one per exporter.
+        self._mapper = Mapper()
         self._sampling = shared_sampling_state()
         self._metrics = ExporterMetrics(meter_provider)
         self._shutdown = False
@@ -292,6 +294,7 @@ class LumiqTraceSpanExporter(SpanExporter):
         filtered = len(spans) - len(selected)
         events: list[dict[str, Any]] = []
         mapping_errors = 0
+        map_span = self._mapper.map_span
         for span in selected:
             try:
                 event = map_span(span, options)

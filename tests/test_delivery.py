@@ -156,9 +156,8 @@ def test_one_invalid_event_among_100_is_isolated_and_the_99_delivered(
     exporter = exporter_factory()
     spans = make_spans(100)
     # A span whose event the server rejects: the mapping never produces one, so break one event after mapping.
-    from opentelemetry_exporter_lumiqtrace import exporter as exporter_module
-
-    real_map = exporter_module.map_span
+    mapper = exporter._mapper
+    real_map = mapper.map_span
     bad_span_id = format(spans[37].context.span_id, "016x")
 
     def map_with_one_bad(span: Any, options: Any) -> Any:
@@ -167,11 +166,11 @@ def test_one_invalid_event_among_100_is_isolated_and_the_99_delivered(
             event["provider"] = "not-a-provider"
         return event
 
-    exporter_module.map_span = map_with_one_bad
+    mapper.map_span = map_with_one_bad  # type: ignore[method-assign]
     try:
         result = exporter.export(spans)
     finally:
-        exporter_module.map_span = real_map
+        del mapper.map_span
     assert result is SpanExportResult.FAILURE
     delivered = _ids(server)
     assert len(delivered) == 99 and bad_span_id not in delivered and set(delivered.values()) == {1}

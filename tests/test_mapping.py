@@ -348,7 +348,9 @@ ERR = Status(StatusCode.ERROR, "boom")
             None,
         ),
         ({"http.response.status_code": 499}, None, (), SpanKind.SERVER, "cancelled", "499"),
-        ({"error.type": "openai.APITimeoutError"}, ERR, (), SpanKind.CLIENT, "timeout", "openai.APITimeoutError"),
+        # A dotted class path in error.type gives the class name, as OpenLLMetry and OpenInference report it.
+        ({"error.type": "openai.APITimeoutError"}, ERR, (), SpanKind.CLIENT, "timeout", "APITimeoutError"),
+        ({"rpc.grpc.status_code": 4, "rpc.system": "grpc"}, ERR, (), SpanKind.CLIENT, "timeout", "DEADLINE_EXCEEDED"),
         ({"error.type": "timeout"}, None, (), SpanKind.CLIENT, "timeout", "timeout"),
         ({}, ERR, (exception_event("httpx.ReadTimeout", "timed out"),), SpanKind.CLIENT, "timeout", "ReadTimeout"),
         (

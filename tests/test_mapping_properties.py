@@ -12,9 +12,9 @@ from hypothesis import strategies as st
 from opentelemetry.sdk.trace import Event
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from opentelemetry_exporter_lumiqtrace import _conventions as c
 from opentelemetry_exporter_lumiqtrace.encoding import _dumps_stdlib, encode_events
-from opentelemetry_exporter_lumiqtrace.mapping import MappingOptions, map_span
+from opentelemetry_exporter_lumiqtrace.mapping import Mapper, MappingOptions, map_span
+from opentelemetry_exporter_lumiqtrace.mapping import conventions as c
 from tests.test_mapping_support import START_NS, make_span
 
 try:
@@ -221,3 +221,58 @@ def test_span_without_context_or_times_still_maps() -> None:
     assert event is not None
     assert validate_event is not None
     assert validate_event(event) is None
+
+
+# --- memos never change an event ------------------------------------------------------------------------------------
+
+
+class _Text(str):
+    """A str subclass: equal to (and hashing like) the plain string, but its exact type must survive."""
+
+
+# Values that are equal as dict keys but map differently (1, 1.0, True, "1", str subclasses), and values that hit the
+# conventions' branches.
+MEMO_VALUES = st.sampled_from(
+    [1, 1.0, True, "1", 0, 429, "429", "", " ", "chat", "LLM", "execute_tool", "openai", "azure", "Anthropic"]
+) | st.sampled_from(
+    [
+        "gpt-4o",
+        "claude-3-5-sonnet-latest",
+        "api.openai.com",
+        ("stop", "length"),
+        '{"model": "gpt-4o", "stream": true}',
+        _Text("openai"),
+        _Text("gpt-4o"),
+        _Text("chat"),
+        None,
+    ]
+)
+SHARED = Mapper()
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    rows=st.lists(st.dictionaries(st.sampled_from(KNOWN_KEYS), MEMO_VALUES, max_size=10), min_size=1, max_size=8),
+    kind=st.sampled_from([SpanKind.CLIENT, SpanKind.SERVER, SpanKind.INTERNAL]),
+    failed=st.booleans(),
+    name=st.sampled_from(["chat", _Text("chat"), "GET /"]),
+)
+def test_a_warm_mapper_maps_like_a_fresh_one(
+    rows: list[dict[str, Any]], kind: SpanKind, failed: bool, name: str
+) -> None:
+    """One mapper shared by every example (memos of keys, identities and tags warm) against a fresh one per span:
+    the same event, key order and exact types included."""
+    status = Status(StatusCode.ERROR, "RateLimitError: Error code: 429") if failed else None
+    options = MappingOptions(compute_cost=False, redact_keys=frozenset({"route"}))
+    for attrs in rows:
+        span = make_span(attrs, kind=kind, status=status, name=name)
+        for _ in range(2):
+            got = SHARED.map_span(span, options)
+            expected = Mapper().map_span(span, options)
+            assert _typed(got) == _typed(expected)
+
+
+def _typed(value: Any) -> Any:
+    if isinstance(value, dict):
+        return [(k, _typed(v)) for k, v in value.items()]
+    return (type(value).__name__, value)

@@ -7,6 +7,7 @@ One file per scenario under ``tests/golden/corpus/``::
       "description": "what the scenario is and where its spans come from",
       "source": "hand-written" | "recorded: <framework> <version> (+ <instrumentation> <version>)",
       "options": {"capture_content": true, ...},      # MappingOptions keywords; omitted = defaults of the tests
+                                                      # (see mapping_options: sdk_version is pinned)
       "spans": [<span fixture>, ...],                 # in the order the exporter receives them (end order)
       "expected": [<event or null>, ...]              # one per span, same order; null = not exported
     }
@@ -22,6 +23,13 @@ A span fixture holds everything the mapping may read from a ``ReadableSpan``::
 
 Attribute sequences are JSON lists in the file and tuples in the rebuilt span, as the SDK stores them. Recorders
 (the real-framework drivers) call :func:`span_to_fixture`; tests call :func:`load_case` and :func:`span_from_fixture`.
+
+Expected events are compared exactly, with one exception: a ``cost_usd`` the mapping computed (tag
+``cost.source: genai-prices``) depends on the installed ``genai-prices`` price snapshot (and is absent where the
+package is missing, e.g. on Python 3.10), so :func:`comparable` drops it and its tag from both sides when
+``genai-prices`` is not importable, and otherwise :func:`assert_event_matches` compares it to a relative 1e-6.
+Costs the span carries itself (``cost.source: span``) are compared exactly. ``tests/golden/make_corpus.py`` builds
+and refreshes the files.
 """
 
 from __future__ import annotations
@@ -38,6 +46,77 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
 CORPUS_DIR = Path(__file__).parent / "corpus"
+# The sdk_version every corpus event carries (MappingOptions.sdk_version), so files do not change with releases.
+CORPUS_SDK_VERSION = "0.0.0+corpus"
+COMPUTED_COST = "genai-prices"
+
+
+def mapping_options(options: Mapping[str, Any]) -> Any:
+    """``MappingOptions`` of a case's ``options`` (JSON lists become frozensets; ``sdk_version`` is pinned)."""
+    from opentelemetry_exporter_lumiqtrace.mapping import MappingOptions
+
+    kw = dict(options)
+    if "redact_keys" in kw:
+        kw["redact_keys"] = frozenset(kw["redact_keys"])
+    kw.setdefault("sdk_version", CORPUS_SDK_VERSION)
+    return MappingOptions(**kw)
+
+
+def options_to_json(options: Any) -> dict[str, Any]:
+    """The keywords of ``options`` (a ``MappingOptions``) that differ from the defaults, JSON-ready."""
+    from dataclasses import fields
+
+    from opentelemetry_exporter_lumiqtrace.mapping import MappingOptions
+
+    default = MappingOptions()
+    out: dict[str, Any] = {}
+    for f in fields(MappingOptions):
+        if not f.init or f.name == "sdk_version":
+            continue
+        value = getattr(options, f.name)
+        if value != getattr(default, f.name):
+            out[f.name] = sorted(value) if isinstance(value, frozenset) else value
+    return out
+
+
+def comparable(event: dict[str, Any] | None, *, pricing: bool) -> dict[str, Any] | None:
+    """``event`` as a corpus test compares it: without a computed cost when ``genai-prices`` is missing."""
+    if event is None or pricing or event.get("tags", {}).get("cost.source") != COMPUTED_COST:
+        return event
+    event = dict(event)
+    event.pop("cost_usd", None)
+    tags = {k: v for k, v in event["tags"].items() if k != "cost.source"}
+    if tags:
+        event["tags"] = tags
+    else:
+        event.pop("tags")
+    return event
+
+
+def assert_event_matches(got: dict[str, Any] | None, expected: dict[str, Any] | None, *, pricing: bool) -> None:
+    """``got`` equals ``expected`` key for key, in key order and with exact types (see the module docstring)."""
+    got = comparable(got, pricing=pricing)
+    expected = comparable(expected, pricing=pricing)
+    if got is None or expected is None:
+        assert got is expected, (got, expected)
+        return
+    if expected.get("tags", {}).get("cost.source") == COMPUTED_COST and "cost_usd" in expected and "cost_usd" in got:
+        assert abs(got["cost_usd"] - expected["cost_usd"]) <= 1e-6 * abs(expected["cost_usd"]) + 1e-12, (
+            got["cost_usd"],
+            expected["cost_usd"],
+        )
+        got = {**got, "cost_usd": expected["cost_usd"]}
+    assert list(got) == list(expected), (list(got), list(expected))
+    assert _typed(got) == _typed(expected)
+
+
+def _typed(value: Any) -> Any:
+    """``value`` with the type of every leaf, so ``1 == 1.0 == True`` differences count."""
+    if isinstance(value, dict):
+        return [(k, _typed(v)) for k, v in value.items()]
+    if isinstance(value, list):
+        return [_typed(v) for v in value]
+    return (type(value).__name__, value)
 
 
 @dataclass

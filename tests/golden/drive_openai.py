@@ -1,9 +1,10 @@
 # SPDX-License-Identifier: Apache-2.0
 """Drive the real ``openai`` client, instrumented by one real instrumentation, against a fake OpenAI endpoint.
 
-Run as ``python drive_openai.py <official|openinference|openllmetry>``: it exports through
-``LumiqTraceSpanExporter`` to a ``LocalIngestServer`` and prints the accepted events as JSON on stdout. Each
-instrumentation runs in its own process because they patch the same client.
+Run as ``python drive_openai.py <official|openinference|openllmetry> [--fixtures]``: it exports through
+``LumiqTraceSpanExporter`` to a ``LocalIngestServer`` and prints the accepted events as JSON on stdout, or with
+``--fixtures`` the finished spans as golden-corpus fixtures (``tests/golden/corpus.py``; ``make_corpus`` records
+them). Each instrumentation runs in its own process because they patch the same client.
 
 Scenarios are told apart by the requested model, which the fake endpoint also uses to pick its answer:
 
@@ -30,6 +31,7 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from opentelemetry_exporter_lumiqtrace.exporter import LumiqTraceSpanExporter
 from opentelemetry_exporter_lumiqtrace.testing import LocalIngestServer
@@ -185,7 +187,7 @@ def _instrument(which: str, provider: TracerProvider) -> tuple[Any, Any]:
     raise SystemExit(f"unknown instrumentation {which!r}")
 
 
-def main(which: str) -> None:
+def main(which: str, *, fixtures: bool = False) -> None:
     import openai
 
     fake = ThreadingHTTPServer(("127.0.0.1", 0), FakeOpenAI)
@@ -198,6 +200,8 @@ def main(which: str) -> None:
         exporter = LumiqTraceSpanExporter(api_key=server.api_key, base_url=server.base_url, environment="test")
         instrumentor, session = _instrument(which, provider)
         provider.add_span_processor(SimpleSpanProcessor(exporter))
+        recorded = InMemorySpanExporter()
+        provider.add_span_processor(SimpleSpanProcessor(recorded))
         client = openai.OpenAI(api_key="sk-golden-test", base_url=base_url, max_retries=0)
         messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Say hello"}]
         try:
@@ -227,8 +231,13 @@ def main(which: str) -> None:
             instrumentor.uninstrument()
             provider.shutdown()
             fake.shutdown()
-        json.dump(server.events(), sys.stdout)
+        if fixtures:
+            from tests.golden.corpus import span_to_fixture
+
+            json.dump([span_to_fixture(span) for span in recorded.get_finished_spans()], sys.stdout)
+        else:
+            json.dump(server.events(), sys.stdout)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(sys.argv[1], fixtures="--fixtures" in sys.argv[2:])

@@ -1,0 +1,396 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Prompt and response content: extraction from every convention, canonical form, ``prompt_hash``, rendering.
+
+Canonical prompt (what ``prompt_hash`` hashes)
+---------------------------------------------
+The prompt is reduced to a list of messages, each ``{"role": <role>, "text": <text>}``:
+
+* ``role`` is the message role, lower-cased (``system``, ``user``, ``assistant``, ``tool``, ...); ``unknown`` when
+  the convention gives none. OTel ``gen_ai.system_instructions`` become a leading ``system`` message.
+* ``text`` joins, with ``"\\n"``, in order: the text of every text-like part (text, reasoning, tool results), each
+  tool call as ``name(arguments)`` with the arguments re-serialised as canonical JSON when they parse, and a
+  ``[type]`` placeholder for binary or referenced parts (images, audio, files), whose data is never hashed.
+
+The list is serialised with ``json.dumps(..., sort_keys=True, separators=(",", ":"), ensure_ascii=False)``,
+encoded as UTF-8 (lone surrogates kept with ``surrogatepass``), and hashed with SHA-256; ``prompt_hash`` is the
+64-character lowercase hex digest. The same conversation therefore hashes the same whether it came from OTel
+``gen_ai.input.messages``, OpenLLMetry ``gen_ai.prompt.{i}.*``, OpenInference ``llm.input_messages.{i}.*`` or an
+old ``gen_ai.content.prompt`` span event. When a span only has an opaque input (``input.value``,
+``traceloop.entity.input``), the canonical prompt is that value as a single ``user`` message (an OpenAI-style JSON
+request body is first unpacked to its ``messages``). The hash is computed over unredacted content, so it groups
+identical prompts even though prompt text itself is only exported on opt-in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from opentelemetry_exporter_lumiqtrace.mapping import conventions as c
+from opentelemetry_exporter_lumiqtrace.mapping.scan import Scan
+from opentelemetry_exporter_lumiqtrace.mapping.status import SpanEvents
+from opentelemetry_exporter_lumiqtrace.mapping.values import cap, clean
+
+Message = tuple[str, str]
+
+_TEXT_TYPES = frozenset({"text", "input_text", "output_text", "reasoning", "thinking", "refusal"})
+_CALL_TYPES = frozenset({"tool_call", "function_call", "tool_use", "server_tool_call"})
+_RESULT_TYPES = frozenset({"tool_call_response", "function_call_output", "tool_result", "server_tool_call_response"})
+_MAX_DEPTH = 8
+
+
+def _loads(value: str) -> Any:
+    try:
+        return json.loads(value)
+    except (ValueError, RecursionError):
+        return None
+
+
+def _canonical_json(value: Any) -> str:
+    try:
+        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    except (ValueError, TypeError, RecursionError):
+        return str(value)
+
+
+def _canonical_arguments(args: Any) -> str:
+    if isinstance(args, str):
+        stripped = args.strip()
+        if stripped[:1] in ("{", "["):
+            parsed = _loads(stripped)
+            if parsed is not None:
+                return _canonical_json(parsed)
+        return args
+    if args is None:
+        return ""
+    return _canonical_json(args)
+
+
+def _as_text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if value is None:
+        return ""
+    return _canonical_json(value)
+
+
+def _tool_call(obj: dict[str, Any]) -> str:
+    fn = obj.get("function")
+    if isinstance(fn, dict):
+        return f"{_as_text(fn.get('name'))}({_canonical_arguments(fn.get('arguments'))})"
+    args = obj.get("arguments", obj.get("input"))
+    return f"{_as_text(obj.get('name'))}({_canonical_arguments(args)})"
+
+
+def _part_texts(part: Any, out: list[str], depth: int) -> None:
+    if isinstance(part, str):
+        out.append(part)
+        return
+    if not isinstance(part, dict) or depth > _MAX_DEPTH:
+        if part is not None:
+            out.append(_as_text(part))
+        return
+    ptype = part.get("type")
+    ptype = ptype.lower() if isinstance(ptype, str) else ""
+    if ptype in _CALL_TYPES:
+        out.append(_tool_call(part))
+    elif ptype in _RESULT_TYPES:
+        out.append(_as_text(part.get("result", part.get("response", part.get("output", part.get("content"))))))
+    elif ptype in _TEXT_TYPES or not ptype:
+        text = part.get("content", part.get("text"))
+        if isinstance(text, list):
+            for sub in text:
+                _part_texts(sub, out, depth + 1)
+        elif text is not None:
+            out.append(_as_text(text))
+    else:
+        # Blobs, URIs, files, images: never hash or export the (possibly huge) data itself.
+        out.append(f"[{ptype}]")
+
+
+def _message(obj: Any, depth: int = 0) -> Message | None:
+    if isinstance(obj, str):
+        return ("user", obj)
+    if not isinstance(obj, dict):
+        return None
+    role = obj.get("role")
+    role = role.lower() if isinstance(role, str) and role else "unknown"
+    out: list[str] = []
+    parts = obj.get("parts")
+    if isinstance(parts, list):
+        for part in parts:
+            _part_texts(part, out, depth + 1)
+    content = obj.get("content", obj.get("text"))
+    if isinstance(content, list):
+        for part in content:
+            _part_texts(part, out, depth + 1)
+    elif content is not None:
+        out.append(_as_text(content))
+    calls = obj.get("tool_calls")
+    if isinstance(calls, list):
+        for call in calls:
+            if isinstance(call, dict):
+                out.append(_tool_call(call))
+    return (role, "\n".join(out))
+
+
+def messages_from_json(value: Any) -> list[Message] | None:
+    """Messages from a JSON attribute (OTel ``gen_ai.*.messages``, ``gen_ai.prompt`` event attribute, ...)."""
+    if isinstance(value, (bytes, bytearray)):
+        value = bytes(value).decode("utf-8", "replace")
+    if isinstance(value, str):
+        stripped = value.strip()
+        if not stripped:
+            return None
+        parsed = _loads(stripped) if stripped[:1] in ("[", "{") else None
+        if parsed is None:
+            return [("user", value)]
+        value = parsed
+    if isinstance(value, dict):
+        inner = value.get("messages")
+        value = inner if isinstance(inner, list) else [value]
+    if isinstance(value, (list, tuple)):
+        out = [m for m in (_message(item) for item in value) if m is not None]
+        return out or None
+    return None
+
+
+def system_message(value: Any) -> Message | None:
+    """The leading ``system`` message built from OTel ``gen_ai.system_instructions`` (a list of parts)."""
+    if isinstance(value, str):
+        stripped = value.strip()
+        if not stripped:
+            return None
+        parsed = _loads(stripped) if stripped[:1] in ("[", "{") else None
+        value = parsed if parsed is not None else value
+    out: list[str] = []
+    if isinstance(value, (list, tuple)):
+        for part in value:
+            _part_texts(part, out, 1)
+    else:
+        _part_texts(value, out, 1)
+    return ("system", "\n".join(out)) if out else None
+
+
+def messages_from_flat(items: list[tuple[str, Any]]) -> list[Message] | None:
+    """Messages from flattened attributes, given as ``(suffix, value)`` after the convention's prefix.
+
+    Handles OpenLLMetry legacy ``{i}.role``/``{i}.content``/``{i}.tool_calls.{j}.name|arguments`` and OpenInference
+    ``{i}.message.role``/``.content``/``.contents.{j}.message_content.text``/
+    ``.tool_calls.{k}.tool_call.function.name|arguments``, plus ``{i}.prompt.text``/``{i}.completion.text``.
+    """
+    by_index: dict[int, dict[str, Any]] = {}
+    for suffix, value in items:
+        idx_s, _, field = suffix.partition(".")
+        if not idx_s.isdigit() or not field:
+            continue
+        msg = by_index.setdefault(int(idx_s), {})
+        for lead in ("message.", "prompt.", "completion."):
+            if field.startswith(lead):
+                field = field[len(lead) :]
+                break
+        if field == "role":
+            msg["role"] = value
+        elif field in ("content", "text"):
+            msg["content"] = value
+        elif field.startswith("contents."):
+            j, _, sub = field[9:].partition(".")
+            if j.isdigit() and sub.endswith("text"):
+                msg.setdefault("parts", {})[int(j)] = value
+            elif j.isdigit() and sub.endswith("type") and value != "text":
+                msg.setdefault("parts", {}).setdefault(int(j), f"[{value}]")
+        elif field.startswith("tool_calls."):
+            j, _, sub = field[11:].partition(".")
+            if j.isdigit():
+                call = msg.setdefault("calls", {}).setdefault(int(j), {})
+                if sub.endswith("name"):
+                    call["name"] = value
+                elif sub.endswith("arguments"):
+                    call["arguments"] = value
+    out: list[Message] = []
+    for idx in sorted(by_index):
+        msg = by_index[idx]
+        if not msg:
+            continue
+        role = msg.get("role")
+        role = role.lower() if isinstance(role, str) and role else "unknown"
+        texts: list[str] = []
+        content = msg.get("content")
+        if content is not None:
+            if isinstance(content, str) and content[:1] == "[":
+                # OpenLLMetry serialises multimodal content lists as JSON.
+                parsed = _loads(content)
+                if isinstance(parsed, list):
+                    for part in parsed:
+                        _part_texts(part, texts, 1)
+                else:
+                    texts.append(content)
+            else:
+                texts.append(_as_text(content))
+        parts = msg.get("parts")
+        if parts:
+            texts.extend(_as_text(parts[j]) for j in sorted(parts))
+        calls = msg.get("calls")
+        if calls:
+            texts.extend(
+                f"{_as_text(calls[j].get('name'))}({_canonical_arguments(calls[j].get('arguments'))})"
+                for j in sorted(calls)
+            )
+        out.append((role, "\n".join(texts)))
+    return out or None
+
+
+def messages_from_value(value: Any) -> list[Message] | None:
+    """Messages from an opaque input (``input.value``, ``traceloop.entity.input``, tool arguments)."""
+    if isinstance(value, (bytes, bytearray)):
+        value = bytes(value).decode("utf-8", "replace")
+    if not isinstance(value, str):
+        return [("user", _as_text(value))] if value is not None else None
+    stripped = value.strip()
+    if not stripped:
+        return None
+    if stripped[:1] == "{":
+        parsed = _loads(stripped)
+        if isinstance(parsed, dict):
+            inner = parsed.get("messages")
+            if not isinstance(inner, list):
+                inner = parsed.get("input")
+            if isinstance(inner, list):
+                msgs = messages_from_json(inner)
+                if msgs:
+                    return msgs
+            elif isinstance(inner, str) and inner:
+                return [("user", inner)]
+            prompt = parsed.get("prompt")
+            if isinstance(prompt, str) and prompt:
+                return [("user", prompt)]
+    return [("user", value)]
+
+
+def response_from_value(value: Any) -> str | None:
+    """Response text from an opaque output (``output.value``, ``traceloop.entity.output``, tool results)."""
+    if isinstance(value, (bytes, bytearray)):
+        value = bytes(value).decode("utf-8", "replace")
+    if not isinstance(value, str):
+        return _as_text(value) if value is not None else None
+    stripped = value.strip()
+    if not stripped:
+        return None
+    if stripped[:1] == "{":
+        parsed = _loads(stripped)
+        if isinstance(parsed, dict):
+            choices = parsed.get("choices")
+            if isinstance(choices, list):
+                texts: list[str] = []
+                for choice in choices:
+                    if isinstance(choice, dict):
+                        msg = _message(choice.get("message")) if "message" in choice else None
+                        if msg is not None:
+                            texts.append(msg[1])
+                        elif isinstance(choice.get("text"), str):
+                            texts.append(choice["text"])
+                if texts:
+                    return "\n".join(texts)
+            if isinstance(parsed.get("output_text"), str):
+                return str(parsed["output_text"])
+            content = parsed.get("content")
+            if isinstance(content, list):
+                out: list[str] = []
+                for part in content:
+                    _part_texts(part, out, 1)
+                if out:
+                    return "\n".join(out)
+    return value
+
+
+def prompt_hash(messages: list[Message]) -> str:
+    """SHA-256 hex of the canonical prompt (see the module docstring)."""
+    canonical = json.dumps(
+        [{"role": role, "text": text} for role, text in messages],
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+    return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def render_prompt(messages: list[Message]) -> str:
+    """Plain text for the ``prompt`` field: one ``role: text`` block per message."""
+    return "\n".join(f"{role}: {text}" for role, text in messages)
+
+
+def render_response(messages: list[Message]) -> str:
+    """Plain text for the ``response`` field: the text of every output message."""
+    return "\n".join(text for _, text in messages)
+
+
+# --- the event's content fields -------------------------------------------------------------------------------------
+
+
+def add_content(
+    event: dict[str, Any], scan: Scan, events: SpanEvents, span_kind: str, *, capture: bool, max_chars: int
+) -> None:
+    """Set ``prompt_hash`` (whenever prompt content is visible) and, when ``capture``, ``prompt`` and ``response``."""
+    attrs = scan.attrs
+    prompt: list[Message] | None = None
+    system = attrs.get(c.OT_SYSTEM_INSTRUCTIONS)
+    ot_input = attrs.get(c.OT_INPUT_MESSAGES)
+    if ot_input is not None or system is not None:
+        prompt = messages_from_json(ot_input) if ot_input is not None else None
+        sys_msg = system_message(system) if system is not None else None
+        if sys_msg is not None:
+            prompt = [sys_msg, *(prompt or ())]
+    for family in c.PROMPT_FAMILIES:
+        items = scan.family(family)
+        if prompt is None and items is not None:
+            prompt = messages_from_flat(items)
+    if prompt is None and events.prompt is not None:
+        prompt = messages_from_json(events.prompt)
+    hashable = prompt is not None
+    if prompt is None:
+        if span_kind == "tool" and attrs.get(c.OT_TOOL_ARGUMENTS) is not None:
+            prompt = messages_from_value(attrs.get(c.OT_TOOL_ARGUMENTS))
+        else:
+            for key in (c.OI_INPUT_VALUE, c.OL_ENTITY_INPUT):
+                value = attrs.get(key)
+                if value is not None:
+                    prompt = messages_from_value(value)
+                    # Opaque inputs only count as "the prompt" on LLM spans; elsewhere they are chain/tool inputs.
+                    hashable = span_kind == "llm"
+                    break
+    if prompt:
+        if hashable:
+            event["prompt_hash"] = prompt_hash(prompt)
+        if capture:
+            event["prompt"] = clean(cap(render_prompt(prompt), max_chars))
+    if not capture:
+        return
+    response: str | None = None
+    ot_output = attrs.get(c.OT_OUTPUT_MESSAGES)
+    if ot_output is not None:
+        msgs = messages_from_json(ot_output)
+        response = render_response(msgs) if msgs else None
+    if response is None:
+        for family in c.RESPONSE_FAMILIES:
+            items = scan.family(family)
+            if items is not None:
+                msgs = messages_from_flat(items)
+                if msgs:
+                    response = render_response(msgs)
+                    break
+    if response is None and events.completion is not None:
+        msgs = messages_from_json(events.completion)
+        response = render_response(msgs) if msgs else None
+    if response is None:
+        keys = (c.OT_TOOL_RESULT, c.OI_OUTPUT_VALUE, c.OL_ENTITY_OUTPUT)
+        if span_kind != "tool":
+            keys = (c.OI_OUTPUT_VALUE, c.OL_ENTITY_OUTPUT, c.OT_TOOL_RESULT)
+        for key in keys:
+            value = attrs.get(key)
+            if value is not None:
+                response = response_from_value(value)
+                if response is not None:
+                    break
+    if response:
+        event["response"] = clean(cap(response, max_chars))

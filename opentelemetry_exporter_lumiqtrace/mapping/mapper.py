@@ -1,0 +1,538 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The mapper: one finished span -> one LumiqTrace event, read top to bottom in :meth:`Mapper.map_span`.
+
+A :class:`Mapper` owns every memo of the mapping, each bounded in entries and in bytes and forgetting gradually
+(:mod:`.cache`): the classification of attribute keys (per distinct key), an AI span's identity (by the values it is
+read from), the identity tags (by span name, kind, service and scope), ISO timestamps (by second), resources, error
+messages, and per options the redaction decisions. No memo is keyed by a span's whole key set, so a span of a key
+set never seen before costs what a known one does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.trace import SpanKind
+
+from opentelemetry_exporter_lumiqtrace.mapping import conventions as c
+from opentelemetry_exporter_lumiqtrace.mapping.cache import GenerationalMemo
+from opentelemetry_exporter_lumiqtrace.mapping.content import add_content
+from opentelemetry_exporter_lumiqtrace.mapping.identity import Identity, identify
+from opentelemetry_exporter_lumiqtrace.mapping.options import MappingOptions
+from opentelemetry_exporter_lumiqtrace.mapping.redaction import Redactor
+from opentelemetry_exporter_lumiqtrace.mapping.scan import Scan, new_key_memo, scan
+from opentelemetry_exporter_lumiqtrace.mapping.status import NO_EVENTS, new_message_memo, outcome, read_events
+from opentelemetry_exporter_lumiqtrace.mapping.tags import fill_tags, json_flat_pairs
+from opentelemetry_exporter_lumiqtrace.mapping.values import as_bool, as_str, clean, fit, json_object
+from opentelemetry_exporter_lumiqtrace.pricing import compute_cost
+
+F = c.FIELDS
+_CACHE_READ_TOKENS = F["cache_read_tokens"]
+_CACHE_WRITE_TOKENS = F["cache_write_tokens"]
+_COST_DETAILS = F["cost_details"]
+_COST_USD = F["cost_usd"]
+_ENVIRONMENT = F["environment"]
+_FINISH_REASON = F["finish_reason"]
+_HTTP_METHOD = F["http_method"]
+_HTTP_TARGET = F["http_target"]
+_INPUT_TOKENS = F["input_tokens"]
+_INVOCATION_PARAMETERS = F["invocation_parameters"]
+_METADATA = F["metadata"]
+_OI_TAGS = F["oi_tags"]
+_OUTPUT_TOKENS = F["output_tokens"]
+_REASONING_TOKENS = F["reasoning_tokens"]
+_SESSION_ID = F["session_id"]
+_STREAM = F["stream"]
+_TOTAL_TOKENS = F["total_tokens"]
+_TTFT_MS = F["ttft_ms"]
+_TTFT_SECONDS = F["ttft_seconds"]
+_USER_ID = F["user_id"]
+
+DEFAULT_MAX_MEMO_ENTRIES = 8_192
+DEFAULT_MAX_MEMO_BYTES = 1_024 * 1_024
+
+_MASK_128 = 2**128 - 1
+_MASK_64 = 2**64 - 1
+_EVENT_ID_HASHER = hashlib.blake2b(digest_size=16, person=b"lumiqtrace-evid")
+_UUID_VARIANT = {d: "89ab"[int(d, 16) & 3] for d in "0123456789abcdef"}
+_MAX_ISO_SECOND = 253_402_300_799  # 9999-12-31T23:59:59Z
+_MILLIS = tuple(f".{ms:03d}Z" for ms in range(1000))
+# By id(): hashing an Enum member runs Python code; members live as long as the process.
+_SPAN_KIND_NAMES = {id(kind): kind.name.lower() for kind in SpanKind}
+_ZERO_TRACE = "0" * 32
+_ZERO_SPAN = "0" * 16
+_FLAT_FAMILIES = frozenset((*c.PROMPT_FAMILIES, *c.RESPONSE_FAMILIES))
+_CONTENT_BITS = 0
+for _name in c.CONTENT_FIELDS:
+    _CONTENT_BITS |= F[_name].bit
+_TTFT_BITS = F["ttft_ms"].bit | F["ttft_seconds"].bit
+_COST_BITS = F["cost_usd"].bit | F["cost_details"].bit
+_STREAM_BITS = F["stream"].bit | F["invocation_parameters"].bit
+_USAGE_BITS = 0
+for _name in ("input_tokens", "output_tokens", "total_tokens", "cache_read_tokens", "cache_write_tokens"):
+    _USAGE_BITS |= F[_name].bit
+_USAGE_BITS |= F["reasoning_tokens"].bit
+_CONTEXT_BITS = F["environment"].bit | F["user_id"].bit | F["session_id"].bit
+_HTTP_METHOD_BIT = F["http_method"].bit
+_INVOCATION_BIT = F["invocation_parameters"].bit
+_USER_METADATA_BITS = F["http_target"].bit | F["oi_tags"].bit | F["metadata"].bit
+
+
+def event_id_for(trace_id: int, span_id: int) -> str:
+    """Deterministic UUIDv4-shaped event id of a span, so a resent span is deduplicated by LumiqTrace."""
+    hasher = _EVENT_ID_HASHER.copy()
+    hasher.update((((trace_id & _MASK_128) << 64) | (span_id & _MASK_64)).to_bytes(24, "big"))
+    h = hasher.hexdigest()
+    # Version nibble 4 (hex digit 12) and variant bits 10xx (top of hex digit 16), written into the hex directly.
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_UUID_VARIANT[h[16]]}{h[17:20]}-{h[20:]}"
+
+
+@dataclass(frozen=True, slots=True)
+class _Resource:
+    resource: Any  # kept so that a recycled id() is told apart
+    environment: str | None
+    service_name: str | None
+
+
+class _OptionsState:
+    """What the mapper derives from one ``MappingOptions``: the redactor and the identity tags memo."""
+
+    __slots__ = ("head_tags", "options", "redactor")
+
+    def __init__(self, options: MappingOptions, *, max_entries: int, max_bytes: int) -> None:
+        self.options = options
+        self.redactor = Redactor(options.redact_keys)
+        # (span name, kind, service, scope name and version, raw provider, raw operation, requested model) -> their
+        # tags, for spans without lumiqtrace.tags.*.
+        self.head_tags: GenerationalMemo[tuple[str | None, ...], dict[str, str]] = GenerationalMemo(
+            max_entries=max_entries, max_bytes=max_bytes, weigh=_strings_weight
+        )
+
+
+def _strings_weight(key: tuple[Any, ...]) -> int:
+    return sum(len(part) if isinstance(part, str) else 8 for part in key)
+
+
+class Mapper:
+    """Maps finished spans to LumiqTrace events; owns the mapping's memos (one per exporter).
+
+    Thread-safe in the way the exporter needs it: memos only ever hold complete entries, so two threads mapping at
+    once at worst compute an entry twice.
+    """
+
+    def __init__(
+        self, *, max_memo_entries: int = DEFAULT_MAX_MEMO_ENTRIES, max_memo_bytes: int = DEFAULT_MAX_MEMO_BYTES
+    ) -> None:
+        self._max_entries = max_memo_entries
+        self._max_bytes = max_memo_bytes
+        self._keys = new_key_memo(max_entries=max_memo_entries, max_bytes=max_memo_bytes)
+        self._identities: GenerationalMemo[tuple[Any, ...], Identity] = GenerationalMemo(
+            max_entries=max_memo_entries, max_bytes=max_memo_bytes, weigh=_identity_weight, max_entry_bytes=1_024
+        )
+        self._seconds: GenerationalMemo[int, str] = GenerationalMemo(
+            max_entries=4_096, max_bytes=4_096 * 24, weigh=lambda _second: 24
+        )
+        self._resources: GenerationalMemo[int, _Resource] = GenerationalMemo(
+            max_entries=64, max_bytes=64 * 64, weigh=lambda _id: 64
+        )
+        self._messages = new_message_memo(max_entries=512, max_bytes=max_memo_bytes)
+        self._state: _OptionsState | None = None
+
+    def map_span(self, span: ReadableSpan, options: MappingOptions) -> dict[str, Any] | None:
+        """Map one finished span to a LumiqTrace event, or ``None`` when ``options.ai_only`` filters it out."""
+        attrs = _plain_attributes(span.attributes)
+        found = scan(attrs, self._keys)
+        if options.ai_only and not found.ai:
+            return None
+        state = self._state
+        if state is None or state.options is not options:
+            state = self._state = _OptionsState(options, max_entries=self._max_entries, max_bytes=self._max_bytes)
+
+        event = self._ids(span)
+        start = span.start_time
+        if start.__class__ is not int:
+            start = start if isinstance(start, int) else None
+        event["timestamp"] = self._timestamp(start if start is not None else time.time_ns())
+        end = span.end_time
+        latency_ms = round((end - start) / 1e6) if start is not None and isinstance(end, int) and end >= start else None
+        span_events = span.events
+        events = read_events(span_events) if span_events else NO_EVENTS
+
+        identity: Identity | None = None
+        cost_source: str | None = None
+        reasoning = cache_write = None
+        if found.ai:
+            identity = self._identity(found)
+            event["provider"] = identity.provider
+            if identity.wire_model is not None:
+                event["model"] = identity.wire_model
+            event["operation"] = identity.operation
+            event["span_kind"] = identity.span_kind
+            if latency_ms is not None:
+                event["latency_ms"] = latency_ms
+            ttft = None
+            if found.present & _TTFT_BITS or events.first_chunk_ns is not None:
+                ttft = _ttft_ms(found, events.first_chunk_ns, start)
+            if ttft is not None:
+                event["ttft_ms"] = min(max(ttft, 0), latency_ms) if latency_ms is not None else max(ttft, 0)
+
+            input_tokens = output_tokens = cached = None
+            if found.present & _USAGE_BITS:
+                input_tokens = found.first(_INPUT_TOKENS)
+                output_tokens = found.first(_OUTPUT_TOKENS)
+                if input_tokens is None and output_tokens is not None:
+                    total = found.first(_TOTAL_TOKENS)
+                    if total is not None and total >= output_tokens:
+                        input_tokens = total - output_tokens
+                cached = found.first(_CACHE_READ_TOKENS)
+                cache_write = found.first(_CACHE_WRITE_TOKENS)
+                reasoning = found.first(_REASONING_TOKENS)
+                if input_tokens is not None:
+                    event["input_tokens"] = input_tokens
+                if output_tokens is not None:
+                    event["output_tokens"] = output_tokens
+                if cached is not None:
+                    event["cached_tokens"] = cached
+
+            stream = _stream(found) if found.present & _STREAM_BITS else None
+            if stream is None and (ttft is not None or events.first_chunk_ns is not None):
+                stream = True
+            if stream is None and identity.span_kind == "llm":
+                stream = False
+            if stream is not None:
+                event["stream"] = stream
+
+            cost = _explicit_cost(found)
+            if cost is not None:
+                cost_source = "span"
+            elif (
+                options.compute_cost
+                and identity.model is not None
+                and identity.span_kind == "llm"
+                and (input_tokens is not None or output_tokens is not None)
+            ):
+                # Agent and workflow spans that aggregate their children's usage are never priced (double counting).
+                cost = compute_cost(
+                    raw_provider=identity.raw_provider
+                    or (identity.provider if identity.provider != "custom" else None),
+                    model=identity.model,
+                    input_tokens=input_tokens,
+                    output_tokens=output_tokens,
+                    cache_read_tokens=cached,
+                    cache_write_tokens=cache_write,
+                    start_time_ns=start,
+                )
+                if cost is not None:
+                    cost_source = "genai-prices"
+            if cost is not None:
+                event["cost_usd"] = cost
+
+            finish = found.first(_FINISH_REASON)
+            if finish is not None:
+                event["finish_reason"] = fit(finish)
+
+            if (
+                found.present & _CONTENT_BITS
+                or (found.families is not None and not _FLAT_FAMILIES.isdisjoint(found.families))
+                or events.prompt is not None
+                or events.completion is not None
+            ):
+                add_content(
+                    event,
+                    found,
+                    events,
+                    identity.span_kind,
+                    capture=options.capture_content,
+                    max_chars=options.max_content_chars,
+                )
+        else:
+            # design.md: a non-AI span gets no invented model.
+            event["provider"] = "custom"
+            event["operation"] = "custom"
+            event["span_kind"] = "general"
+            if latency_ms is not None:
+                event["latency_ms"] = latency_ms
+
+        result = outcome(span, found, events, self._messages)
+        event["status"] = result.status
+        if result.error_code is not None:
+            event["error_code"] = fit(result.error_code)
+        if result.error_message is not None:
+            event["error_message"] = clean(result.error_message)
+
+        resource = self._resource(span.resource)
+        environment = resource.environment or options.environment
+        user = session = None
+        if found.present & _CONTEXT_BITS:
+            environment = found.first(_ENVIRONMENT) or environment
+            user = found.first(_USER_ID)
+            session = found.first(_SESSION_ID)
+        if environment:
+            event["environment"] = fit(environment)
+        if user is not None:
+            event["user_id"] = fit(user)
+        if session is not None:
+            event["session_id"] = fit(session)
+
+        tags = self._identity_tags(span, found, state, resource.service_name, identity)
+        pairs = _usage_tags(reasoning, cache_write, cost_source)
+        _add_context_tags(found, state, result.http_status, pairs)
+        if pairs:
+            tags = self._fill(state, pairs, tags)
+        if tags:
+            event["tags"] = tags
+        event["sdk_version"] = options.sdk_version
+        return event
+
+    # --- the parts of map_span ---------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _ids(span: ReadableSpan) -> dict[str, Any]:
+        ctx = span.context
+        if ctx is not None:
+            # event_id_for inlined: the hashed bytes are also the trace and span ids in hex.
+            raw_ids = (((ctx.trace_id & _MASK_128) << 64) | (ctx.span_id & _MASK_64)).to_bytes(24, "big")
+            hasher = _EVENT_ID_HASHER.copy()
+            hasher.update(raw_ids)
+            h = hasher.hexdigest()
+            hex_ids = raw_ids.hex()
+            event: dict[str, Any] = {
+                "event_id": f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_UUID_VARIANT[h[16]]}{h[17:20]}-{h[20:]}",
+                "trace_id": hex_ids[:32],
+                "span_id": hex_ids[32:],
+            }
+        else:
+            event = {"event_id": event_id_for(0, 0), "trace_id": _ZERO_TRACE, "span_id": _ZERO_SPAN}
+        parent = span.parent
+        if parent is not None and parent.span_id:
+            event["parent_span_id"] = (parent.span_id & _MASK_64).to_bytes(8, "big").hex()
+        return event
+
+    def _timestamp(self, ns: int) -> str:
+        second, rest = divmod(ns, 1_000_000_000)
+        if not 0 <= second <= _MAX_ISO_SECOND:
+            # Outside what a 4-digit-year ISO timestamp can say: only a corrupt span gets here; "now" is the best guess.
+            second, rest = divmod(time.time_ns(), 1_000_000_000)
+        prefix = self._seconds.young.get(second)
+        if prefix is None:
+            prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            self._seconds.put(second, prefix)
+        return prefix + _MILLIS[rest // 1_000_000]
+
+    def _identity(self, found: Scan) -> Identity:
+        """The span's model, provider and kind, memoised by the values they are read from when all are exact str
+        (other types and str subclasses must reach the parsers: 1, 1.0 and True are equal dict keys)."""
+        items = found.identity_items
+        if found.present & _INVOCATION_BIT:
+            return identify(found)
+        for value in items[1::2]:
+            if value.__class__ is not str:
+                return identify(found)
+        memo_key = tuple(items)
+        identity = self._identities.young.get(memo_key)
+        if identity is None:
+            identity = self._identities.get(memo_key)
+            if identity is None:
+                identity = identify(found)
+                self._identities.put(memo_key, identity)
+        return identity
+
+    def _resource(self, resource: Any) -> _Resource:
+        entry = self._resources.young.get(id(resource))
+        if entry is not None and entry.resource is resource:
+            return entry
+        attrs = getattr(resource, "attributes", None) or {}
+        environment = None
+        for key in c.ENVIRONMENT_RESOURCE_KEYS:
+            value = attrs.get(key)
+            environment = as_str(value) if value is not None else None
+            if environment is not None:
+                break
+        service = attrs.get("service.name")
+        entry = _Resource(
+            resource=resource,
+            environment=environment,
+            service_name=as_str(service) if service is not None else None,
+        )
+        if resource is not None:
+            self._resources.put(id(resource), entry)
+        return entry
+
+    def _identity_tags(
+        self, span: ReadableSpan, found: Scan, state: _OptionsState, service_name: str | None, identity: Identity | None
+    ) -> dict[str, str]:
+        """``lumiqtrace.tags.*``, the identity tags (span name, kind, service, scope) and the raw values of an AI
+        span's identity that the wire enums lose (provider, operation, requested model)."""
+        name = span.name
+        kind_name = _SPAN_KIND_NAMES.get(id(span.kind), "internal")
+        scope = span.instrumentation_scope
+        scope_name = scope.name if scope is not None else None
+        scope_version = scope.version if scope is not None else None
+        raw_provider = raw_operation = request_model = None
+        if identity is not None:
+            raw_provider = identity.raw_provider
+            raw_operation = identity.raw_operation
+            request_model = identity.request_model
+        lqt_tags = found.family(c.Family.LQT_TAG)
+        # These tags repeat across spans: filled once per options. Exact str only: a str subclass is an equal key but
+        # keeps its type in the tags. A scope without name and version gives the tags of no scope.
+        memo_key = None
+        if (
+            lqt_tags is None
+            and name.__class__ is str
+            and (service_name is None or service_name.__class__ is str)
+            and (scope_name is None or scope_name.__class__ is str)
+            and (scope_version is None or scope_version.__class__ is str)
+            and (raw_provider is None or raw_provider.__class__ is str)
+            and (raw_operation is None or raw_operation.__class__ is str)
+            and (request_model is None or request_model.__class__ is str)
+        ):
+            memo_key = (
+                name,
+                kind_name,
+                service_name,
+                scope_name,
+                scope_version,
+                raw_provider,
+                raw_operation,
+                request_model,
+            )
+            cached = state.head_tags.young.get(memo_key)
+            if cached is None:
+                cached = state.head_tags.get(memo_key)
+            if cached is not None:
+                return cached.copy()
+        pairs: list[tuple[str, Any]] = [*(lqt_tags or ()), ("otel.span_name", name), ("otel.span_kind", kind_name)]
+        if service_name is not None:
+            pairs.append(("service.name", service_name))
+        if scope is not None:
+            pairs.append(("otel.scope.name", scope_name))
+            if scope_version:
+                pairs.append(("otel.scope.version", scope_version))
+        if raw_provider is not None:
+            pairs.append(("gen_ai.provider.name", raw_provider))
+        if raw_operation is not None:
+            pairs.append(("gen_ai.operation.name", raw_operation))
+        if request_model is not None:
+            pairs.append(("gen_ai.request.model", request_model))
+        tags = self._fill(state, pairs, {})
+        if memo_key is not None:
+            state.head_tags.put(memo_key, tags.copy())
+        return tags
+
+    @staticmethod
+    def _fill(state: _OptionsState, pairs: list[tuple[str, Any]], tags: dict[str, str]) -> dict[str, str]:
+        options = state.options
+        return fill_tags(pairs, tags, state.redactor, options.max_tags, options.max_tag_value_chars)
+
+
+def _usage_tags(reasoning: int | None, cache_write: int | None, cost_source: str | None) -> list[tuple[str, Any]]:
+    """The token counts without an event field, and where the cost came from."""
+    pairs: list[tuple[str, Any]] = []
+    if reasoning is not None:
+        pairs.append(("tokens.reasoning", reasoning))
+    if cache_write is not None:
+        pairs.append(("tokens.cache_write", cache_write))
+    if cost_source is not None:
+        pairs.append(("cost.source", cost_source))
+    return pairs
+
+
+def _add_context_tags(found: Scan, state: _OptionsState, http_status: int | None, pairs: list[tuple[str, Any]]) -> None:
+    """The HTTP/DB/RPC and AI context tags, then user metadata (OpenInference tags and metadata, association
+    properties)."""
+    attrs = found.attrs
+    if found.present & _HTTP_METHOD_BIT:
+        method = found.first(_HTTP_METHOD)
+        if method is not None:
+            pairs.append(("http.request.method", method))
+    if http_status is not None:
+        pairs.append(("http.response.status_code", http_status))
+    context = found.context
+    if context:
+        if len(context) > 1:
+            context.sort()  # CONTEXT_TAG_KEYS order: ranks are distinct, so values are never compared
+        for _rank, key, value in context:
+            if value is not None:
+                pairs.append((key, value))
+    if not found.present & _USER_METADATA_BITS and found.families is None:
+        return
+    if found.has(_HTTP_TARGET) and "http.route" not in attrs:
+        target = attrs.get(c.HTTP_TARGET)
+        if isinstance(target, str) and target:
+            pairs.append(("http.route", target.split("?", 1)[0]))
+    oi_tags = found.first(_OI_TAGS)
+    if oi_tags is not None:
+        if isinstance(oi_tags, (list, tuple)):
+            joined = ",".join(t for t in (as_str(v) for v in oi_tags) if t is not None)
+            if joined:
+                pairs.append(("tags", joined))
+        else:
+            pairs.append(("tags", oi_tags))
+    metadata = found.first(_METADATA)
+    if metadata is not None:
+        json_flat_pairs("metadata", metadata, state.redactor, pairs)
+    for suffix, value in found.family(c.Family.ASSOCIATION) or ():
+        if suffix not in c.ASSOCIATION_CONTEXT_SUFFIXES:
+            pairs.append((suffix, value))
+
+
+def _plain_attributes(attributes: Any) -> dict[Any, Any]:
+    """The span's attributes as a plain dict, copied in C where possible.
+
+    An ended SDK span hands out a ``MappingProxyType`` over ``BoundedAttributes``, whose every lookup runs Python
+    code; the proxy's ``copy()`` is the underlying mapping's, which for ``BoundedAttributes`` is a C dict copy.
+    """
+    if attributes is None:
+        return {}
+    if attributes.__class__ is dict:
+        return attributes  # type: ignore[no-any-return]
+    try:
+        copied = attributes.copy()
+    except Exception:  # a mapping without copy(), or one that raises: the generic path
+        copied = None
+    if copied.__class__ is dict:
+        return copied  # type: ignore[no-any-return]
+    return dict(attributes)
+
+
+def _ttft_ms(found: Scan, first_chunk_ns: int | None, start_ns: int | None) -> int | None:
+    if found.present & _TTFT_BITS:
+        explicit: float | None = found.first(_TTFT_MS)
+        if explicit is not None:
+            return round(explicit)
+        seconds: float | None = found.first(_TTFT_SECONDS)
+        if seconds is not None:
+            return round(seconds * 1000)
+    if first_chunk_ns is not None and start_ns is not None and first_chunk_ns >= start_ns:
+        return round((first_chunk_ns - start_ns) / 1e6)
+    return None
+
+
+def _stream(found: Scan) -> bool | None:
+    flag: bool | None = found.first(_STREAM)
+    if flag is not None:
+        return flag
+    params = found.first(_INVOCATION_PARAMETERS)
+    if isinstance(params, str) and '"stream"' in params:
+        parsed = json_object(params)
+        return as_bool(parsed.get("stream")) if parsed is not None else None
+    return None
+
+
+def _explicit_cost(found: Scan) -> float | None:
+    if not found.present & _COST_BITS:
+        return None
+    cost: float | None = found.first(_COST_USD)
+    return cost if cost is not None else found.first(_COST_DETAILS)
+
+
+def _identity_weight(key: tuple[Any, ...]) -> int:
+    return sum(len(part) if isinstance(part, str) else 8 for part in key)
+
+
+__all__ = ["Mapper", "event_id_for"]

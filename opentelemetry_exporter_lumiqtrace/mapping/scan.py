@@ -1,0 +1,162 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The one pass over a span's attributes: which fields have keys, prefix families, context tags, AI or not.
+
+Each key is classified once (:func:`classify`, memoised per distinct key by the mapper); the pass ORs the field bits
+of the keys present, collects the prefix families as ``(suffix, value)`` in attribute order and the context tag keys.
+A field is then read only when its bit is set, by walking its keys in precedence order (:meth:`Scan.first`), so
+precedence and fall-through on unusable values do not depend on the order or the set of the span's keys.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+from dataclasses import dataclass
+from typing import Any
+
+from opentelemetry_exporter_lumiqtrace.mapping import conventions as c
+from opentelemetry_exporter_lumiqtrace.mapping.cache import GenerationalMemo
+
+_FIELD_BITS: dict[str, int] = {}
+for _f in c.FIELDS.values():
+    for _key in _f.keys:
+        _FIELD_BITS[_key] = _FIELD_BITS.get(_key, 0) | _f.bit
+_CONTEXT_RANK = {key: rank for rank, key in enumerate(c.CONTEXT_TAG_KEYS)}
+_IDENTITY_KEYS = frozenset(
+    key
+    for name in (
+        "explicit_provider",
+        "provider",
+        "host",
+        "oi_system",
+        "explicit_model",
+        "response_model",
+        "request_model",
+        "explicit_operation",
+        "explicit_span_kind",
+        "raw_operation",
+        "kind",
+        "tool_hint",
+    )
+    for key in c.FIELDS[name].keys
+)
+
+
+# Set in a scan's bits when a key makes the span an AI span (above every field bit).
+AI_BIT = 1 << len(c.FIELDS)
+
+
+@dataclass(frozen=True, slots=True)
+class KeyInfo:
+    """What the pass does with one attribute key."""
+
+    bits: int  # the fields the key belongs to, and AI_BIT when the key makes the span an AI span
+    identity: bool  # the key is read to identify model, provider or kind (see Mapper's identity memo)
+    family: c.Family | None  # the prefix family, with the suffix after the prefix
+    suffix: str
+    context_rank: int  # position in CONTEXT_TAG_KEYS, or -1
+    # Any of identity, family or context: the pass looks at those only then (most keys only set bits).
+    more: bool
+
+
+IGNORED = KeyInfo(bits=0, identity=False, family=None, suffix="", context_rank=-1, more=False)
+
+
+def classify(key: Any) -> KeyInfo:
+    """The conventions' rules for one key (exact keys of the field table, prefix families, AI prefixes)."""
+    if not isinstance(key, str):
+        return IGNORED
+    family: c.Family | None = None
+    suffix = ""
+    for prefix, candidate in c.PREFIX_FAMILIES:
+        if key.startswith(prefix):
+            family, suffix = candidate, key[len(prefix) :]
+            break
+    if key.startswith(c.LQT_PREFIX):
+        ai = family is None and key not in c.LQT_CONTEXT_KEYS
+    else:
+        ai = key.startswith(c.AI_PREFIXES)
+    bits = _FIELD_BITS.get(key, 0) | (AI_BIT if ai else 0)
+    rank = _CONTEXT_RANK.get(key, -1)
+    if not (bits or family is not None or rank >= 0):
+        return IGNORED
+    identity = key in _IDENTITY_KEYS
+    return KeyInfo(
+        bits=bits,
+        identity=identity,
+        family=family,
+        suffix=suffix,
+        context_rank=rank,
+        more=identity or family is not None or rank >= 0,
+    )
+
+
+def key_weight(key: Hashable) -> int:
+    return len(key) if isinstance(key, str) else 64
+
+
+def new_key_memo(*, max_entries: int, max_bytes: int) -> GenerationalMemo[Any, KeyInfo]:
+    return GenerationalMemo(max_entries=max_entries, max_bytes=max_bytes, weigh=key_weight, max_entry_bytes=256)
+
+
+@dataclass(slots=True)
+class Scan:
+    """One span's attributes after the pass."""
+
+    attrs: dict[Any, Any]
+    present: int  # OR of the field bits of the keys present
+    ai: bool
+    identity_items: list[Any]  # key, value, key, value, ... of the identity keys, in attribute order
+    families: dict[c.Family, list[tuple[str, Any]]] | None  # (suffix, value) per prefix family, in attribute order
+    # (position in CONTEXT_TAG_KEYS, key, value) of the context tag keys present, in attribute order.
+    context: list[tuple[int, str, Any]]
+
+    def has(self, f: c.Field) -> bool:
+        return bool(self.present & f.bit)
+
+    def first(self, f: c.Field) -> Any:
+        """The field's first usable value in precedence order, or ``None``."""
+        if not self.present & f.bit:
+            return None
+        attrs = self.attrs
+        for key in f.keys:
+            value = attrs.get(key)
+            if value is not None:
+                parsed = f.parse(value)
+                if parsed is not None:
+                    return parsed
+        return None
+
+    def family(self, family: c.Family) -> list[tuple[str, Any]] | None:
+        return self.families.get(family) if self.families is not None else None
+
+
+def scan(attrs: dict[Any, Any], memo: GenerationalMemo[Any, KeyInfo]) -> Scan:
+    present = 0
+    identity_items: list[Any] = []
+    families: dict[c.Family, list[tuple[str, Any]]] | None = None
+    context: list[tuple[int, str, Any]] = []
+    known = memo.young
+    for key, value in attrs.items():
+        info = known.get(key)
+        if info is None:
+            info = memo.get(key)
+            if info is None:
+                info = classify(key)
+                memo.put(key, info)
+            known = memo.young  # a put may start a new generation
+        present |= info.bits
+        if info.more:
+            if info.identity:
+                identity_items += (key, value)
+            family = info.family
+            if family is not None:
+                if families is None:
+                    families = {}
+                items = families.get(family)
+                if items is None:
+                    families[family] = [(info.suffix, value)]
+                else:
+                    items.append((info.suffix, value))
+            if info.context_rank >= 0:
+                context.append((info.context_rank, key, value))
+    return Scan(attrs, present, bool(present & AI_BIT), identity_items, families, context)
