@@ -31,6 +31,7 @@ from importlib import metadata
 from importlib.util import find_spec
 from typing import Any, TextIO
 
+from opentelemetry.sdk.environment_variables import OTEL_SDK_DISABLED, OTEL_TRACES_SAMPLER, OTEL_TRACES_SAMPLER_ARG
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
@@ -57,9 +58,6 @@ CHECK_SPAN_NAME = "lumiqtrace check"
 CHECK_TRACER = "opentelemetry_exporter_lumiqtrace.check"
 _CHECK_SPAN_DURATION_NS = 1_000_000
 SAMPLER_NAME = "lumiqtrace"
-OTEL_TRACES_SAMPLER = "OTEL_TRACES_SAMPLER"
-OTEL_TRACES_SAMPLER_ARG = "OTEL_TRACES_SAMPLER_ARG"
-OTEL_SDK_DISABLED = "OTEL_SDK_DISABLED"
 _SAMPLER_GROUP = "opentelemetry_traces_sampler"
 _INSTRUMENT_MODULE = "opentelemetry.instrumentation.auto_instrumentation"
 # The OTel SDK reads these; a distro (opentelemetry-distro) defaults the unset ones to "otlp".
