@@ -7,7 +7,14 @@ It reads the configuration exactly as ``OTEL_TRACES_EXPORTER=lumiqtrace`` would 
 and posted by the exporter's own transport) and explains the answer in plain words.
 
 Exit codes: 0 the event was accepted; 1 it was not (bad key, quota, rate limit, unreachable, ...); 2 the setup cannot
-work as it stands (no API key, or ``OTEL_TRACES_EXPORTER=lumiqtrace`` with nothing installed to read it).
+work as it stands: a setting was rejected (the exporter warned and fell back to a default), no API key, or
+``OTEL_TRACES_EXPORTER=lumiqtrace`` with nothing installed to read it. 2 wins over 0 and 1: fix the settings first.
+
+It works in every install: without ``opentelemetry-instrumentation`` the zero-code part says "not installed" and
+moves on. It builds no ``TracerProvider`` (which would read ``OTEL_TRACES_SAMPLER`` and print "Couldn't recognize
+sampler lumiqtrace.", the SDK knowing only its built-in names); the test span is assembled from the SDK's public
+``ReadableSpan``, and the ``lumiqtrace`` sampler, when configured, is built through its entry point as
+``opentelemetry-instrument`` builds it.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ import dataclasses
 import logging
 import os
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -23,11 +31,13 @@ from importlib import metadata
 from importlib.util import find_spec
 from typing import Any, TextIO
 
+from opentelemetry.sdk.environment_variables import OTEL_SDK_DISABLED, OTEL_TRACES_SAMPLER, OTEL_TRACES_SAMPLER_ARG
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import SpanKind
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from opentelemetry.trace import SpanContext, SpanKind, TraceFlags
+from opentelemetry.util.types import Attributes
 
 from opentelemetry_exporter_lumiqtrace import _config
 from opentelemetry_exporter_lumiqtrace.delivery import QUOTA_MESSAGE
@@ -45,6 +55,10 @@ EXIT_SETUP = 2
 
 CHECK_SPAN_NAME = "lumiqtrace check"
 CHECK_TRACER = "opentelemetry_exporter_lumiqtrace.check"
+_CHECK_SPAN_DURATION_NS = 1_000_000
+SAMPLER_NAME = "lumiqtrace"
+_SAMPLER_GROUP = "opentelemetry_traces_sampler"
+_INSTRUMENT_MODULE = "opentelemetry.instrumentation.auto_instrumentation"
 # The OTel SDK reads these; a distro (opentelemetry-distro) defaults the unset ones to "otlp".
 _SIGNAL_GROUPS = (
     ("OTEL_TRACES_EXPORTER", "opentelemetry_traces_exporter"),
@@ -118,13 +132,43 @@ def _entry_point_for(name: str, signal: str) -> str:
     return "otlp_proto_grpc" if protocol.strip() == "grpc" else "otlp_proto_http"
 
 
-def _check_zero_code(report: _Report) -> None:
+def _module_installed(name: str) -> bool:
+    # find_spec() of a dotted name imports the parent packages first and raises when one is missing: a plain install
+    # has no opentelemetry.instrumentation at all.
+    try:
+        return find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _build_configured_sampler() -> str | None:
+    """Build the sampler ``OTEL_TRACES_SAMPLER=lumiqtrace`` names, as the SDK's configurator does: the entry point's
+    factory called with ``OTEL_TRACES_SAMPLER_ARG``, so a bad argument is warned about here too. A problem or None."""
+    if os.environ.get(OTEL_TRACES_SAMPLER, "").strip() != SAMPLER_NAME:
+        return None
+    for entry_point in metadata.entry_points(group=_SAMPLER_GROUP):
+        if entry_point.name == SAMPLER_NAME:
+            try:
+                entry_point.load()(os.environ.get(OTEL_TRACES_SAMPLER_ARG))
+            except Exception as exc:  # a broken install must not end the check
+                return f"the 'lumiqtrace' sampler could not be built: {type(exc).__name__}: {exc}"
+            return None
+    return (
+        "OTEL_TRACES_SAMPLER=lumiqtrace is set but the 'lumiqtrace' sampler entry point is not registered: "
+        "reinstall opentelemetry-exporter-lumiqtrace"
+    )
+
+
+def _check_zero_code(report: _Report, sampler_problem: str | None) -> None:
     """What ``opentelemetry-instrument`` would do with this environment, judged from installed entry points."""
     report.line("opentelemetry-instrument (zero-code):")
-    has_instrument = find_spec("opentelemetry.instrumentation.auto_instrumentation") is not None
+    has_instrument = _module_installed(_INSTRUMENT_MODULE)
     configurators = _providers("opentelemetry_configurator")
     distros = _providers("opentelemetry_distro")
-    report.item("opentelemetry-instrument", "installed" if has_instrument else "not installed")
+    report.item(
+        "opentelemetry-instrument",
+        "installed" if has_instrument else "not installed (only needed for zero-code: the [auto] extra)",
+    )
     report.item("configurator", ", ".join(configurators) or "none")
     report.item("distro", ", ".join(distros) or "none")
     if "lumiqtrace" not in _entry_point_names("opentelemetry_traces_exporter"):
@@ -132,9 +176,13 @@ def _check_zero_code(report: _Report) -> None:
             "the 'lumiqtrace' traces exporter entry point is not registered: "
             "reinstall opentelemetry-exporter-lumiqtrace"
         )
+    if os.environ.get(OTEL_SDK_DISABLED, "").strip().lower() == "true":
+        report.problem(f"{OTEL_SDK_DISABLED}=true: the OpenTelemetry SDK makes no spans at all, so nothing is exported")
     traces = os.environ.get("OTEL_TRACES_EXPORTER")
     report.item("OTEL_TRACES_EXPORTER", traces if traces is not None else "unset")
-    report.item("OTEL_TRACES_SAMPLER", os.environ.get("OTEL_TRACES_SAMPLER", "unset"))
+    report.item(OTEL_TRACES_SAMPLER, os.environ.get(OTEL_TRACES_SAMPLER, "unset"))
+    if sampler_problem is not None:
+        report.problem(sampler_problem)
     if "lumiqtrace" not in [name.strip() for name in (traces or "").split(",")]:
         report.line(
             "  not used: set OTEL_TRACES_EXPORTER=lumiqtrace to export to LumiqTrace with opentelemetry-instrument"
@@ -173,15 +221,32 @@ def _check_zero_code(report: _Report) -> None:
 
 
 def _test_span() -> ReadableSpan:
-    """One finished span from the real SDK, with the resource the application would have (OTEL_SERVICE_NAME...)."""
-    memory = InMemorySpanExporter()
-    provider = TracerProvider(resource=Resource.create({}))
-    provider.add_span_processor(SimpleSpanProcessor(memory))
-    tracer = provider.get_tracer(CHECK_TRACER, __version__)
-    with tracer.start_as_current_span(CHECK_SPAN_NAME, kind=SpanKind.INTERNAL) as span:
-        span.set_attribute("lumiqtrace.check", True)
-    provider.shutdown()
-    return memory.get_finished_spans()[0]
+    """One finished span as the SDK hands it to an exporter, with the resource the application would have
+    (``OTEL_SERVICE_NAME``, ``OTEL_RESOURCE_ATTRIBUTES``).
+
+    Assembled directly rather than through a ``TracerProvider``, which would also read the sampler, span limit and
+    ``OTEL_SDK_DISABLED`` settings: they say nothing about the exporter, can print misleading warnings and can
+    suppress the very span the check needs.
+    """
+    ids = RandomIdGenerator()
+    context = SpanContext(
+        trace_id=ids.generate_trace_id(),
+        span_id=ids.generate_span_id(),
+        is_remote=False,
+        trace_flags=TraceFlags(TraceFlags.SAMPLED),
+    )
+    attributes: Attributes = {"lumiqtrace.check": True}
+    end = time.time_ns()
+    return ReadableSpan(
+        name=CHECK_SPAN_NAME,
+        context=context,
+        resource=Resource.create({}),
+        attributes=attributes,
+        kind=SpanKind.INTERNAL,
+        instrumentation_scope=InstrumentationScope(CHECK_TRACER, __version__),
+        start_time=end - _CHECK_SPAN_DURATION_NS,
+        end_time=end,
+    )
 
 
 def _send_one(exporter: LumiqTraceSpanExporter, report: _Report) -> tuple[dict[str, Any] | None, Answer | None]:
@@ -272,6 +337,7 @@ def run_check(*, out: TextIO | None = None) -> int:
     with _capture_warnings() as captured:
         # Built exactly as OTEL_TRACES_EXPORTER=lumiqtrace builds it: no arguments, everything from the environment.
         exporter = LumiqTraceSpanExporter()
+        sampler_problem = _build_configured_sampler()
     try:
         ingest_url = exporter._base_url + _config.INGEST_PATH
         report.line("Configuration (as the exporter reads it):")
@@ -283,10 +349,14 @@ def run_check(*, out: TextIO | None = None) -> int:
         report.item(_config.LUMIQTRACE_ENVIRONMENT, exporter._mapping_options.environment or "unset")
         report.item(_config.LUMIQTRACE_SAMPLE_RATE, f"{exporter.stats()['sample_rate']:g}")
         for message in captured.messages:
-            report.line(f"  warning: {message}")
+            if exporter._api_key is None and _config.LUMIQTRACE_API_KEY in message:
+                continue  # said under "Test event", with what to do
+            # Every warning while reading the settings means one was rejected (a default used instead) or cannot
+            # work as given: the exporter would run, just not as configured.
+            report.problem(message)
         if exporter._base_url.endswith(("/v1/ingest", "/v1/otel")):
             report.problem("LUMIQTRACE_BASE_URL should be the API base, without /v1/ingest or /v1/otel")
-        _check_zero_code(report)
+        _check_zero_code(report, sampler_problem)
         report.line("Test event:")
         if exporter._api_key is None:
             report.problem(
@@ -294,22 +364,24 @@ def run_check(*, out: TextIO | None = None) -> int:
                 "Export the project key (lqt_...) and run the check again"
             )
             return EXIT_SETUP
+        if exporter._deliverer is None:
+            report.problem("the exporter is inert with these settings (see above) and sends nothing")
+            return EXIT_SETUP
         with _capture_warnings():
             event, answer = _send_one(exporter, report)
         if event is not None:
             report.item("event_id", str(event.get("event_id")))
             report.item("trace_id", str(event.get("trace_id")))
-        if answer is None:
-            return EXIT_NOT_DELIVERED
-        accepted, words = explain(
-            answer, ingest_url=ingest_url, timeout=min(exporter._timeout, _config.DEFAULT_MAX_REQUEST_TIMEOUT_S)
-        )
-        report.line(f"  {words}")
-        if not accepted:
-            return EXIT_NOT_DELIVERED
+        accepted = False
+        if answer is not None:
+            accepted, words = explain(
+                answer, ingest_url=ingest_url, timeout=min(exporter._timeout, _config.DEFAULT_MAX_REQUEST_TIMEOUT_S)
+            )
+            report.line(f"  {words}")
         if report.problems:
-            report.line(f"The test event was delivered, but {len(report.problems)} problem(s) above need fixing.")
+            outcome = "was delivered" if accepted else "was not delivered"
+            report.line(f"The test event {outcome}, and {len(report.problems)} problem(s) above need fixing.")
             return EXIT_SETUP
-        return EXIT_OK
+        return EXIT_OK if accepted else EXIT_NOT_DELIVERED
     finally:
         exporter.shutdown(timeout_millis=0)

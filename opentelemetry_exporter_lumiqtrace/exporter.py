@@ -423,7 +423,7 @@ class LumiqTraceSpanExporter(SpanExporter):
     def shutdown(self, timeout_millis: int = 30000) -> None:
         """Flush what is buffered within ``timeout_millis`` (one attempt each, no waits), then stop for good."""
         if self._shutdown:
-            _logger.warning("LumiqTrace exporter shutdown called more than once; ignoring.")
+            _logger.debug("LumiqTrace exporter shutdown called more than once; ignoring.")
             return
         self._shutdown = True
         # Cut every back-off and Retry-After wait short, in this thread and in concurrent export calls.

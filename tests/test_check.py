@@ -52,8 +52,10 @@ def test_configuration_is_read_as_the_exporter_reads_it(
     monkeypatch.setenv("LUMIQTRACE_ENVIRONMENT", "staging")
     monkeypatch.setenv("OTEL_SERVICE_NAME", "checked-svc")
     code, text = _check()
-    assert code == EXIT_OK, text
-    assert "Invalid value 'soon' for LUMIQTRACE_TIMEOUT" in text and "10 s" in text
+    # The event is delivered with the default timeout, but a rejected setting means the setup is not as configured.
+    assert code == EXIT_SETUP, text
+    assert "PROBLEM: Invalid value 'soon' for LUMIQTRACE_TIMEOUT" in text and "10 s" in text
+    assert "OK: LumiqTrace accepted" in text and "was delivered, and 1 problem(s)" in text
     assert "staging" in text
     (event,) = env.events()
     assert event["environment"] == "staging"
@@ -74,7 +76,7 @@ def test_a_key_of_the_wrong_shape_is_warned_about_without_showing_it(
 ) -> None:
     monkeypatch.setenv("LUMIQTRACE_API_KEY", "sk-not-a-lumiqtrace-key-at-all")
     code, text = _check()
-    assert code == EXIT_NOT_DELIVERED
+    assert code == EXIT_SETUP
     assert "does not look like a project key" in text and "Bad API key" in text
     assert "not-a-lumiqtrace-key" not in text
 
@@ -117,7 +119,7 @@ def test_base_url_with_the_path_is_explained_as_a_wrong_url(
 ) -> None:
     monkeypatch.setenv("LUMIQTRACE_BASE_URL", env.base_url + "/v1/ingest")
     code, text = _check()
-    assert code == EXIT_NOT_DELIVERED
+    assert code == EXIT_SETUP
     assert "without /v1/ingest" in text and "Wrong URL" in text and "answered 404" in text
 
 
@@ -169,6 +171,7 @@ def test_command_line_runs_the_check(server: LocalIngestServer) -> None:
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "OK: LumiqTrace accepted the test event" in done.stdout
+    assert done.stderr == ""
     assert server.api_key not in done.stdout + done.stderr
     assert len(server.events()) == 1
     server.revoke_key(server.api_key)
@@ -181,3 +184,130 @@ def test_command_line_runs_the_check(server: LocalIngestServer) -> None:
         check=False,
     )
     assert done.returncode == 1 and "Bad API key" in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("LUMIQTRACE_COMPRESSION", "brotli"),
+        ("LUMIQTRACE_BUFFER_MAX_EVENTS", "many"),
+        ("LUMIQTRACE_LINGER", "-1"),
+    ],
+)
+def test_any_rejected_setting_exits_2_even_when_the_event_is_delivered(
+    env: LocalIngestServer, monkeypatch: pytest.MonkeyPatch, variable: str, value: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    code, text = _check()
+    assert code == EXIT_SETUP, text
+    assert "PROBLEM:" in text and variable in text
+    assert "OK: LumiqTrace accepted" in text and len(env.events()) == 1
+
+
+def test_only_rejected_settings_and_no_answer_exit_2_not_1(
+    env: LocalIngestServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LUMIQTRACE_TIMEOUT", "-3")
+    env.set_outage(True)
+    code, text = _check()
+    assert code == EXIT_SETUP, text
+    assert "Server error" in text and "was not delivered, and 1 problem(s)" in text
+
+
+def test_the_lumiqtrace_sampler_is_built_through_its_entry_point_without_sdk_warnings(
+    env: LocalIngestServer, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The README's zero-code variables. A plain TracerProvider() would read OTEL_TRACES_SAMPLER and log "Couldn't
+    # recognize sampler lumiqtrace." (the SDK knows only its built-in names).
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "lumiqtrace")
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", "lumiqtrace")
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER_ARG", "0.25")
+    monkeypatch.setenv("OTEL_METRICS_EXPORTER", "none")
+    monkeypatch.setenv("OTEL_LOGS_EXPORTER", "none")
+    with caplog.at_level("DEBUG"):
+        code, text = _check()
+    assert code == EXIT_OK, text
+    assert "LUMIQTRACE_SAMPLE_RATE 0.25" in text  # the factory applied OTEL_TRACES_SAMPLER_ARG
+    assert not [r for r in caplog.records if r.levelno >= 30 and "sampler" in r.getMessage().lower()]
+
+
+def test_a_bad_sampler_argument_is_a_rejected_setting(env: LocalIngestServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", "lumiqtrace")
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER_ARG", "most")
+    code, text = _check()
+    assert code == EXIT_SETUP, text
+    assert "PROBLEM: Invalid OTEL_TRACES_SAMPLER_ARG='most'" in text
+    assert len(env.events()) == 1
+
+
+def test_a_disabled_sdk_is_reported_and_the_test_event_still_goes_out(
+    env: LocalIngestServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OTEL_SDK_DISABLED", "true")
+    code, text = _check()
+    assert code == EXIT_SETUP, text
+    assert "OTEL_SDK_DISABLED=true" in text and "OK: LumiqTrace accepted" in text
+    assert len(env.events()) == 1
+
+
+# Run first in the child: makes ``opentelemetry.instrumentation`` unimportable, as in a plain
+# ``pip install opentelemetry-exporter-lumiqtrace`` (the test extra installs it, so the suite would never see this).
+_WITHOUT_INSTRUMENTATION = """
+import sys
+
+class _Absent:
+    def find_spec(self, name, path=None, target=None):
+        if name == "opentelemetry.instrumentation" or name.startswith("opentelemetry.instrumentation."):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+
+sys.meta_path.insert(0, _Absent())
+from opentelemetry_exporter_lumiqtrace.__main__ import main
+sys.exit(main(["check"]))
+"""
+
+
+@pytest.mark.parametrize("zero_code", [False, True])
+def test_check_works_without_opentelemetry_instrumentation(server: LocalIngestServer, zero_code: bool) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "LUMIQTRACE_"))}
+    env.update({"LUMIQTRACE_API_KEY": server.api_key, "LUMIQTRACE_BASE_URL": server.base_url})
+    if zero_code:
+        env.update({"OTEL_TRACES_EXPORTER": "lumiqtrace", "OTEL_TRACES_SAMPLER": "lumiqtrace"})
+    done = subprocess.run(
+        [sys.executable, "-c", _WITHOUT_INSTRUMENTATION],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.stderr == ""  # no traceback, no SDK warning
+    assert "opentelemetry-instrument not installed (only needed for zero-code" in done.stdout
+    assert "OK: LumiqTrace accepted the test event" in done.stdout
+    assert len(server.events()) == 1
+    if zero_code:
+        # Asking for zero-code without the package that provides it is a setup that cannot work.
+        assert done.returncode == EXIT_SETUP, done.stdout
+        assert "PROBLEM: OTEL_TRACES_EXPORTER=lumiqtrace is set but opentelemetry-instrumentation" in done.stdout
+    else:
+        assert done.returncode == EXIT_OK, done.stdout
+        assert "PROBLEM" not in done.stdout
+
+
+def test_command_line_exits_2_on_a_rejected_sample_rate(server: LocalIngestServer) -> None:
+    # A fresh process: the shared sampling state reads LUMIQTRACE_SAMPLE_RATE once, when the exporter first needs it.
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "LUMIQTRACE_"))}
+    env.update(
+        {"LUMIQTRACE_API_KEY": server.api_key, "LUMIQTRACE_BASE_URL": server.base_url, "LUMIQTRACE_SAMPLE_RATE": "2"}
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "opentelemetry_exporter_lumiqtrace", "check"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == EXIT_SETUP, done.stdout + done.stderr
+    assert "PROBLEM: Invalid LUMIQTRACE_SAMPLE_RATE='2'" in done.stdout and done.stderr == ""
+    assert len(server.events()) == 1

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -29,3 +30,11 @@ def test_config_file_builds_the_exporter_with_keywords_and_the_sampler(server: L
     assert {e["tags"]["service.name"] for e in events.values()} == {"declared-svc"}
     assert events["chat gpt-4o-mini"]["model"] == "gpt-4o-mini"
     assert "Traceback" not in app.output, app.output
+
+
+def test_the_readme_installs_and_names_the_configuration_version_the_suite_pins() -> None:
+    pyproject = (EXAMPLES.parent / "pyproject.toml").read_text()
+    (pinned,) = re.findall(r'"opentelemetry-configuration==([^"]+)"', pyproject)
+    readme = (HERE / "README.md").read_text()
+    assert f"opentelemetry-configuration=={pinned}" in readme
+    assert f"`opentelemetry-configuration` {pinned} does with it" in readme

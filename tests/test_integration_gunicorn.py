@@ -38,8 +38,7 @@ def test_gunicorn_workers_each_send_their_requests_once(server: LocalIngestServe
     argv += ["--preload", "app:app"] if preload else ["app:app"]
     env = example_env(server, LLM_BASE_URL=f"http://127.0.0.1:{llm.server_port}")
     try:
-        with running(argv, ready=r"Booting worker", env=env) as app:
-            session = requests.Session()
+        with running(argv, ready=r"Booting worker", env=env) as app, requests.Session() as session:
             for _ in range(100):
                 ready = sum("tracing to LumiqTrace set up" in line for line in app.lines)
                 try:
@@ -60,6 +59,7 @@ def test_gunicorn_workers_each_send_their_requests_once(server: LocalIngestServe
             assert server.wait_for_events(3 * REQUESTS, timeout=10), len(server.events())
     finally:
         llm.shutdown()
+        llm.server_close()
     assert sum("tracing to LumiqTrace set up" in line for line in app.lines) == WORKERS, app.output
     assert "Traceback" not in app.output, app.output
     chats = {

@@ -101,6 +101,8 @@ def running(
                 process.kill()
                 process.wait()
         reader.join(timeout=5)
+        if process.stdout is not None:
+            process.stdout.close()
 
 
 def tree(events: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:

@@ -683,7 +683,7 @@ def test_test_endpoints_and_404(server: LocalIngestServer) -> None:
     assert stats["accepted"] == 1
     assert stats["duplicates"] == 1
     assert stats["by_status"] == {"202": 2, "401": 1}
-    for method, path in [("GET", "/v1/ingest"), ("GET", "/nope"), ("POST", "/v1/otel"), ("DELETE", "/_test/events")]:
+    for method, path in [("GET", "/v1/ingest"), ("GET", "/nope"), ("GET", "/v1/otel"), ("DELETE", "/_test/events")]:
         response = requests.request(method, server.base_url + path, timeout=5)
         assert response.status_code == 404
         assert response.json() == {"error": "Not found"}

@@ -43,7 +43,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 def start(port: int = 0) -> ThreadingHTTPServer:
-    """Serve in a daemon thread; ``server.server_port`` is the port. Stop with ``server.shutdown()``."""
+    """Serve in a daemon thread; ``server.server_port`` is the port. Stop: ``shutdown()``, ``server_close()``."""
     server = ThreadingHTTPServer(("127.0.0.1", port), _Handler)
     threading.Thread(target=server.serve_forever, name="fake-llm", daemon=True).start()
     return server

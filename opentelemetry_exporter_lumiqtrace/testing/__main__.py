@@ -4,8 +4,8 @@
     python -m opentelemetry_exporter_lumiqtrace.testing [--host 127.0.0.1] [--port 4319] [--api-key KEY]
         [--success-status 202]
 
-It prints one line with the base URL and the API key, then one line per request, and stops on
-Ctrl-C or SIGTERM.
+It prints one line with the base URL, the API key the server expects (the exporter sends nothing without one) and
+the OTLP/HTTP traces URL, then one line per request, and stops on Ctrl-C or SIGTERM.
 """
 
 from __future__ import annotations
@@ -31,7 +31,8 @@ DEFAULT_CLI_PORT = 4319
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m opentelemetry_exporter_lumiqtrace.testing",
-        description="Run a local LumiqTrace-compatible ingest server (for tests and the quick start).",
+        description="Run a local LumiqTrace-compatible ingest server (for tests and the quick start): POST /v1/ingest, "
+        "GET /v1/sdk/config, OTLP/HTTP traces on POST /v1/otel, and GET /_test/events to read what it accepted.",
     )
     parser.add_argument("--host", default=DEFAULT_HOST, help="address to bind (default: %(default)s)")
     parser.add_argument(
@@ -73,7 +74,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
         return 1
     print(
-        f"LumiqTrace local ingest server: LUMIQTRACE_BASE_URL={server.base_url} LUMIQTRACE_API_KEY={server.api_key}",
+        f"LumiqTrace local ingest server: LUMIQTRACE_BASE_URL={server.base_url} LUMIQTRACE_API_KEY={server.api_key} "
+        f"(OTLP/HTTP traces: {server.otel_url})",
         flush=True,
     )
     # Attached after the banner so that the banner is always the first line (scripts read it).
@@ -91,7 +93,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         server.stop()
     stats = server.stats()
-    print(f"stopped: {stats['requests']} ingest requests, {stats['accepted']} events accepted", flush=True)
+    print(
+        f"stopped: {stats['requests']} ingest requests, {stats['accepted']} events accepted, "
+        f"{stats['otel_requests']} OTLP requests",
+        flush=True,
+    )
     return 0
 
 
