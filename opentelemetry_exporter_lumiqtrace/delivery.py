@@ -173,58 +173,6 @@ class DeliveryStats:
             }
 
 
-class RetryBuffer:
-    """Encoded events waiting for another attempt, oldest first, bounded by count and bytes.
-
-    When full, the OLDEST events go (counted as ``buffer_full``): recent data is worth more for live dashboards,
-    and the oldest have had the most chances.
-    """
-
-    def __init__(self, *, max_events: int, max_bytes: int) -> None:
-        self.max_events = max_events
-        self.max_bytes = max_bytes
-        self._lines: deque[bytes] = deque()
-        self._bytes = 0
-        self._lock = threading.Lock()
-
-    def __len__(self) -> int:
-        return len(self._lines)
-
-    @property
-    def size_bytes(self) -> int:
-        return self._bytes
-
-    def add(self, lines: Sequence[bytes], *, front: bool = False) -> list[bytes]:
-        """Add lines (``front=True`` for lines older than everything buffered); returns the lines evicted."""
-        evicted: list[bytes] = []
-        with self._lock:
-            if front:
-                self._lines.extendleft(reversed(lines))
-            else:
-                self._lines.extend(lines)
-            self._bytes += sum(len(line) for line in lines)
-            while self._lines and (len(self._lines) > self.max_events or self._bytes > self.max_bytes):
-                line = self._lines.popleft()
-                self._bytes -= len(line)
-                evicted.append(line)
-        return evicted
-
-    def drain(self, max_events: int | None = None) -> list[bytes]:
-        """Take the oldest ``max_events`` lines (all by default) out of the buffer."""
-        with self._lock:
-            if max_events is None or max_events >= len(self._lines):
-                lines = list(self._lines)
-                self._lines.clear()
-                self._bytes = 0
-            else:
-                lines = [self._lines.popleft() for _ in range(max_events)]
-                self._bytes -= sum(len(line) for line in lines)
-        return lines
-
-    def clear(self) -> int:
-        return len(self.drain())
-
-
 def _seconds_to_next_utc_month(wall_now: float) -> float:
     now = datetime.datetime.fromtimestamp(wall_now, tz=datetime.timezone.utc)
     year, month = (now.year + 1, 1) if now.month == 12 else (now.year, now.month + 1)

@@ -16,7 +16,8 @@ import pytest
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExportResult
 
-from opentelemetry_exporter_lumiqtrace.delivery import RetryBuffer, RetryPolicy
+from opentelemetry_exporter_lumiqtrace.backlog import RetryBuffer
+from opentelemetry_exporter_lumiqtrace.delivery import RetryPolicy
 from opentelemetry_exporter_lumiqtrace.encoding import dumps_event
 from opentelemetry_exporter_lumiqtrace.testing import LocalIngestServer, Reply
 from opentelemetry_exporter_lumiqtrace.transport import parse_retry_after
@@ -354,7 +355,7 @@ def test_encoding_error_drops_only_that_event() -> None:
 def test_a_large_backlog_is_sent_in_bounded_pieces_oldest_first(
     server: LocalIngestServer, exporter_factory: Any
 ) -> None:
-    from opentelemetry_exporter_lumiqtrace.exporter import MAX_PENDING_PER_CALL
+    from opentelemetry_exporter_lumiqtrace.backlog import MAX_PENDING_PER_CALL
 
     exporter = exporter_factory(timeout=0.2, buffer_max_events=20_000)
     server.set_outage(True)
