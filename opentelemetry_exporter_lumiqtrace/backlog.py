@@ -89,7 +89,11 @@ class RetryBuffer:
 
 
 class Backlog:
-    """Sends encoded events after the buffered ones, and keeps, spools or counts what could not go."""
+    """Sends encoded events after the buffered ones, and keeps, spools or counts what could not go.
+
+    After ``close()`` (shutdown) nothing waits in memory any more: what an export still in flight brings back is
+    spooled or counted as dropped (``shutdown``) at once, never left in a buffer nobody will send.
+    """
 
     def __init__(
         self,
@@ -113,6 +117,8 @@ class Backlog:
         self._clock = clock
         self._linger_s = linger_s
         self._timeout_s = timeout_s
+        # Orders "closed" against buffer moves, so no event enters the buffer after close() emptied it.
+        self._seal_lock = threading.Lock()
         self._closed = False
         self._timer_lock = threading.Lock()
         self._linger_timer: threading.Timer | None = None
@@ -151,16 +157,40 @@ class Backlog:
         """
         if len(self.buffer) and len(self.buffer) + len(lines) > MAX_PENDING_PER_CALL:
             self._keep(lines)
-            return self.buffer.drain(MAX_PENDING_PER_CALL)
-        return self.buffer.drain() + lines
+            return self._take_buffered(MAX_PENDING_PER_CALL)
+        return self._take_buffered(None) + lines
+
+    def _take_buffered(self, max_events: int | None) -> list[bytes]:
+        lines = self.buffer.drain(max_events)
+        self._stats.add_buffered(-len(lines))
+        return lines
 
     def _keep(self, lines: list[bytes], *, front: bool = False) -> None:
-        """Buffer lines for a later attempt; what the bound evicts goes to the spool, else is dropped and counted."""
-        evicted = self.buffer.add(lines, front=front)
+        """Buffer lines for a later attempt; what the bound evicts goes to the spool, else is dropped and counted.
+
+        After close() nothing is buffered: the lines go to the spool or are counted as dropped (``shutdown``).
+        """
+        with self._seal_lock:
+            closed = self._closed
+            if closed:
+                evicted = lines
+            else:
+                evicted = self.buffer.add(lines, front=front)
+                self._stats.add_buffered(len(lines) - len(evicted))
         if not evicted:
             return
         if self.spool is not None and self.spool.write(evicted):
             self._stats.add_spooled(len(evicted))
+            if closed:
+                _logger.info(
+                    "LumiqTrace exporter shut down with %d events undelivered; spooled to %s for the next start.",
+                    len(evicted),
+                    self.spool.directory,
+                )
+            return
+        if closed:
+            self._stats.add_dropped(DROP_SHUTDOWN, len(evicted))
+            _logger.warning("LumiqTrace exporter shut down with %d events undelivered.", len(evicted))
             return
         self._stats.add_dropped(DROP_BUFFER_FULL, len(evicted))
         self._throttled.log(
@@ -184,18 +214,27 @@ class Backlog:
         batch = spool.claim(SPOOL_DRAIN_BATCH)
         if batch is None:
             return
+        self._stats.add_unspooled(len(batch.lines))
         result = self.deliverer.deliver(batch.lines, deadline)
-        if result.kept:
-            spool.release(batch)  # resending the delivered part later is safe: event ids deduplicate
-        else:
+        if not result.kept:
             spool.ack(batch)
-            self._stats.add_unspooled(result.delivered)
+            return
+        if len(result.kept) == len(batch.lines):
+            spool.release(batch)  # nothing went: the batch keeps its place at the head of the spool
+            self._stats.add_respooled(len(batch.lines))
+            return
+        # Part went out: only the rest goes back (as a new file), so delivered events are never sent again.
+        spool.ack(batch)
+        if spool.write(result.kept):
+            self._stats.add_respooled(len(result.kept))
+        else:
+            self._keep(result.kept, front=True)
 
     def flush(self, deadline: float) -> bool:
         """Send everything buffered now, within ``deadline``. True when nothing is left waiting."""
         while len(self.buffer) and self._clock() < deadline:
             before = len(self.buffer)
-            self._deliver(self.buffer.drain(MAX_PENDING_PER_CALL), deadline)
+            self._deliver(self._take_buffered(MAX_PENDING_PER_CALL), deadline)
             if len(self.buffer) >= before:  # retryable failure: the rest waits for the next call
                 break
         if len(self.buffer) == 0:
@@ -204,26 +243,20 @@ class Backlog:
 
     def close(self, deadline: float) -> None:
         """Shutdown: one attempt for what is buffered, within ``deadline``; the rest is spooled or counted."""
-        self._closed = True
+        with self._seal_lock:
+            self._closed = True
+            lines = self.buffer.drain()
+            self._stats.add_buffered(-len(lines))
         timer = self._linger_timer
         if timer is not None:
             timer.cancel()
-        kept = self.deliverer.deliver(self.buffer.drain(), deadline).kept
-        if kept and self.spool is not None and self.spool.write(kept):
-            self._stats.add_spooled(len(kept))
-            _logger.info(
-                "LumiqTrace exporter shut down with %d events undelivered; spooled to %s for the next start.",
-                len(kept),
-                self.spool.directory,
-            )
-        elif kept:
-            self._stats.add_dropped(DROP_SHUTDOWN, len(kept))
-            _logger.warning("LumiqTrace exporter shut down with %d events undelivered.", len(kept))
+        if lines:
+            self._keep(self.deliverer.deliver(lines, deadline).kept)
 
     def _start_linger_timer(self) -> None:
         """Bound the linger: if no export comes to pick the tail up, a timer sends it."""
         with self._timer_lock:
-            if self._linger_timer is not None and self._linger_timer.is_alive():
+            if self._closed or (self._linger_timer is not None and self._linger_timer.is_alive()):
                 return
             timer = threading.Timer(self._linger_s, self._flush_held_tail)
             timer.daemon = True
@@ -234,6 +267,6 @@ class Backlog:
     def _flush_held_tail(self) -> None:
         try:
             if not self._closed and len(self.buffer):
-                self._deliver(self.buffer.drain(), self._clock() + self._timeout_s)
+                self._deliver(self._take_buffered(None), self._clock() + self._timeout_s)
         except Exception:
             _logger.exception("Unexpected error while sending held events.")

@@ -173,6 +173,11 @@ class LumiqTraceSpanExporter(SpanExporter):
     def _build_runtime(self) -> None:
         """Everything that must be new in a forked child: locks, sessions, buffer, counters, waits."""
         self._stop_event = threading.Event()
+        # How deep this thread is inside the exporter: a signal handler that interrupted it there must not wait for
+        # locks or calls the interrupted frames hold (they cannot move until the handler returns).
+        self._calls = threading.local()
+        self._exports_cond = threading.Condition(threading.Lock())
+        self._exports_in_flight = 0
         self._stats = DeliveryStats()
         self._throttled = ThrottledLog(clock=self._clock)
         self._state = DeliveryState(clock=self._clock, wall_clock=self._wall_clock)
@@ -241,13 +246,23 @@ class LumiqTraceSpanExporter(SpanExporter):
     # -- SpanExporter -------------------------------------------------------------------------------------------
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        depth = self._enter()
         try:
             return self._export(spans)
         except Exception:  # never raise into the batch processor (its traceback would hide the cause)
             _logger.exception("Unexpected error in the LumiqTrace exporter; %d spans dropped.", len(spans))
             return SpanExportResult.FAILURE
+        finally:
+            self._calls.depth = depth
+
+    def _enter(self) -> int:
+        """Mark this thread as inside the exporter; returns the depth to restore on the way out."""
+        depth: int = getattr(self._calls, "depth", 0)
+        self._calls.depth = depth + 1
+        return depth
 
     def _export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        self._stats.add_handed(len(spans))
         if self._shutdown:
             self._stats.add_dropped(DROP_AFTER_SHUTDOWN, len(spans))
             self._throttled.log(logging.WARNING, "after_shutdown", "Export called after shutdown; spans dropped.")
@@ -261,15 +276,23 @@ class LumiqTraceSpanExporter(SpanExporter):
             # A remote disable_tracing rule is a circuit breaker: nothing is sent or kept while it holds.
             self._stats.add_dropped(DROP_DISABLED, len(spans))
             return SpanExportResult.SUCCESS
-        with self._metrics.operation(len(spans)) as result:
-            lines, lost = self._encode(spans)
-            # Under sustained load an undersized last request is carried into the next export for up to `linger`
-            # seconds, so the per-key rate limit buys the most events. A full processor batch is the sign of
-            # sustained load: the batch processor exports full batches only while more spans are queued, and its
-            # last (smaller) batch of a force_flush is never held, so a flush still sends everything.
-            hold_tail = self._linger > 0 and len(spans) >= LINGER_MIN_BATCH
-            outcome = backlog.send(lines, deadline, hold_tail=hold_tail)
-            result.failed = lost + outcome
+        with self._exports_cond:
+            self._exports_in_flight += 1
+        try:
+            with self._metrics.operation(len(spans)) as result:
+                lines, lost = self._encode(spans)
+                # Under sustained load an undersized last request is carried into the next export for up to
+                # `linger` seconds, so the per-key rate limit buys the most events. A full processor batch is the
+                # sign of sustained load: the batch processor exports full batches only while more spans are
+                # queued, and its last (smaller) batch of a force_flush is never held, so a flush still sends
+                # everything.
+                hold_tail = self._linger > 0 and len(spans) >= LINGER_MIN_BATCH
+                outcome = backlog.send(lines, deadline, hold_tail=hold_tail)
+                result.failed = lost + outcome
+        finally:
+            with self._exports_cond:
+                self._exports_in_flight -= 1
+                self._exports_cond.notify_all()
         return SpanExportResult.SUCCESS if lost == 0 and outcome == 0 else SpanExportResult.FAILURE
 
     def _encode(self, spans: Sequence[ReadableSpan]) -> tuple[list[bytes], int]:
@@ -321,43 +344,71 @@ class LumiqTraceSpanExporter(SpanExporter):
         return lines, mapping_errors + len(errors)
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
-        """Send everything buffered now, within ``timeout_millis``. True when nothing is left waiting."""
+        """Send everything buffered now, within ``timeout_millis``. True when nothing is left waiting.
+
+        Called from a signal handler that interrupted this thread inside the exporter, it returns False at once:
+        the interrupted call holds the state a flush would wait for.
+        """
+        depth = self._enter()
         try:
-            if self._backlog is None or self._shutdown:
-                return not self._shutdown
+            if depth or self._backlog is None or self._shutdown:
+                return not depth and not self._shutdown
             return self._backlog.flush(self._clock() + max(0, timeout_millis) / 1000.0)
         except Exception:
             _logger.exception("Unexpected error while flushing the LumiqTrace exporter.")
             return False
+        finally:
+            self._calls.depth = depth
 
     def shutdown(self, timeout_millis: int = 30000) -> None:
-        """Flush what is buffered within ``timeout_millis`` (one attempt each, no waits), then stop for good."""
+        """Stop for good within ``timeout_millis``: wait for exports in flight, make one attempt (no waits) for what
+        is buffered, and spool or count the rest, also what an export still in flight brings back later."""
         if self._shutdown:
             _logger.warning("LumiqTrace exporter shutdown called more than once; ignoring.")
             return
         self._shutdown = True
         # Cut every back-off and Retry-After wait short, in this thread and in concurrent export calls.
         self._stop_event.set()
+        depth = self._enter()
         try:
+            end = time.monotonic() + max(0.0, min(timeout_millis / 1000.0, self._timeout))
             if self._backlog is not None:
-                self._backlog.close(self._clock() + max(0, min(timeout_millis / 1000.0, self._timeout)))
+                if not depth:  # an export this thread is inside of cannot finish before we return
+                    self._wait_for_exports(end)
+                self._backlog.close(self._clock() + max(0.0, end - time.monotonic()))
                 self._backlog.deliverer.transport.close()
             if self._poller is not None:
                 self._poller.close()
         except Exception:
             _logger.exception("Unexpected error while shutting down the LumiqTrace exporter.")
+        finally:
+            self._calls.depth = depth
+
+    def _wait_for_exports(self, end: float) -> None:
+        """Wait (until ``end``, monotonic) for export calls in flight: their events are then buffered, and close()
+        sends or spools them with the rest."""
+        if not self._exports_cond.acquire(timeout=max(0.0, end - time.monotonic())):
+            return
+        try:
+            self._exports_cond.wait_for(lambda: self._exports_in_flight == 0, max(0.0, end - time.monotonic()))
+        finally:
+            self._exports_cond.release()
 
     # -- accounting and control ----------------------------------------------------------------------------------
 
     def stats(self) -> dict[str, Any]:
         """What happened to every span handed to this exporter.
 
-        ``delivered``: events accepted by LumiqTrace. ``dropped``: events given up, by reason (``bad_request``,
-        ``unauthorized``, ``forbidden``, ``quota``, ``buffer_full``, ``shutdown``, ``mapping_error``, ...).
-        ``filtered``: spans left out on purpose (sampling rate, ``ai_only``). ``buffered``: events waiting for a
-        retry in memory. ``spooled``: events written to the disk spool; ``unspooled``: spooled events delivered;
-        ``spool_pending``: events waiting in the spool directory. ``requests`` and ``retries``: HTTP requests
-        made. ``sample_rate``: the current shared rate.
+        ``handed``: spans given to ``export()``. ``delivered``: events accepted by LumiqTrace. ``dropped``: events
+        given up, by reason (``bad_request``, ``rejected``, ``unauthorized``, ``forbidden``, ``quota``,
+        ``buffer_full``, ``shutdown``, ``mapping_error``, ...). ``filtered``: spans left out on purpose (sampling
+        rate, ``ai_only``). ``buffered``: events waiting for a retry in memory. ``in_flight``: events an export,
+        flush or shutdown call holds right now. ``spooled``: events written to the disk spool; ``unspooled``:
+        spooled events that left it again (delivered or dropped); ``spool_pending``: events waiting in the spool
+        directory. ``requests`` and ``retries``: HTTP requests made. ``sample_rate``: the current shared rate.
+
+        At any moment no call is running: ``handed + unspooled == delivered + dropped_total + filtered + buffered
+        + in_flight + spooled`` (with a spool of its own, ``spool_pending == spooled - unspooled``).
         """
         snapshot = self._stats.snapshot()
         snapshot["buffered"] = len(self._buffer)
