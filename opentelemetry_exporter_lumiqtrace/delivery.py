@@ -258,6 +258,14 @@ class DeliveryStats:
             self.unspooled -= count
             self.in_flight -= count
 
+    def add_spool_dropped(self, reason: str, count: int) -> None:
+        """Events lost from the disk spool itself (size cap, corrupt or expired files): they leave it, dropped."""
+        if count <= 0:
+            return
+        with self._lock:
+            self.unspooled += count
+            self.dropped[reason] = self.dropped.get(reason, 0) + count
+
     def add_buffered(self, count: int) -> None:
         """In-flight events put into the retry buffer (negative: taken out of it)."""
         with self._lock:
