@@ -10,18 +10,34 @@ Rules (design.md, "Delivery rules"):
 =====================================  ======================================================================
 answer                                 what happens
 =====================================  ======================================================================
-2xx                                    delivered; ``cv`` handed to the remote-config callback
-429 "Monthly quota exceeded"           slice dropped (``quota``), sampling rate ratcheted once per episode,
-                                       sending paused until a probe interval passes or a UTC month starts
-429 (any other)                        all sending held for ``Retry-After`` (seconds or HTTP-date, clamped),
-                                       then the same slice again
-500/502/503/504, connection, timeout   jittered exponential back-off (``backoff``), within the deadline
+2xx                                    delivered; ``cv`` handed to the remote-config callback; entries of a
+                                       ``rejected`` list in the body are dropped (``rejected``) with the
+                                       server's message, scrubbed of secrets
+429 "Monthly quota exceeded"           (the ``error`` field equal to it, case and spaces aside) slice dropped
+                                       (``quota``), sampling rate ratcheted once per episode, sending paused
+                                       until a probe interval passes or a UTC month starts
+429 (any other)                        all sending held for ``Retry-After`` (seconds or HTTP-date), at least
+                                       1 s (also for 0, negative, NaN or a past date), at most 120 s; then
+                                       the same slice again
+500/502/503/504, connection, timeout   back-off from 1 s, doubling, up to 50 % more at random, within the
+                                       deadline
+3xx                                    not followed (the key would go along to wherever it points): the
+                                       slice is kept for a later attempt, one warning names the Location
+                                       host, since a redirect almost always means a wrong base URL
 400, 413                               slice split in halves until the bad event is alone; it is dropped
                                        (``bad_request`` / ``too_large``) with the server's message
 401 / 403                              slice dropped (``unauthorized`` / ``forbidden``), circuit open: nothing
                                        is sent until a probe interval passes
 anything else                          slice dropped (``unexpected_status``)
 =====================================  ======================================================================
+
+Every request first takes a slot from the ``RequestPacer`` (at most 1,000 requests in any 60 s, LumiqTrace's
+per-key limit); waiting for a slot counts against the deadline like any other wait.
+
+The slices of one call go out over up to ``max_concurrent_requests`` connections at once, but only while the last
+answer was a 2xx: the calling thread owns the retry loop (back-off, holds, splitting); helper threads send one
+attempt per slice and hand anything but a final answer back to it. So a failing server sees one retry loop per
+export call, as before, and a healthy distant one sees several requests in flight.
 """
 
 from __future__ import annotations
@@ -30,8 +46,10 @@ import calendar
 import datetime
 import enum
 import logging
+import math
 import threading
 import time
+import urllib.parse
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -39,12 +57,16 @@ from typing import Any
 
 import backoff
 
+from opentelemetry_exporter_lumiqtrace._redaction import scrub_secrets
 from opentelemetry_exporter_lumiqtrace.encoding import build_body, encode_slices
 from opentelemetry_exporter_lumiqtrace.transport import Answer, IngestTransport, parse_retry_after
 
 _logger = logging.getLogger(__name__)
 
 QUOTA_MESSAGE = "monthly quota exceeded"
+REDIRECT_STATUSES = range(300, 400)
+# Longest server message kept in ``last_error`` and logged.
+_MAX_MESSAGE_CHARS = 500
 TRANSIENT_STATUSES = frozenset({500, 502, 503, 504})
 
 # Drop reasons (the keys of ``DeliveryStats.dropped``).
@@ -61,16 +83,20 @@ DROP_ENCODING = "encoding_error"
 DROP_NO_API_KEY = "no_api_key"
 DROP_DISABLED = "disabled"
 DROP_AFTER_SHUTDOWN = "after_shutdown"
+DROP_REJECTED = "rejected"
 
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """Numbers of the retry loop. Every wait also ends at the export deadline and on shutdown."""
+    """Numbers of the delivery loop. Every wait also ends at the export deadline and on shutdown."""
 
-    initial_backoff_s: float = 0.5
+    # LumiqTrace's guidance for 5xx: back off starting at 1 second.
+    initial_backoff_s: float = 1.0
     max_backoff_s: float = 8.0
     # A 429 without a usable Retry-After still gets a pause: retrying at once only burns the per-key limit.
     default_retry_after_s: float = 5.0
+    # The floor of every rate-limit hold: Retry-After 0, negative, NaN or in the past must not mean "hammer now".
+    min_retry_after_s: float = 1.0
     max_retry_after_s: float = 120.0
     max_request_timeout_s: float = 10.0
     max_events_per_request: int = 100
@@ -79,20 +105,80 @@ class RetryPolicy:
     quota_probe_interval_s: float = 3600.0
     quota_rate_factor: float = 0.5
     quota_rate_floor: float = 1.0 / 1024
+    # LumiqTrace's documented per-key limit: 1,000 requests a minute. Paced client-side, per exporter.
+    max_requests_per_window: int = 1000
+    pacing_window_s: float = 60.0
+    # Requests of one export call in flight at once (the calling thread plus helpers); 1 sends them in turn.
+    max_concurrent_requests: int = 4
 
     def backoff_delays(self) -> Iterable[float]:
-        """Exponential delays with jitter in [d/2, d]: never zero (a hammering retry), never above the cap."""
+        """Delays of 1, 2, 4, 8 s (from ``initial_backoff_s``, capped at ``max_backoff_s``), each up to 50 % longer
+        at random so that many processes do not retry in step; never shorter than the schedule."""
         gen = backoff.expo(base=2, factor=self.initial_backoff_s, max_value=self.max_backoff_s)
         next(gen)  # the backoff generators are primed with one next() before they yield delays
         for delay in gen:
-            yield delay / 2 + backoff.full_jitter(delay / 2)
+            yield delay + backoff.full_jitter(delay / 2)
+
+    def retry_after_hold(self, header: str | None, *, now: float) -> float:
+        """Seconds to hold all sending after a rate-limit 429 with this ``Retry-After`` header (``now``: wall clock)."""
+        seconds = parse_retry_after(header, now=now)
+        if seconds is None:
+            # NaN is a number saying nothing: the floor. Absent or garbage: the default pause.
+            seconds = self.min_retry_after_s if _is_nan(header) else self.default_retry_after_s
+        return min(max(seconds, self.min_retry_after_s), self.max_retry_after_s)
+
+
+def _is_nan(value: str | None) -> bool:
+    try:
+        return value is not None and math.isnan(float(value))
+    except ValueError:
+        return False
+
+
+def is_quota_message(message: str) -> bool:
+    """True when a 429's ``error`` is LumiqTrace's documented quota message (case and whitespace aside).
+
+    An exact match, not a substring: a rate-limit message that happens to mention the quota must not drop events
+    and ratchet the sampling rate down.
+    """
+    return " ".join(message.lower().split()) == QUOTA_MESSAGE
+
+
+class RequestPacer:
+    """At most ``limit`` request starts in any ``window_s`` seconds: a log of the last ``limit`` reserved slots.
+
+    ``reserve`` hands out the earliest start time that keeps the bound (now, or later) and records it; the caller
+    waits until then. Slots are handed out in order, so concurrent senders queue fairly.
+    """
+
+    def __init__(self, *, limit: int, window_s: float, clock: Callable[[], float]) -> None:
+        self._limit = max(1, limit)
+        self._window_s = window_s
+        self._clock = clock
+        self._slots: deque[float] = deque()
+        self._lock = threading.Lock()
+
+    def reserve(self, *, deadline: float) -> float | None:
+        """The time (``clock``) at which the next request may start, or None when that is past ``deadline``."""
+        now = self._clock()
+        with self._lock:
+            slot = now
+            if len(self._slots) >= self._limit:
+                slot = max(now, self._slots[0] + self._window_s)
+            if slot > deadline:
+                return None
+            self._slots.append(slot)
+            if len(self._slots) > self._limit:
+                self._slots.popleft()
+            return slot
 
 
 class Outcome(enum.Enum):
     DELIVERED = "delivered"
     DROPPED = "dropped"
     RETRY_LATER = "retry_later"
-    SPLIT = "split"  # neither delivered nor dropped yet: its halves were queued in front of the rest
+    SPLIT = "split"  # neither delivered nor dropped yet: its halves go in front of the rest
+    HAND_BACK = "hand_back"  # a helper thread's slice that needs the retry loop: the calling thread takes it over
 
 
 class ThrottledLog:
@@ -115,10 +201,20 @@ class ThrottledLog:
 
 
 class DeliveryStats:
-    """Counters of what happened to every event handed to the exporter. Read with ``snapshot()``."""
+    """Counters of what happened to every event handed to the exporter. Read with ``snapshot()``.
+
+    Every move of events between states goes through one method, so at any quiet moment
+    ``handed + unspooled == delivered + dropped + filtered + buffered + in_flight + spooled`` holds, where
+    ``buffered`` is read from the retry buffer. ``in_flight`` counts the events an export, flush or shutdown call
+    holds (taken from the application or the buffer, not settled yet); ``unspooled`` the events that left the disk
+    spool for good (delivered or dropped after a drain).
+    """
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        # Re-entrant: stats() may run in a signal handler that interrupted this thread while it held the lock.
+        self._lock = threading.RLock()
+        self.handed = 0
+        self.in_flight = 0
         self.delivered = 0
         self.requests = 0
         self.retries = 0
@@ -128,9 +224,15 @@ class DeliveryStats:
         self.dropped: dict[str, int] = {}
         self.last_error: dict[str, str] = {}
 
+    def add_handed(self, count: int) -> None:
+        with self._lock:
+            self.handed += count
+            self.in_flight += count
+
     def add_delivered(self, count: int) -> None:
         with self._lock:
             self.delivered += count
+            self.in_flight -= count
 
     def add_request(self, *, retry: bool) -> None:
         with self._lock:
@@ -139,28 +241,55 @@ class DeliveryStats:
                 self.retries += 1
 
     def add_spooled(self, count: int) -> None:
+        """In-flight events written to the disk spool."""
         with self._lock:
             self.spooled += count
+            self.in_flight -= count
 
     def add_unspooled(self, count: int) -> None:
+        """Events read back from the spool for a drain (in flight until delivered, dropped or returned)."""
         with self._lock:
             self.unspooled += count
+            self.in_flight += count
+
+    def add_respooled(self, count: int) -> None:
+        """Events of a drain that went back to the spool undelivered."""
+        with self._lock:
+            self.unspooled -= count
+            self.in_flight -= count
+
+    def add_spool_dropped(self, reason: str, count: int) -> None:
+        """Events lost from the disk spool itself (size cap, corrupt or expired files): they leave it, dropped."""
+        if count <= 0:
+            return
+        with self._lock:
+            self.unspooled += count
+            self.dropped[reason] = self.dropped.get(reason, 0) + count
+
+    def add_buffered(self, count: int) -> None:
+        """In-flight events put into the retry buffer (negative: taken out of it)."""
+        with self._lock:
+            self.in_flight -= count
 
     def add_filtered(self, count: int) -> None:
         with self._lock:
             self.filtered += count
+            self.in_flight -= count
 
     def add_dropped(self, reason: str, count: int, message: str | None = None) -> None:
         if count <= 0:
             return
         with self._lock:
             self.dropped[reason] = self.dropped.get(reason, 0) + count
+            self.in_flight -= count
             if message:
                 self.last_error[reason] = message
 
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
             return {
+                "handed": self.handed,
+                "in_flight": self.in_flight,
                 "delivered": self.delivered,
                 "dropped": dict(self.dropped),
                 "dropped_total": sum(self.dropped.values()),
@@ -171,58 +300,6 @@ class DeliveryStats:
                 "retries": self.retries,
                 "last_error": dict(self.last_error),
             }
-
-
-class RetryBuffer:
-    """Encoded events waiting for another attempt, oldest first, bounded by count and bytes.
-
-    When full, the OLDEST events go (counted as ``buffer_full``): recent data is worth more for live dashboards,
-    and the oldest have had the most chances.
-    """
-
-    def __init__(self, *, max_events: int, max_bytes: int) -> None:
-        self.max_events = max_events
-        self.max_bytes = max_bytes
-        self._lines: deque[bytes] = deque()
-        self._bytes = 0
-        self._lock = threading.Lock()
-
-    def __len__(self) -> int:
-        return len(self._lines)
-
-    @property
-    def size_bytes(self) -> int:
-        return self._bytes
-
-    def add(self, lines: Sequence[bytes], *, front: bool = False) -> list[bytes]:
-        """Add lines (``front=True`` for lines older than everything buffered); returns the lines evicted."""
-        evicted: list[bytes] = []
-        with self._lock:
-            if front:
-                self._lines.extendleft(reversed(lines))
-            else:
-                self._lines.extend(lines)
-            self._bytes += sum(len(line) for line in lines)
-            while self._lines and (len(self._lines) > self.max_events or self._bytes > self.max_bytes):
-                line = self._lines.popleft()
-                self._bytes -= len(line)
-                evicted.append(line)
-        return evicted
-
-    def drain(self, max_events: int | None = None) -> list[bytes]:
-        """Take the oldest ``max_events`` lines (all by default) out of the buffer."""
-        with self._lock:
-            if max_events is None or max_events >= len(self._lines):
-                lines = list(self._lines)
-                self._lines.clear()
-                self._bytes = 0
-            else:
-                lines = [self._lines.popleft() for _ in range(max_events)]
-                self._bytes -= sum(len(line) for line in lines)
-        return lines
-
-    def clear(self) -> int:
-        return len(self.drain())
 
 
 def _seconds_to_next_utc_month(wall_now: float) -> float:
@@ -246,6 +323,11 @@ class DeliveryState:
         self.quota_ratcheted = False  # one ratchet per quota episode
         self._probe_in_flight = False
         self._prober: int | None = None
+        # The last answer was a 2xx: only then do the slices of one call go out in parallel.
+        self.healthy = False
+
+    def wall_now(self) -> float:
+        return self._wall_clock()
 
     def hold(self, seconds: float) -> float:
         with self._lock:
@@ -311,6 +393,82 @@ class DeliveryResult:
     held: list[bytes] = field(default_factory=list)
 
 
+# How long past its deadline a call waits for its helper threads: each request is bounded by the deadline, so this
+# is only slack for the transport to return.
+_HELPER_GRACE_S = 1.0
+
+_Slice = tuple[tuple[int, ...], list[bytes]]  # (order key, lines): halves of a split sort where their parent did
+
+
+class _Run:
+    """The slices of one ``deliver`` call, shared by the calling thread and its helper threads."""
+
+    def __init__(self, slices: Sequence[list[bytes]]) -> None:
+        self.cond = threading.Condition(threading.Lock())
+        self.pending: deque[_Slice] = deque(((i,), chunk) for i, chunk in enumerate(slices))
+        self.kept: list[_Slice] = []
+        self.helpers = 0
+        self.stopped = False  # a retryable failure or a closed circuit: no slice is started any more
+        self.delivered = 0
+        self.dropped = 0
+
+    def take(self, *, wait_until: float | None, clock: Callable[[], float]) -> _Slice | None:
+        """The next slice; with ``wait_until``, wait (while helpers run) for one they might hand back."""
+        with self.cond:
+            while True:
+                if self.stopped:
+                    return None
+                if self.pending:
+                    return self.pending.popleft()
+                if wait_until is None or self.helpers == 0:
+                    return None
+                remaining = wait_until - clock()
+                if remaining <= 0:
+                    return None
+                self.cond.wait(remaining)
+
+    def put_front(self, *items: _Slice) -> None:
+        with self.cond:
+            self.pending.extendleft(reversed(items))
+            self.cond.notify_all()
+
+    def keep(self, item: _Slice) -> None:
+        with self.cond:
+            self.kept.append(item)
+            self.stopped = True
+            self.cond.notify_all()
+
+    def take_rest(self) -> list[_Slice]:
+        with self.cond:
+            self.stopped = True
+            rest = list(self.pending)
+            self.pending.clear()
+            self.cond.notify_all()
+            return rest
+
+    def settle(self, *, delivered: int = 0, dropped: int = 0) -> None:
+        with self.cond:
+            self.delivered += delivered
+            self.dropped += dropped
+
+    def helper_done(self) -> None:
+        with self.cond:
+            self.helpers -= 1
+            self.cond.notify_all()
+
+    def wait_helpers(self, timeout: float) -> None:
+        with self.cond:
+            self.cond.wait_for(lambda: self.helpers == 0, max(0.0, timeout))
+
+    def unsent(self) -> list[bytes]:
+        """Kept and never-started slices, in their original order."""
+        with self.cond:
+            items = sorted([*self.kept, *self.pending], key=lambda item: item[0])
+            self.kept = []
+            self.pending.clear()
+        return [line for _, chunk in items for line in chunk]
+
+
 class Deliverer:
     """Sends encoded events in slices, applying the delivery rules, within a deadline."""
 
@@ -338,6 +496,10 @@ class Deliverer:
         self._throttled = throttled
         self._on_quota_episode = on_quota_episode
         self._on_cv = on_cv
+        self._pacer = RequestPacer(limit=policy.max_requests_per_window, window_s=policy.pacing_window_s, clock=clock)
+        # Helper threads of all calls together: the connections in flight stay bounded however many threads export.
+        self._max_helpers = max(0, policy.max_concurrent_requests - 1)
+        self._helper_slots = threading.BoundedSemaphore(max(1, self._max_helpers))
 
     def slices(self, lines: Sequence[bytes]) -> list[list[bytes]]:
         return list(
@@ -350,38 +512,95 @@ class Deliverer:
         With ``hold_tail``, a last slice smaller than a full request is not sent but returned in ``result.held``.
         """
         result = DeliveryResult()
-        pending: deque[list[bytes]] = deque(self.slices(lines))
-        if hold_tail and len(pending) > 1 and len(pending[-1]) < self.policy.max_events_per_request:
-            result.held = pending.pop()
-        while pending:
-            chunk = pending.popleft()
-            blocked = self.state.blocked_reason()
-            if blocked is not None:
-                # Credentials or quota: what arrives meanwhile is dropped and counted, not buffered, so that a
-                # revoked key or a spent quota cannot grow memory or hammer the API.
-                count = len(chunk) + sum(len(c) for c in pending)
-                self.stats.add_dropped(blocked, count)
-                result.dropped += count
-                self._throttled.log(
-                    logging.WARNING,
-                    f"blocked:{blocked}",
-                    "LumiqTrace sending is paused (%s); dropped %d events.",
-                    blocked,
-                    count,
-                )
-                return result
-            try:
-                outcome = self._send_slice(chunk, pending, deadline)
-            finally:
-                self.state.probe_done()
-            if outcome is Outcome.DELIVERED:
-                result.delivered += len(chunk)
-            elif outcome is Outcome.DROPPED:
-                result.dropped += len(chunk)
-            elif outcome is Outcome.RETRY_LATER:
-                result.kept = [line for c in [chunk, *pending] for line in c]
-                return result
+        slices = self.slices(lines)
+        if hold_tail and len(slices) > 1 and len(slices[-1]) < self.policy.max_events_per_request:
+            result.held = slices.pop()
+        run = _Run(slices)
+        try:
+            while True:
+                self._start_helpers(run, deadline)
+                item = run.take(wait_until=deadline, clock=self._clock)
+                if item is None:
+                    break
+                self._attempt(run, item, deadline, helper=False)
+        finally:
+            run.wait_helpers(deadline - self._clock() + _HELPER_GRACE_S)
+        result.delivered, result.dropped = run.delivered, run.dropped
+        result.kept = run.unsent()
         return result
+
+    def _start_helpers(self, run: _Run, deadline: float) -> None:
+        """Open more connections for this call while answers are 2xx and slices wait (at most the bound)."""
+        if self._max_helpers == 0 or not self.state.healthy:
+            return
+        while True:
+            with run.cond:
+                wanted = not run.stopped and run.helpers < min(self._max_helpers, len(run.pending) - 1)
+                if not wanted or not self._helper_slots.acquire(blocking=False):
+                    return
+                run.helpers += 1
+            thread = threading.Thread(target=self._helper, args=(run, deadline), name="LumiqTraceSend", daemon=True)
+            try:
+                thread.start()
+            except RuntimeError:  # no more threads (interpreter shutting down): this call goes on alone
+                self._helper_slots.release()
+                run.helper_done()
+                return
+
+    def _helper(self, run: _Run, deadline: float) -> None:
+        try:
+            while self.state.healthy:
+                item = run.take(wait_until=None, clock=self._clock)
+                if item is None:
+                    break
+                try:
+                    outcome = self._attempt(run, item, deadline, helper=True)
+                except Exception:
+                    _logger.debug("helper send failed", exc_info=True)
+                    outcome = Outcome.HAND_BACK
+                if outcome is Outcome.HAND_BACK:
+                    run.put_front(item)
+                    break
+        finally:
+            self._helper_slots.release()
+            run.helper_done()
+
+    def _attempt(self, run: _Run, item: _Slice, deadline: float, *, helper: bool) -> Outcome:
+        """Send one slice (the calling thread retries; a helper hands anything but a final answer back)."""
+        key, chunk = item
+        blocked = self.state.blocked_reason()
+        if blocked is not None:
+            if helper:
+                return Outcome.HAND_BACK
+            # Credentials or quota: what arrives meanwhile is dropped and counted, not buffered, so that a revoked
+            # key or a spent quota cannot grow memory or hammer the API.
+            count = len(chunk) + sum(len(c) for _, c in run.take_rest())
+            self.stats.add_dropped(blocked, count)
+            run.settle(dropped=count)
+            self._throttled.log(
+                logging.WARNING,
+                f"blocked:{blocked}",
+                "LumiqTrace sending is paused (%s); dropped %d events.",
+                blocked,
+                count,
+            )
+            return Outcome.DROPPED
+        try:
+            outcome, rejected = self._send_slice(chunk, deadline, helper=helper)
+        finally:
+            self.state.probe_done()
+        if outcome is Outcome.DELIVERED:
+            run.settle(delivered=len(chunk) - rejected, dropped=rejected)
+        elif outcome is Outcome.DROPPED:
+            run.settle(dropped=len(chunk))
+        elif outcome is Outcome.SPLIT:
+            # Never resend the same bad request: halve it so the good events still go and the bad one ends alone.
+            # log2(100) rounds of splitting at most.
+            middle = len(chunk) // 2
+            run.put_front(((*key, 0), chunk[:middle]), ((*key, 1), chunk[middle:]))
+        elif outcome is Outcome.RETRY_LATER:
+            run.keep(item)
+        return outcome
 
     def _wait(self, seconds: float) -> bool:
         """Sleep up to ``seconds``; False when shutdown cut the wait short."""
@@ -389,7 +608,10 @@ class Deliverer:
             return not self._stop.is_set()
         return not self._stop.wait(seconds)
 
-    def _send_slice(self, chunk: list[bytes], pending: deque[list[bytes]], deadline: float) -> Outcome:
+    def _send_slice(self, chunk: list[bytes], deadline: float, *, helper: bool) -> tuple[Outcome, int]:
+        """Send one slice until a final answer or the deadline. Returns the outcome and how many events a 2xx
+        answer listed as rejected."""
+        give_up = Outcome.HAND_BACK if helper else Outcome.RETRY_LATER
         body = build_body(chunk, gzip_body=self._gzip)
         delays = iter(self.policy.backoff_delays())
         attempt = 0
@@ -397,14 +619,21 @@ class Deliverer:
             now = self._clock()
             hold = self.state.hold_until - now
             if hold > 0:
-                if now + hold > deadline or not self._wait(hold):
-                    return Outcome.RETRY_LATER
+                if helper or now + hold > deadline or not self._wait(hold):
+                    return give_up, 0
                 continue
             if self._stop.is_set() and attempt > 0:
-                return Outcome.RETRY_LATER
+                return give_up, 0
+            slot = self._pacer.reserve(deadline=deadline)
+            if slot is None:
+                return give_up, 0
+            pace = slot - self._clock()
+            if pace > 0 and not self._wait(pace):
+                return give_up, 0
+            now = self._clock()
             remaining = deadline - now
             if remaining <= 0:
-                return Outcome.RETRY_LATER
+                return give_up, 0
             self.stats.add_request(retry=attempt > 0)
             answer = self.transport.post(body, timeout=min(remaining, self.policy.max_request_timeout_s))
             attempt += 1
@@ -413,16 +642,14 @@ class Deliverer:
             )
             status = answer.status
             if status is not None and 200 <= status < 300:
-                self._delivered(chunk, answer)
-                return Outcome.DELIVERED
+                self.state.healthy = True
+                return Outcome.DELIVERED, self._delivered(chunk, answer)
             if status == 429:
-                if QUOTA_MESSAGE in answer.message.lower():
+                if is_quota_message(answer.message):
                     self._quota_exceeded(chunk, answer)
-                    return Outcome.DROPPED
-                retry_after = parse_retry_after(answer.headers.get("retry-after"))
-                if retry_after is None:
-                    retry_after = self.policy.default_retry_after_s
-                retry_after = min(retry_after, self.policy.max_retry_after_s)
+                    return Outcome.DROPPED, 0
+                self.state.healthy = False
+                retry_after = self.policy.retry_after_hold(answer.headers.get("retry-after"), now=self.state.wall_now())
                 self.state.hold(retry_after)
                 self._throttled.log(
                     logging.WARNING,
@@ -432,47 +659,71 @@ class Deliverer:
                 )
                 continue
             if status is None or status in TRANSIENT_STATUSES:
+                self.state.healthy = False
+                if helper:
+                    return give_up, 0
                 delay = next(delays)
                 if self._clock() + delay > deadline or not self._wait(delay):
                     self._throttled.log(
                         logging.WARNING,
                         "transient",
-                        "LumiqTrace could not be reached before the export deadline (%s); %d events kept for a "
-                        "later attempt.",
-                        answer.message,
-                        len(chunk) + sum(len(c) for c in pending),
+                        "LumiqTrace could not be reached before the export deadline (%s); events kept for a later "
+                        "attempt.",
+                        _server_text(answer.message),
                     )
-                    return Outcome.RETRY_LATER
+                    return give_up, 0
                 continue
+            if status in REDIRECT_STATUSES:
+                self.state.healthy = False
+                self._redirected(answer, len(chunk))
+                return give_up, 0
             if status in (400, 413):
                 if len(chunk) > 1:
-                    # Never resend the same bad request: halve it so the good events still go and the bad one
-                    # ends alone. log2(100) rounds of splitting at most.
-                    middle = len(chunk) // 2
-                    pending.appendleft(chunk[middle:])
-                    pending.appendleft(chunk[:middle])
-                    return Outcome.SPLIT
+                    return Outcome.SPLIT, 0
                 reason = DROP_BAD_REQUEST if status == 400 else DROP_TOO_LARGE
                 self._drop(reason, chunk, answer, level=logging.WARNING)
-                return Outcome.DROPPED
+                return Outcome.DROPPED, 0
             if status in (401, 403):
                 reason = DROP_UNAUTHORIZED if status == 401 else DROP_FORBIDDEN
                 self.state.open_auth_circuit(reason, self.policy.auth_probe_interval_s)
                 self._drop(reason, chunk, answer, level=logging.ERROR, hint=_AUTH_HINTS[status])
-                return Outcome.DROPPED
+                return Outcome.DROPPED, 0
             self._drop(DROP_UNEXPECTED, chunk, answer, level=logging.WARNING)
-            return Outcome.DROPPED
+            return Outcome.DROPPED, 0
 
-    def _delivered(self, chunk: list[bytes], answer: Answer) -> None:
-        self.stats.add_delivered(len(chunk))
-        self.state.close_circuits()
+    def _delivered(self, chunk: list[bytes], answer: Answer) -> int:
+        """Count a 2xx answer; returns how many of the slice's events it listed as ``rejected``."""
         body = answer.body or {}
+        rejected = _rejected_count(body.get("rejected"), len(chunk))
+        self.stats.add_delivered(len(chunk) - rejected)
+        if rejected:
+            message = _server_text(f"{rejected} of {len(chunk)} events rejected: {_rejected_reason(body['rejected'])}")
+            self.stats.add_dropped(DROP_REJECTED, rejected, message)
+            self._throttled.log(logging.WARNING, DROP_REJECTED, "LumiqTrace accepted a request but %s.", message)
+        self.state.close_circuits()
         cv = body.get("cv")
         if isinstance(cv, int) and not isinstance(cv, bool):
             try:
                 self._on_cv(cv)
             except Exception:  # a remote-config problem must never turn a delivery into a failure
                 _logger.debug("remote config callback failed", exc_info=True)
+        return rejected
+
+    def _redirected(self, answer: Answer, count: int) -> None:
+        location = answer.headers.get("location", "")
+        try:
+            host = urllib.parse.urlsplit(location).hostname or "(none)"
+        except ValueError:
+            host = "(unparsable)"
+        self._throttled.log(
+            logging.WARNING,
+            "redirect",
+            "LumiqTrace ingest answered HTTP %s redirecting to host %r; redirects are not followed (the API key would "
+            "go along). Check LUMIQTRACE_BASE_URL. %d events kept for a later attempt.",
+            answer.status,
+            _server_text(host),
+            count,
+        )
 
     def _quota_exceeded(self, chunk: list[bytes], answer: Answer) -> None:
         first = self.state.pause_for_quota(self.policy.quota_probe_interval_s)
@@ -491,7 +742,7 @@ class Deliverer:
                 _logger.debug("quota callback failed", exc_info=True)
 
     def _drop(self, reason: str, chunk: list[bytes], answer: Answer, *, level: int, hint: str | None = None) -> None:
-        message = answer.message
+        message = _server_text(answer.message)
         self.stats.add_dropped(reason, len(chunk), message)
         self._throttled.log(
             level,
@@ -503,6 +754,32 @@ class Deliverer:
             "; " if hint else "",
             hint or "",
         )
+
+
+def _server_text(text: str) -> str:
+    """Server-provided text as it may be logged and kept: secrets scrubbed, length bounded."""
+    return scrub_secrets(text[: _MAX_MESSAGE_CHARS * 2])[:_MAX_MESSAGE_CHARS]
+
+
+def _rejected_count(value: object, size: int) -> int:
+    """Events a 2xx answer says it rejected: the length of a ``rejected`` list, or a count; at most the slice."""
+    if isinstance(value, list):
+        count = len(value)
+    elif isinstance(value, int) and not isinstance(value, bool):
+        count = value
+    else:
+        return 0
+    return max(0, min(count, size))
+
+
+def _rejected_reason(value: object) -> str:
+    """The first rejected entry's message (``error``, ``message`` or ``reason``), or the entry itself."""
+    first = value[0] if isinstance(value, list) and value else value
+    if isinstance(first, dict):
+        for key in ("error", "message", "reason"):
+            if isinstance(first.get(key), str):
+                return str(first[key])
+    return first if isinstance(first, str) else repr(first)[:_MAX_MESSAGE_CHARS]
 
 
 _AUTH_HINTS = {

@@ -18,18 +18,16 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from opentelemetry_exporter_lumiqtrace import _config
 from opentelemetry_exporter_lumiqtrace._metrics import ExporterMetrics
+from opentelemetry_exporter_lumiqtrace.backlog import LINGER_MIN_BATCH, Backlog, RetryBuffer
 from opentelemetry_exporter_lumiqtrace.delivery import (
     DROP_AFTER_SHUTDOWN,
-    DROP_BUFFER_FULL,
     DROP_DISABLED,
     DROP_ENCODING,
     DROP_MAPPING,
     DROP_NO_API_KEY,
-    DROP_SHUTDOWN,
     Deliverer,
     DeliveryState,
     DeliveryStats,
-    RetryBuffer,
     RetryPolicy,
     ThrottledLog,
 )
@@ -44,13 +42,6 @@ from opentelemetry_exporter_lumiqtrace.version import __version__
 _logger = logging.getLogger(__name__)
 _PACKAGE_LOGGER = "opentelemetry_exporter_lumiqtrace"
 
-
-# The SDK BatchSpanProcessor's default max_export_batch_size (OTEL_BSP_MAX_EXPORT_BATCH_SIZE).
-LINGER_MIN_BATCH = 512
-# Buffered events taken per export call at most (50 requests).
-MAX_PENDING_PER_CALL = 5_000
-# Spooled events sent per export call at most: the drain rate limit.
-SPOOL_DRAIN_BATCH = 500
 _TRACE_ID_LOW_MASK = 2**64 - 1
 # How many trace ids are remembered as "partly sent": enough for the traces in flight in a busy process.
 _STARTED_TRACES_MAX = 65_536
@@ -183,16 +174,20 @@ class LumiqTraceSpanExporter(SpanExporter):
 
     def _build_runtime(self) -> None:
         """Everything that must be new in a forked child: locks, sessions, buffer, counters, waits."""
-        self._lock = threading.Lock()
         self._stop_event = threading.Event()
+        # How deep this thread is inside the exporter: a signal handler that interrupted it there must not wait for
+        # locks or calls the interrupted frames hold (they cannot move until the handler returns).
+        self._calls = threading.local()
+        self._exports_cond = threading.Condition(threading.Lock())
+        self._exports_in_flight = 0
         self._stats = DeliveryStats()
         self._throttled = ThrottledLog(clock=self._clock)
         self._state = DeliveryState(clock=self._clock, wall_clock=self._wall_clock)
         self._buffer = RetryBuffer(max_events=self._buffer_max_events, max_bytes=self._buffer_max_bytes)
         self._poller: RemoteConfigPoller | None = None
         self._deliverer: Deliverer | None = None
+        self._backlog: Backlog | None = None
         self._started_traces = RecentTraces(_STARTED_TRACES_MAX)
-        self._linger_timer: threading.Timer | None = None
         self._spool: DiskSpool | None = None
         if self._api_key is None:
             return
@@ -227,6 +222,17 @@ class LumiqTraceSpanExporter(SpanExporter):
             on_quota_episode=self._ratchet_rate,
             on_cv=self._poller.observe_cv,
         )
+        self._backlog = Backlog(
+            deliverer=self._deliverer,
+            buffer=self._buffer,
+            spool=self._spool,
+            stats=self._stats,
+            state=self._state,
+            throttled=self._throttled,
+            clock=self._clock,
+            linger_s=self._linger,
+            timeout_s=self._timeout,
+        )
 
     def _after_fork_in_child(self) -> None:
         # The parent's buffered events stay the parent's to send: a child that resent them would duplicate work
@@ -242,18 +248,29 @@ class LumiqTraceSpanExporter(SpanExporter):
     # -- SpanExporter -------------------------------------------------------------------------------------------
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        depth = self._enter()
         try:
             return self._export(spans)
         except Exception:  # never raise into the batch processor (its traceback would hide the cause)
             _logger.exception("Unexpected error in the LumiqTrace exporter; %d spans dropped.", len(spans))
             return SpanExportResult.FAILURE
+        finally:
+            self._calls.depth = depth
+
+    def _enter(self) -> int:
+        """Mark this thread as inside the exporter; returns the depth to restore on the way out."""
+        depth: int = getattr(self._calls, "depth", 0)
+        self._calls.depth = depth + 1
+        return depth
 
     def _export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        self._stats.add_handed(len(spans))
         if self._shutdown:
             self._stats.add_dropped(DROP_AFTER_SHUTDOWN, len(spans))
             self._throttled.log(logging.WARNING, "after_shutdown", "Export called after shutdown; spans dropped.")
             return SpanExportResult.FAILURE
-        if self._deliverer is None:
+        backlog = self._backlog
+        if backlog is None:
             self._stats.add_dropped(DROP_NO_API_KEY, len(spans))
             return SpanExportResult.FAILURE
         deadline = self._clock() + self._timeout
@@ -261,17 +278,23 @@ class LumiqTraceSpanExporter(SpanExporter):
             # A remote disable_tracing rule is a circuit breaker: nothing is sent or kept while it holds.
             self._stats.add_dropped(DROP_DISABLED, len(spans))
             return SpanExportResult.SUCCESS
-        with self._metrics.operation(len(spans)) as result:
-            lines, lost = self._encode(spans)
-            # Under sustained load an undersized last request is carried into the next export for up to `linger`
-            # seconds, so the per-key rate limit buys the most events. A full processor batch is the sign of
-            # sustained load: the batch processor exports full batches only while more spans are queued, and its
-            # last (smaller) batch of a force_flush is never held, so a flush still sends everything.
-            hold_tail = self._linger > 0 and len(spans) >= LINGER_MIN_BATCH
-            outcome = self._send(self._take_pending(lines), deadline, hold_tail=hold_tail)
-            result.failed = lost + outcome
-        if outcome == 0:
-            self._drain_spool(deadline)
+        with self._exports_cond:
+            self._exports_in_flight += 1
+        try:
+            with self._metrics.operation(len(spans)) as result:
+                lines, lost = self._encode(spans)
+                # Under sustained load an undersized last request is carried into the next export for up to
+                # `linger` seconds, so the per-key rate limit buys the most events. A full processor batch is the
+                # sign of sustained load: the batch processor exports full batches only while more spans are
+                # queued, and its last (smaller) batch of a force_flush is never held, so a flush still sends
+                # everything.
+                hold_tail = self._linger > 0 and len(spans) >= LINGER_MIN_BATCH
+                outcome = backlog.send(lines, deadline, hold_tail=hold_tail)
+                result.failed = lost + outcome
+        finally:
+            with self._exports_cond:
+                self._exports_in_flight -= 1
+                self._exports_cond.notify_all()
         return SpanExportResult.SUCCESS if lost == 0 and outcome == 0 else SpanExportResult.FAILURE
 
     def _encode(self, spans: Sequence[ReadableSpan]) -> tuple[list[bytes], int]:
@@ -323,145 +346,72 @@ class LumiqTraceSpanExporter(SpanExporter):
             )
         return lines, mapping_errors + len(errors)
 
-    def _send(self, lines: list[bytes], deadline: float, *, hold_tail: bool = False) -> int:
-        """Deliver; keep the retryable rest in the buffer. Returns how many events failed or wait for a retry."""
-        if not lines:
-            return 0
-        assert self._deliverer is not None
-        result = self._deliverer.deliver(lines, deadline, hold_tail=hold_tail)
-        if result.held:
-            self._keep(result.held)
-            self._start_linger_timer()
-        if result.kept:
-            self._keep(result.kept, front=True)
-        return len(result.kept) + result.dropped
-
-    def _take_pending(self, lines: list[bytes]) -> list[bytes]:
-        """Buffered events first, oldest first, then ``lines``: at most ``MAX_PENDING_PER_CALL`` of them.
-
-        During a long outage the buffer is large and every attempt fails at its first request; taking a bounded
-        head keeps each call's work small and the order first-in, first-out.
-        """
-        if len(self._buffer) and len(self._buffer) + len(lines) > MAX_PENDING_PER_CALL:
-            self._keep(lines)
-            return self._buffer.drain(MAX_PENDING_PER_CALL)
-        return self._buffer.drain() + lines
-
-    def _keep(self, lines: list[bytes], *, front: bool = False) -> None:
-        """Buffer lines for a later attempt; what the bound evicts goes to the spool, else is dropped and counted."""
-        evicted = self._buffer.add(lines, front=front)
-        if not evicted:
-            return
-        if self._spool is not None and self._spool.write(evicted):
-            self._stats.add_spooled(len(evicted))
-            return
-        self._stats.add_dropped(DROP_BUFFER_FULL, len(evicted))
-        self._throttled.log(
-            logging.WARNING,
-            DROP_BUFFER_FULL,
-            "LumiqTrace retry buffer full (%d events / %d bytes); dropped the %d oldest events.",
-            self._buffer.max_events,
-            self._buffer.max_bytes,
-            len(evicted),
-        )
-
-    def _drain_spool(self, deadline: float) -> None:
-        """Send one batch of events spooled by an earlier process (or an overflow), oldest first.
-
-        One batch per call is the drain rate limit, and it happens only when this call's own events went out and
-        no back-pressure holds, so a recovering server is not flooded with a backlog (Azure Monitor's lesson).
-        """
-        spool, deliverer = self._spool, self._deliverer
-        if spool is None or deliverer is None or not self._state.is_clear() or self._clock() >= deadline:
-            return
-        batch = spool.claim(SPOOL_DRAIN_BATCH)
-        if batch is None:
-            return
-        result = deliverer.deliver(batch.lines, deadline)
-        if result.kept:
-            spool.release(batch)  # resending the delivered part later is safe: event ids deduplicate
-        else:
-            spool.ack(batch)
-            self._stats.add_unspooled(result.delivered)
-
-    def _start_linger_timer(self) -> None:
-        """Bound the linger: if no export comes to pick the tail up, a timer sends it."""
-        with self._lock:
-            if self._linger_timer is not None and self._linger_timer.is_alive():
-                return
-            timer = threading.Timer(self._linger, self._flush_held_tail)
-            timer.daemon = True
-            timer.name = "LumiqTraceLinger"
-            self._linger_timer = timer
-        timer.start()
-
-    def _flush_held_tail(self) -> None:
-        try:
-            if self._deliverer is not None and not self._shutdown and len(self._buffer):
-                self._send(self._buffer.drain(), self._clock() + self._timeout)
-        except Exception:
-            _logger.exception("Unexpected error while sending held events.")
-
     def force_flush(self, timeout_millis: int = 30000) -> bool:
-        """Send everything buffered now, within ``timeout_millis``. True when nothing is left waiting."""
+        """Send everything buffered now, within ``timeout_millis``. True when nothing is left waiting.
+
+        Called from a signal handler that interrupted this thread inside the exporter, it returns False at once:
+        the interrupted call holds the state a flush would wait for.
+        """
+        depth = self._enter()
         try:
-            if self._deliverer is None or self._shutdown:
-                return not self._shutdown
-            deadline = self._clock() + max(0, timeout_millis) / 1000.0
-            while len(self._buffer) and self._clock() < deadline:
-                before = len(self._buffer)
-                self._send(self._buffer.drain(MAX_PENDING_PER_CALL), deadline)
-                if len(self._buffer) >= before:  # retryable failure: the rest waits for the next call
-                    break
-            if len(self._buffer) == 0:
-                self._drain_spool(deadline)
-            return len(self._buffer) == 0
+            if depth or self._backlog is None or self._shutdown:
+                return not depth and not self._shutdown
+            return self._backlog.flush(self._clock() + max(0, timeout_millis) / 1000.0)
         except Exception:
             _logger.exception("Unexpected error while flushing the LumiqTrace exporter.")
             return False
+        finally:
+            self._calls.depth = depth
 
     def shutdown(self, timeout_millis: int = 30000) -> None:
-        """Flush what is buffered within ``timeout_millis`` (one attempt each, no waits), then stop for good."""
+        """Stop for good within ``timeout_millis``: wait for exports in flight, make one attempt (no waits) for what
+        is buffered, and spool or count the rest, also what an export still in flight brings back later."""
         if self._shutdown:
             _logger.debug("LumiqTrace exporter shutdown called more than once; ignoring.")
             return
         self._shutdown = True
         # Cut every back-off and Retry-After wait short, in this thread and in concurrent export calls.
         self._stop_event.set()
-        timer = self._linger_timer
-        if timer is not None:
-            timer.cancel()
+        depth = self._enter()
         try:
-            if self._deliverer is not None:
-                deadline = self._clock() + max(0, min(timeout_millis / 1000.0, self._timeout))
-                kept = self._deliverer.deliver(self._buffer.drain(), deadline).kept
-                if kept and self._spool is not None and self._spool.write(kept):
-                    self._stats.add_spooled(len(kept))
-                    _logger.info(
-                        "LumiqTrace exporter shut down with %d events undelivered; spooled to %s for the next start.",
-                        len(kept),
-                        self._spool.directory,
-                    )
-                elif kept:
-                    self._stats.add_dropped(DROP_SHUTDOWN, len(kept))
-                    _logger.warning("LumiqTrace exporter shut down with %d events undelivered.", len(kept))
-                self._deliverer.transport.close()
+            end = time.monotonic() + max(0.0, min(timeout_millis / 1000.0, self._timeout))
+            if self._backlog is not None:
+                if not depth:  # an export this thread is inside of cannot finish before we return
+                    self._wait_for_exports(end)
+                self._backlog.close(self._clock() + max(0.0, end - time.monotonic()))
+                self._backlog.deliverer.transport.close()
             if self._poller is not None:
                 self._poller.close()
         except Exception:
             _logger.exception("Unexpected error while shutting down the LumiqTrace exporter.")
+        finally:
+            self._calls.depth = depth
+
+    def _wait_for_exports(self, end: float) -> None:
+        """Wait (until ``end``, monotonic) for export calls in flight: their events are then buffered, and close()
+        sends or spools them with the rest."""
+        if not self._exports_cond.acquire(timeout=max(0.0, end - time.monotonic())):
+            return
+        try:
+            self._exports_cond.wait_for(lambda: self._exports_in_flight == 0, max(0.0, end - time.monotonic()))
+        finally:
+            self._exports_cond.release()
 
     # -- accounting and control ----------------------------------------------------------------------------------
 
     def stats(self) -> dict[str, Any]:
         """What happened to every span handed to this exporter.
 
-        ``delivered``: events accepted by LumiqTrace. ``dropped``: events given up, by reason (``bad_request``,
-        ``unauthorized``, ``forbidden``, ``quota``, ``buffer_full``, ``shutdown``, ``mapping_error``, ...).
-        ``filtered``: spans left out on purpose (sampling rate, ``ai_only``). ``buffered``: events waiting for a
-        retry in memory. ``spooled``: events written to the disk spool; ``unspooled``: spooled events delivered;
-        ``spool_pending``: events waiting in the spool directory. ``requests`` and ``retries``: HTTP requests
-        made. ``sample_rate``: the current shared rate.
+        ``handed``: spans given to ``export()``. ``delivered``: events accepted by LumiqTrace. ``dropped``: events
+        given up, by reason (``bad_request``, ``rejected``, ``unauthorized``, ``forbidden``, ``quota``,
+        ``buffer_full``, ``shutdown``, ``mapping_error``, ...). ``filtered``: spans left out on purpose (sampling
+        rate, ``ai_only``). ``buffered``: events waiting for a retry in memory. ``in_flight``: events an export,
+        flush or shutdown call holds right now. ``spooled``: events written to the disk spool; ``unspooled``:
+        spooled events that left it again (delivered or dropped); ``spool_pending``: events waiting in the spool
+        directory. ``requests`` and ``retries``: HTTP requests made. ``sample_rate``: the current shared rate.
+
+        At any moment no call is running: ``handed + unspooled == delivered + dropped_total + filtered + buffered
+        + in_flight + spooled`` (with a spool of its own, ``spool_pending == spooled - unspooled``).
         """
         snapshot = self._stats.snapshot()
         snapshot["buffered"] = len(self._buffer)
