@@ -9,14 +9,13 @@ import logging
 import os
 import threading
 import time
-import weakref
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from opentelemetry_exporter_lumiqtrace import _config
+from opentelemetry_exporter_lumiqtrace import _config, _fork
 from opentelemetry_exporter_lumiqtrace._metrics import ExporterMetrics
 from opentelemetry_exporter_lumiqtrace.delivery import (
     DROP_AFTER_SHUTDOWN,
@@ -37,7 +36,7 @@ from opentelemetry_exporter_lumiqtrace.encoding import encode_events
 from opentelemetry_exporter_lumiqtrace.mapping import MappingOptions, map_span
 from opentelemetry_exporter_lumiqtrace.remote_config import ConfigUpdate, RemoteConfigPoller
 from opentelemetry_exporter_lumiqtrace.sampling import shared_sampling_state
-from opentelemetry_exporter_lumiqtrace.spool import DEFAULT_SPOOL_MAX_BYTES, DiskSpool
+from opentelemetry_exporter_lumiqtrace.spool import DiskSpool
 from opentelemetry_exporter_lumiqtrace.transport import USER_AGENT, IngestTransport
 from opentelemetry_exporter_lumiqtrace.version import __version__
 
@@ -111,6 +110,7 @@ class LumiqTraceSpanExporter(SpanExporter):
         linger: float | None = None,
         spool_dir: str | os.PathLike[str] | None = None,
         spool_max_bytes: int | None = None,
+        config_poll_interval: float | None = None,
         retry_policy: RetryPolicy | None = None,
         meter_provider: Any | None = None,
         _clock: Callable[[], float] | None = None,
@@ -126,36 +126,31 @@ class LumiqTraceSpanExporter(SpanExporter):
         base_policy = retry_policy or RetryPolicy()
         self._policy = dataclasses.replace(
             base_policy,
-            auth_probe_interval_s=_config.resolve_positive_float(
-                auth_probe_interval, _config.LUMIQTRACE_AUTH_PROBE_INTERVAL, base_policy.auth_probe_interval_s
+            auth_probe_interval_s=_config.AUTH_PROBE_INTERVAL.resolve(
+                auth_probe_interval, default=base_policy.auth_probe_interval_s
             ),
-            quota_probe_interval_s=_config.resolve_positive_float(
-                quota_probe_interval, _config.LUMIQTRACE_QUOTA_PROBE_INTERVAL, base_policy.quota_probe_interval_s
+            quota_probe_interval_s=_config.QUOTA_PROBE_INTERVAL.resolve(
+                quota_probe_interval, default=base_policy.quota_probe_interval_s
             ),
-            quota_rate_factor=_config.resolve_float(
-                quota_rate_factor, _config.LUMIQTRACE_QUOTA_RATE_FACTOR, base_policy.quota_rate_factor, 0.0, 1.0
+            quota_rate_factor=_config.QUOTA_RATE_FACTOR.resolve(
+                quota_rate_factor, default=base_policy.quota_rate_factor
             ),
-            quota_rate_floor=_config.resolve_float(
-                quota_rate_floor, _config.LUMIQTRACE_QUOTA_RATE_FLOOR, base_policy.quota_rate_floor, 0.0, 1.0
-            ),
+            quota_rate_floor=_config.QUOTA_RATE_FLOOR.resolve(quota_rate_floor, default=base_policy.quota_rate_floor),
         )
-        self._buffer_max_events = _config.resolve_positive_int(
-            buffer_max_events, _config.LUMIQTRACE_BUFFER_MAX_EVENTS, _config.DEFAULT_BUFFER_MAX_EVENTS
-        )
-        self._buffer_max_bytes = _config.resolve_positive_int(
-            buffer_max_bytes, _config.LUMIQTRACE_BUFFER_MAX_BYTES, _config.DEFAULT_BUFFER_MAX_BYTES
-        )
-        self._linger = _config.resolve_float(linger, _config.LUMIQTRACE_LINGER, _config.DEFAULT_LINGER_S, 0.0, 60.0)
-        spool_path = spool_dir if spool_dir is not None else os.environ.get(_config.LUMIQTRACE_SPOOL_DIR, "").strip()
+        self._buffer_max_events = _config.BUFFER_MAX_EVENTS.resolve(buffer_max_events)
+        self._buffer_max_bytes = _config.BUFFER_MAX_BYTES.resolve(buffer_max_bytes)
+        self._linger = _config.LINGER.resolve(linger)
+        spool_path = spool_dir if spool_dir is not None else os.environ.get(_config.SPOOL_DIR.variable, "").strip()
         self._spool_dir = os.fspath(spool_path) if spool_path else None
-        self._spool_max_bytes = _config.resolve_positive_int(
-            spool_max_bytes, _config.LUMIQTRACE_SPOOL_MAX_BYTES, DEFAULT_SPOOL_MAX_BYTES
-        )
+        self._spool_max_bytes = _config.SPOOL_MAX_BYTES.resolve(spool_max_bytes)
+        self._config_poll_interval = _config.CONFIG_POLL_INTERVAL.resolve(config_poll_interval)
+        # Remote pii_redact_keys come on top of these, replaced (never accumulated) by each config snapshot.
+        self._local_redact_keys = _config.resolve_keys(redact_keys, _config.REDACT_KEYS.variable)
         self._mapping_options = MappingOptions(
-            environment=_config.resolve_optional_str(environment, _config.LUMIQTRACE_ENVIRONMENT),
-            capture_content=_config.resolve_bool(capture_content, _config.LUMIQTRACE_CAPTURE_CONTENT, False),
-            redact_keys=_config.resolve_keys(redact_keys, _config.LUMIQTRACE_REDACT_KEYS),
-            ai_only=_config.resolve_bool(ai_only, _config.LUMIQTRACE_AI_ONLY, False),
+            environment=_config.resolve_optional_str(environment, _config.ENVIRONMENT.variable),
+            capture_content=_config.CAPTURE_CONTENT.resolve(capture_content),
+            redact_keys=self._local_redact_keys,
+            ai_only=_config.AI_ONLY.resolve(ai_only),
             sdk_version=__version__,
         )
         self._sampling = shared_sampling_state()
@@ -167,17 +162,9 @@ class LumiqTraceSpanExporter(SpanExporter):
                 "LUMIQTRACE_API_KEY is not set: the LumiqTrace exporter is inert and will send nothing. "
                 "Set the variable or pass api_key= to export spans."
             )
-        # Fork safety: gunicorn --preload and multiprocessing fork after the exporter exists. A weak method keeps the
-        # hook from holding the exporter alive.
-        if hasattr(os, "register_at_fork"):
-            weak = weakref.WeakMethod(self._after_fork_in_child)
-
-            def _hook() -> None:
-                method = weak()
-                if method is not None:
-                    method()
-
-            os.register_at_fork(after_in_child=_hook)
+        # Fork safety: gunicorn --preload and multiprocessing fork after the exporter exists. The registry holds the
+        # method weakly, so the hook does not keep the exporter alive.
+        _fork.after_fork_in_child(self._after_fork_in_child)
 
     def _build_runtime(self) -> None:
         """Everything that must be new in a forked child: locks, sessions, buffer, counters, waits."""
@@ -212,6 +199,9 @@ class LumiqTraceSpanExporter(SpanExporter):
             timeout_s=min(self._timeout, _config.DEFAULT_MAX_REQUEST_TIMEOUT_S),
             on_update=self._apply_remote_config,
             user_agent=USER_AGENT,
+            clock=self._clock,
+            poll_interval_s=self._config_poll_interval,
+            should_poll=self._sampling.sends_nothing,
         )
         self._deliverer = Deliverer(
             transport=transport,
@@ -349,17 +339,18 @@ class LumiqTraceSpanExporter(SpanExporter):
         evicted = self._buffer.add(lines, front=front)
         if not evicted:
             return
-        if self._spool is not None and self._spool.write(evicted):
-            self._stats.add_spooled(len(evicted))
+        spooled = self._spool.write(evicted) if self._spool is not None else 0
+        self._stats.add_spooled(spooled)
+        if spooled == len(evicted):
             return
-        self._stats.add_dropped(DROP_BUFFER_FULL, len(evicted))
+        self._stats.add_dropped(DROP_BUFFER_FULL, len(evicted) - spooled)
         self._throttled.log(
             logging.WARNING,
             DROP_BUFFER_FULL,
             "LumiqTrace retry buffer full (%d events / %d bytes); dropped the %d oldest events.",
             self._buffer.max_events,
             self._buffer.max_bytes,
-            len(evicted),
+            len(evicted) - spooled,
         )
 
     def _drain_spool(self, deadline: float) -> None:
@@ -376,10 +367,10 @@ class LumiqTraceSpanExporter(SpanExporter):
             return
         result = deliverer.deliver(batch.lines, deadline)
         if result.kept:
-            spool.release(batch)  # resending the delivered part later is safe: event ids deduplicate
+            spool.release(batch, undelivered=result.kept)  # only what did not go: a flapping server gets no resends
         else:
             spool.ack(batch)
-            self._stats.add_unspooled(result.delivered)
+        self._stats.add_unspooled(result.delivered)
 
     def _start_linger_timer(self) -> None:
         """Bound the linger: if no export comes to pick the tail up, a timer sends it."""
@@ -432,16 +423,19 @@ class LumiqTraceSpanExporter(SpanExporter):
             if self._deliverer is not None:
                 deadline = self._clock() + max(0, min(timeout_millis / 1000.0, self._timeout))
                 kept = self._deliverer.deliver(self._buffer.drain(), deadline).kept
-                if kept and self._spool is not None and self._spool.write(kept):
-                    self._stats.add_spooled(len(kept))
+                # A write that fails halfway leaves its first files on disk: those count as spooled, the rest dropped.
+                spool = self._spool
+                spooled = spool.write(kept) if kept and spool is not None else 0
+                if spooled and spool is not None:
+                    self._stats.add_spooled(spooled)
                     _logger.info(
                         "LumiqTrace exporter shut down with %d events undelivered; spooled to %s for the next start.",
-                        len(kept),
-                        self._spool.directory,
+                        spooled,
+                        spool.directory,
                     )
-                elif kept:
-                    self._stats.add_dropped(DROP_SHUTDOWN, len(kept))
-                    _logger.warning("LumiqTrace exporter shut down with %d events undelivered.", len(kept))
+                if len(kept) > spooled:
+                    self._stats.add_dropped(DROP_SHUTDOWN, len(kept) - spooled)
+                    _logger.warning("LumiqTrace exporter shut down with %d events undelivered.", len(kept) - spooled)
                 self._deliverer.transport.close()
             if self._poller is not None:
                 self._poller.close()
@@ -457,14 +451,18 @@ class LumiqTraceSpanExporter(SpanExporter):
         ``unauthorized``, ``forbidden``, ``quota``, ``buffer_full``, ``shutdown``, ``mapping_error``, ...).
         ``filtered``: spans left out on purpose (sampling rate, ``ai_only``). ``buffered``: events waiting for a
         retry in memory. ``spooled``: events written to the disk spool; ``unspooled``: spooled events delivered;
-        ``spool_pending``: events waiting in the spool directory. ``requests`` and ``retries``: HTTP requests
-        made. ``sample_rate``: the current shared rate.
+        ``spool_pending``: events waiting in the spool directory; ``spool_dropped``: spooled events this exporter
+        discarded from disk, by reason (``full``, ``expired``, ``corrupt``, ``oversized``); ``spool_ignored_files``:
+        files named like spool files that were not ours to read (``symlink``, ``not_regular``, ...). ``requests``
+        and ``retries``: HTTP requests made. ``sample_rate``: the current shared rate.
         """
         snapshot = self._stats.snapshot()
         snapshot["buffered"] = len(self._buffer)
         snapshot["buffered_bytes"] = self._buffer.size_bytes
         snapshot["sample_rate"] = self._sampling.rate
         snapshot["spool_pending"] = self._spool.pending_events() if self._spool is not None else 0
+        snapshot["spool_dropped"] = self._spool.dropped_by_reason() if self._spool is not None else {}
+        snapshot["spool_ignored_files"] = self._spool.ignored_files() if self._spool is not None else {}
         return snapshot
 
     def _ratchet_rate(self) -> None:
@@ -482,10 +480,10 @@ class LumiqTraceSpanExporter(SpanExporter):
             self._sampling.set_rate(update.sample_rate)
         if update.disable_tracing is not None:
             self._sampling.set_disabled(update.disable_tracing)
-        if update.pii_redact_keys:
-            options = self._mapping_options
+        if update.pii_redact_keys is not None:
+            # A snapshot: the remote keys replace the previous remote keys, on top of the local ones.
             self._mapping_options = dataclasses.replace(
-                options, redact_keys=options.redact_keys | frozenset(update.pii_redact_keys)
+                self._mapping_options, redact_keys=self._local_redact_keys | frozenset(update.pii_redact_keys)
             )
         if update.log_level:
             level = logging.getLevelName(update.log_level.upper())
