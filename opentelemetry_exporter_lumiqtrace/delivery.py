@@ -39,6 +39,7 @@ from typing import Any
 
 import backoff
 
+from opentelemetry_exporter_lumiqtrace import _config
 from opentelemetry_exporter_lumiqtrace.encoding import build_body, encode_slices
 from opentelemetry_exporter_lumiqtrace.transport import Answer, IngestTransport, parse_retry_after
 
@@ -67,18 +68,18 @@ DROP_AFTER_SHUTDOWN = "after_shutdown"
 class RetryPolicy:
     """Numbers of the retry loop. Every wait also ends at the export deadline and on shutdown."""
 
-    initial_backoff_s: float = 0.5
-    max_backoff_s: float = 8.0
+    initial_backoff_s: float = _config.DEFAULT_INITIAL_BACKOFF_S
+    max_backoff_s: float = _config.DEFAULT_MAX_BACKOFF_S
     # A 429 without a usable Retry-After still gets a pause: retrying at once only burns the per-key limit.
-    default_retry_after_s: float = 5.0
-    max_retry_after_s: float = 120.0
-    max_request_timeout_s: float = 10.0
-    max_events_per_request: int = 100
-    max_request_bytes: int = 4 * 1024 * 1024
-    auth_probe_interval_s: float = 300.0
-    quota_probe_interval_s: float = 3600.0
-    quota_rate_factor: float = 0.5
-    quota_rate_floor: float = 1.0 / 1024
+    default_retry_after_s: float = _config.DEFAULT_RETRY_AFTER_S
+    max_retry_after_s: float = _config.DEFAULT_MAX_RETRY_AFTER_S
+    max_request_timeout_s: float = _config.DEFAULT_MAX_REQUEST_TIMEOUT_S
+    max_events_per_request: int = _config.MAX_EVENTS_PER_REQUEST
+    max_request_bytes: int = _config.DEFAULT_MAX_REQUEST_BYTES
+    auth_probe_interval_s: float = _config.DEFAULT_AUTH_PROBE_INTERVAL_S
+    quota_probe_interval_s: float = _config.DEFAULT_QUOTA_PROBE_INTERVAL_S
+    quota_rate_factor: float = _config.DEFAULT_QUOTA_RATE_FACTOR
+    quota_rate_floor: float = _config.DEFAULT_QUOTA_RATE_FLOOR
 
     def backoff_delays(self) -> Iterable[float]:
         """Exponential delays with jitter in [d/2, d]: never zero (a hammering retry), never above the cap."""
