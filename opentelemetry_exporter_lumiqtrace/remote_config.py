@@ -344,8 +344,7 @@ class RemoteConfigPoller:
     @property
     def polling(self) -> bool:
         """Whether the poll thread runs (tracing disabled or rate 0)."""
-        thread = self._poll_thread
-        return thread is not None and thread.is_alive()
+        return self._poll_thread is not None
 
     def observe_cv(self, cv: int) -> None:
         """Note an ingest answer's ``cv``; start one background fetch if it is above the last applied."""
@@ -438,7 +437,8 @@ class RemoteConfigPoller:
 
     def _ensure_polling(self) -> None:
         with self._lock:
-            if self._closed or self.polling or not self._should_poll():
+            # _poll_thread is set from here until the loop decides to end, under this lock: one loop at a time.
+            if self._closed or self._poll_thread is not None or not self._should_poll():
                 return
             thread = threading.Thread(target=self._poll_loop, name="lumiqtrace-remote-config-poll", daemon=True)
             self._poll_thread = thread

@@ -203,6 +203,27 @@ def test_a_dripping_config_endpoint_does_not_keep_the_poller_in_flight_forever()
         dripping.close()
 
 
+def test_polls_neither_stack_on_a_hanging_fetch_nor_stop_for_good() -> None:
+    dripping = DrippingConfigServer()
+    clock, updates = FakeClock(), Updates()
+    poll = [True]
+    poller = poller_for(
+        dripping.base_url, "lqt_x", clock, updates, timeout_s=0.5, poll_interval_s=0.05, should_poll=lambda: poll[0]
+    )
+    try:
+        assert poller.polling
+        assert wait_until(lambda: dripping.connections == 1)
+        time.sleep(0.3)  # six poll ticks: the fetch in flight is not abandoned yet (by the poller's clock)
+        assert dripping.connections == 1
+        clock.now += 2.0  # past timeout_s plus the grace: the next tick starts over
+        assert wait_until(lambda: dripping.connections == 2)
+        poll[0] = False
+        assert wait_until(lambda: not poller.polling)
+    finally:
+        poller.close()
+        dripping.close()
+
+
 # -- the exporter ---------------------------------------------------------------------------------------------------
 
 
