@@ -731,18 +731,17 @@ def _make_private_directory(path: pathlib.Path) -> None:
 
 def _check_private(path: pathlib.Path, st: os.stat_result) -> None:
     if stat.S_ISLNK(st.st_mode):
-        raise UnsafeSpoolDirectory(errno.ELOOP, "is a symlink; the spool does not follow symlinks", str(path))
+        raise UnsafeSpoolDirectory("it is a symlink, and the spool does not follow symlinks")
     if not stat.S_ISDIR(st.st_mode):
         raise NotADirectoryError(errno.ENOTDIR, "not a directory", str(path))
     if os.name == "nt":
         return  # modes and owners mean little there; ACLs decide
     if hasattr(os, "geteuid") and st.st_uid != os.geteuid():
-        raise UnsafeSpoolDirectory(errno.EPERM, f"is owned by uid {st.st_uid}, not by this process's user", str(path))
+        raise UnsafeSpoolDirectory(f"it is owned by uid {st.st_uid}, not by this process's user (uid {os.geteuid()})")
     if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
         raise UnsafeSpoolDirectory(
-            errno.EPERM,
-            f"is group- or world-writable (mode {stat.S_IMODE(st.st_mode):o}); use a private directory",
-            str(path),
+            f"it is group- or world-writable (mode {stat.S_IMODE(st.st_mode):o}): use a directory only this user can "
+            "write"
         )
 
 

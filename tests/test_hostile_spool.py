@@ -229,7 +229,7 @@ def test_a_directory_owned_by_another_user_is_refused(tmp_path: pathlib.Path, ca
     os.chown(foreign, 65534, 65534)
     assert DiskSpool.open(foreign) is None
     (warning,) = warnings_of(caplog)
-    assert "owned by" in warning
+    assert "owned by uid 65534" in warning
 
 
 def test_directories_the_spool_creates_are_private_and_accepted(tmp_path: pathlib.Path) -> None:
