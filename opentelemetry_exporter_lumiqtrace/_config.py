@@ -1,9 +1,13 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Configuration: environment variable names, defaults and the ``_resolve_*`` helpers.
+"""Configuration: every setting, its environment variable, default, parser and check, in one table.
 
 Every setting is resolved once, in the exporter's ``__init__``, by one rule: explicit keyword argument >
 ``LUMIQTRACE_*`` environment variable > ``DEFAULT_*`` constant. A value that cannot be parsed logs one
 warning naming the variable and falls back to the default; it never raises into the application.
+
+This module is the single source of every default: the ``DEFAULT_*`` constants below are what ``RetryPolicy``, the
+sampler, the remote-config poller and the disk spool use, and :data:`SETTINGS` lists the ones a user can set (the
+keyword, its variable, default, parser and check), in the manner of Logfire's ``config_params.py``.
 """
 
 from __future__ import annotations
@@ -12,8 +16,9 @@ import logging
 import math
 import os
 import re
-from collections.abc import Callable, Iterable
-from typing import TypeVar
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 _logger = logging.getLogger(__name__)
 
@@ -37,6 +42,7 @@ LUMIQTRACE_QUOTA_RATE_FLOOR = "LUMIQTRACE_QUOTA_RATE_FLOOR"
 LUMIQTRACE_SPOOL_DIR = "LUMIQTRACE_SPOOL_DIR"
 LUMIQTRACE_SPOOL_MAX_BYTES = "LUMIQTRACE_SPOOL_MAX_BYTES"
 LUMIQTRACE_LINGER = "LUMIQTRACE_LINGER"
+LUMIQTRACE_CONFIG_POLL_INTERVAL = "LUMIQTRACE_CONFIG_POLL_INTERVAL"
 
 DEFAULT_BASE_URL = "https://api.lumiqtrace.com"
 INGEST_PATH = "/v1/ingest"
@@ -58,6 +64,45 @@ DEFAULT_QUOTA_PROBE_INTERVAL_S = 3600.0
 DEFAULT_QUOTA_RATE_FACTOR = 0.5
 DEFAULT_QUOTA_RATE_FLOOR = 1.0 / 1024
 DEFAULT_LINGER_S = 2.0
+DEFAULT_SAMPLE_RATE = 1.0
+DEFAULT_CAPTURE_CONTENT = False
+DEFAULT_AI_ONLY = False
+
+# The retry loop (``delivery.RetryPolicy``).
+# LumiqTrace's guidance for 5xx: back off starting at 1 second, doubling.
+DEFAULT_INITIAL_BACKOFF_S = 1.0
+DEFAULT_MAX_BACKOFF_S = 8.0
+# A 429 without a usable Retry-After still gets a pause: retrying at once only burns the per-key limit.
+DEFAULT_RETRY_AFTER_S = 5.0
+# Retry-After 0, negative, NaN or in the past still holds this long.
+DEFAULT_MIN_RETRY_AFTER_S = 1.0
+DEFAULT_MAX_RETRY_AFTER_S = 120.0
+# The key's documented budget, paced client-side: 1,000 requests a minute.
+DEFAULT_MAX_REQUESTS_PER_WINDOW = 1000
+DEFAULT_PACING_WINDOW_S = 60.0
+# Slices of one export call in flight at once (a distant API's round trip otherwise caps throughput).
+DEFAULT_MAX_CONCURRENT_REQUESTS = 4
+
+# Remote config (``remote_config.RemoteConfigPoller``, ``remote_config.parse_config``).
+# While tracing is disabled or the rate is 0 nothing is sent, so no cv comes back: poll this often instead.
+DEFAULT_CONFIG_POLL_INTERVAL_S = 60.0
+# At most one fetch per this many seconds, however often cv rises, and after a failed or malformed fetch.
+DEFAULT_CONFIG_MIN_FETCH_INTERVAL_S = 30.0
+# A fetch still running this long after its timeout is abandoned (its result ignored): the poller is free again.
+DEFAULT_CONFIG_ABANDON_GRACE_S = 1.0
+# A config document is a few rules; everything beyond these caps is ignored (keeps parse cost and memory bounded).
+DEFAULT_MAX_CONFIG_BYTES = 64 * 1024
+DEFAULT_MAX_CONFIG_RULES = 256
+DEFAULT_MAX_REMOTE_REDACT_KEYS = 1024
+DEFAULT_MAX_REDACT_KEY_CHARS = 256
+
+# The disk spool (``spool.DiskSpool``).
+DEFAULT_SPOOL_MAX_BYTES = 64 * 1024 * 1024
+DEFAULT_SPOOL_MAX_AGE_S = 7 * 24 * 3600.0
+# Far longer than one export deadline, so only a hung or dead holder loses its lease.
+DEFAULT_SPOOL_LEASE_TIMEOUT_S = 600.0
+# Matches the exporter's drain batch, so a claim normally takes whole files and never has to split one.
+DEFAULT_SPOOL_LINES_PER_FILE = 500
 
 API_KEY_PATTERN = re.compile(r"^lqt_[0-9a-fA-F]{64}$")
 _TRUE = frozenset({"1", "true", "yes", "on"})
@@ -147,19 +192,11 @@ def resolve_base_url(arg: str | None) -> str:
 
 def resolve_timeout(arg: float | None) -> float:
     """Seconds for one whole export call (retries and waits included)."""
-    return _from_env(arg, LUMIQTRACE_TIMEOUT, DEFAULT_TIMEOUT_S, float, check=_range_check(0.0, 3600.0, low_open=True))
+    return TIMEOUT.resolve(arg)
 
 
 def resolve_compression(arg: str | None) -> str:
-    def parse(raw: str) -> str:
-        return raw.lower()
-
-    def check(value: str) -> str | None:
-        if not isinstance(value, str) or value.lower() not in (COMPRESSION_GZIP, COMPRESSION_NONE):
-            return "expected 'gzip' or 'none'"
-        return None
-
-    return _from_env(arg, LUMIQTRACE_COMPRESSION, DEFAULT_COMPRESSION, parse, check=check).lower()
+    return COMPRESSION.resolve(arg).lower()
 
 
 def resolve_optional_str(arg: str | None, env_name: str) -> str | None:
@@ -178,24 +215,18 @@ def resolve_float(arg: float | None, env_name: str, default: float, low: float, 
 
 
 def resolve_positive_float(arg: float | None, env_name: str, default: float) -> float:
-    return _from_env(arg, env_name, default, float, check=_range_check(0.0, 10.0**9, low_open=True))
+    return _from_env(arg, env_name, default, float, check=_positive_float_check)
 
 
 def resolve_positive_int(arg: int | None, env_name: str, default: int) -> int:
-    def check(value: int) -> str | None:
-        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            return "expected a whole number > 0"
-        return None
-
-    return _from_env(arg, env_name, default, int, check=check)
+    return _from_env(arg, env_name, default, int, check=_positive_int_check)
 
 
 def resolve_keys(arg: Iterable[str] | None, env_name: str) -> frozenset[str]:
     """A comma-separated list in the environment, any iterable of strings as an argument."""
     if arg is not None:
         return frozenset(str(k).strip() for k in arg if str(k).strip())
-    raw = os.environ.get(env_name, "")
-    return frozenset(k.strip() for k in raw.split(",") if k.strip())
+    return _parse_keys(os.environ.get(env_name, ""))
 
 
 def mask_key(key: str | None) -> str:
@@ -203,3 +234,128 @@ def mask_key(key: str | None) -> str:
     if not key:
         return "<none>"
     return key[:8] + "..." if len(key) > 12 else "***"
+
+
+def _positive_float_check(value: float) -> str | None:
+    return _range_check(0.0, 10.0**9, low_open=True)(value)
+
+
+def _positive_int_check(value: int) -> str | None:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        return "expected a whole number > 0"
+    return None
+
+
+def _compression_check(value: str) -> str | None:
+    if not isinstance(value, str) or value.lower() not in (COMPRESSION_GZIP, COMPRESSION_NONE):
+        return "expected 'gzip' or 'none'"
+    return None
+
+
+def _parse_keys(raw: str) -> frozenset[str]:
+    return frozenset(k.strip() for k in raw.split(",") if k.strip())
+
+
+@dataclass(frozen=True)
+class Setting(Generic[T]):
+    """One user-settable value: its keyword, its ``LUMIQTRACE_*`` variable, default, parser and check.
+
+    ``check`` returns why a value is unusable (or None); it guards keyword arguments and parsed variables alike.
+    """
+
+    keyword: str
+    variable: str
+    default: T
+    parse: Callable[[str], T]
+    check: Callable[[T], str | None]
+    help: str
+
+    def resolve(self, arg: T | None, *, default: T | None = None) -> T:
+        """Keyword > variable > ``default`` (this setting's own default unless given), one warning if unusable."""
+        fallback = self.default if default is None else default
+        return _from_env(arg, self.variable, fallback, self.parse, check=self.check)
+
+
+def _setting(
+    keyword: str, default: Any, parse: Callable[[str], Any], check: Callable[[Any], str | None], help: str
+) -> Any:
+    return Setting(keyword, "LUMIQTRACE_" + keyword.upper(), default, parse, check, help)
+
+
+# The table. api_key, base_url, environment, redact_keys and spool_dir have resolvers of their own below (a missing
+# key makes the exporter inert, a URL is validated as a whole, empty strings mean "unset"); the table still names
+# their variable and default.
+API_KEY: Setting[str | None] = _setting("api_key", None, str, _no_check, "project key, lqt_...")
+BASE_URL: Setting[str] = _setting("base_url", DEFAULT_BASE_URL, str, _no_check, "API base URL")
+TIMEOUT: Setting[float] = _setting(
+    "timeout", DEFAULT_TIMEOUT_S, float, _range_check(0.0, 3600.0, low_open=True), "seconds for one export call"
+)
+COMPRESSION: Setting[str] = _setting("compression", DEFAULT_COMPRESSION, str.lower, _compression_check, "gzip or none")
+ENVIRONMENT: Setting[str | None] = _setting("environment", None, str, _no_check, "environment field default")
+CAPTURE_CONTENT: Setting[bool] = _setting(
+    "capture_content", DEFAULT_CAPTURE_CONTENT, _parse_bool, _no_check, "send prompt and response text"
+)
+REDACT_KEYS: Setting[frozenset[str]] = _setting(
+    "redact_keys", frozenset(), _parse_keys, _no_check, "comma-separated keys to redact, beyond the default list"
+)
+AI_ONLY: Setting[bool] = _setting("ai_only", DEFAULT_AI_ONLY, _parse_bool, _no_check, "export only AI spans")
+BUFFER_MAX_EVENTS: Setting[int] = _setting(
+    "buffer_max_events", DEFAULT_BUFFER_MAX_EVENTS, int, _positive_int_check, "retry buffer bound, events"
+)
+BUFFER_MAX_BYTES: Setting[int] = _setting(
+    "buffer_max_bytes", DEFAULT_BUFFER_MAX_BYTES, int, _positive_int_check, "retry buffer bound, bytes"
+)
+AUTH_PROBE_INTERVAL: Setting[float] = _setting(
+    "auth_probe_interval", DEFAULT_AUTH_PROBE_INTERVAL_S, float, _positive_float_check, "seconds between 401 probes"
+)
+QUOTA_PROBE_INTERVAL: Setting[float] = _setting(
+    "quota_probe_interval", DEFAULT_QUOTA_PROBE_INTERVAL_S, float, _positive_float_check, "seconds between quota probes"
+)
+QUOTA_RATE_FACTOR: Setting[float] = _setting(
+    "quota_rate_factor", DEFAULT_QUOTA_RATE_FACTOR, float, _range_check(0.0, 1.0), "rate multiplier on quota"
+)
+QUOTA_RATE_FLOOR: Setting[float] = _setting(
+    "quota_rate_floor", DEFAULT_QUOTA_RATE_FLOOR, float, _range_check(0.0, 1.0), "lowest rate the ratchet reaches"
+)
+LINGER: Setting[float] = _setting(
+    "linger", DEFAULT_LINGER_S, float, _range_check(0.0, 60.0), "seconds an undersized tail may wait"
+)
+SPOOL_DIR: Setting[str | None] = _setting("spool_dir", None, str, _no_check, "disk spool directory (off if unset)")
+SPOOL_MAX_BYTES: Setting[int] = _setting(
+    "spool_max_bytes", DEFAULT_SPOOL_MAX_BYTES, int, _positive_int_check, "disk spool bound, bytes"
+)
+SAMPLE_RATE: Setting[float] = _setting(
+    "sample_rate", DEFAULT_SAMPLE_RATE, float, _range_check(0.0, 1.0), "sampler rate, 0.0-1.0"
+)
+CONFIG_POLL_INTERVAL: Setting[float] = _setting(
+    "config_poll_interval",
+    DEFAULT_CONFIG_POLL_INTERVAL_S,
+    float,
+    _positive_float_check,
+    "seconds between remote-config polls while tracing is disabled or the rate is 0",
+)
+
+SETTINGS: Mapping[str, Setting[Any]] = {
+    s.keyword: s
+    for s in (
+        API_KEY,
+        BASE_URL,
+        TIMEOUT,
+        COMPRESSION,
+        ENVIRONMENT,
+        CAPTURE_CONTENT,
+        REDACT_KEYS,
+        AI_ONLY,
+        BUFFER_MAX_EVENTS,
+        BUFFER_MAX_BYTES,
+        AUTH_PROBE_INTERVAL,
+        QUOTA_PROBE_INTERVAL,
+        QUOTA_RATE_FACTOR,
+        QUOTA_RATE_FLOOR,
+        LINGER,
+        SPOOL_DIR,
+        SPOOL_MAX_BYTES,
+        SAMPLE_RATE,
+        CONFIG_POLL_INTERVAL,
+    )
+}

@@ -179,15 +179,19 @@ class Backlog:
                 self._stats.add_buffered(len(lines) - len(evicted))
         if not evicted:
             return
-        if self.spool is not None and self.spool.write(evicted):
-            self._stats.add_spooled(len(evicted))
+        # A write that fails halfway leaves its first files on disk: those count as spooled, the rest is dropped.
+        taken = self.spool.write(evicted) if self.spool is not None else 0
+        if taken:
+            self._stats.add_spooled(taken)
             if closed:
                 _logger.info(
                     "LumiqTrace exporter shut down with %d events undelivered; spooled to %s for the next start.",
-                    len(evicted),
-                    self.spool.directory,
+                    taken,
+                    self.spool.directory if self.spool is not None else "",
                 )
-            return
+            evicted = evicted[taken:]
+            if not evicted:
+                return
         if closed:
             self._stats.add_dropped(DROP_SHUTDOWN, len(evicted))
             _logger.warning("LumiqTrace exporter shut down with %d events undelivered.", len(evicted))
@@ -219,16 +223,9 @@ class Backlog:
         if not result.kept:
             spool.ack(batch)
             return
-        if len(result.kept) == len(batch.lines):
-            spool.release(batch)  # nothing went: the batch keeps its place at the head of the spool
-            self._stats.add_respooled(len(batch.lines))
-            return
-        # Part went out: only the rest goes back (as a new file), so delivered events are never sent again.
-        spool.ack(batch)
-        if spool.write(result.kept):
-            self._stats.add_respooled(len(result.kept))
-        else:
-            self._keep(result.kept, front=True)
+        # Only what did not go is put back, in its age order: a flapping server never gets delivered events again.
+        spool.release(batch, undelivered=result.kept)
+        self._stats.add_respooled(len(result.kept))
 
     def flush(self, deadline: float) -> bool:
         """Send everything buffered now, within ``deadline``. True when nothing is left waiting."""

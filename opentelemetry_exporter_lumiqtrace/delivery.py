@@ -57,8 +57,9 @@ from typing import Any
 
 import backoff
 
-from opentelemetry_exporter_lumiqtrace._redaction import scrub_secrets
+from opentelemetry_exporter_lumiqtrace import _config
 from opentelemetry_exporter_lumiqtrace.encoding import build_body, encode_slices
+from opentelemetry_exporter_lumiqtrace.mapping.redaction import scrub_secrets
 from opentelemetry_exporter_lumiqtrace.transport import Answer, IngestTransport, parse_retry_after
 
 _logger = logging.getLogger(__name__)
@@ -91,25 +92,25 @@ class RetryPolicy:
     """Numbers of the delivery loop. Every wait also ends at the export deadline and on shutdown."""
 
     # LumiqTrace's guidance for 5xx: back off starting at 1 second.
-    initial_backoff_s: float = 1.0
-    max_backoff_s: float = 8.0
+    initial_backoff_s: float = _config.DEFAULT_INITIAL_BACKOFF_S
+    max_backoff_s: float = _config.DEFAULT_MAX_BACKOFF_S
     # A 429 without a usable Retry-After still gets a pause: retrying at once only burns the per-key limit.
-    default_retry_after_s: float = 5.0
+    default_retry_after_s: float = _config.DEFAULT_RETRY_AFTER_S
     # The floor of every rate-limit hold: Retry-After 0, negative, NaN or in the past must not mean "hammer now".
-    min_retry_after_s: float = 1.0
-    max_retry_after_s: float = 120.0
-    max_request_timeout_s: float = 10.0
-    max_events_per_request: int = 100
-    max_request_bytes: int = 4 * 1024 * 1024
-    auth_probe_interval_s: float = 300.0
-    quota_probe_interval_s: float = 3600.0
-    quota_rate_factor: float = 0.5
-    quota_rate_floor: float = 1.0 / 1024
+    min_retry_after_s: float = _config.DEFAULT_MIN_RETRY_AFTER_S
+    max_retry_after_s: float = _config.DEFAULT_MAX_RETRY_AFTER_S
+    max_request_timeout_s: float = _config.DEFAULT_MAX_REQUEST_TIMEOUT_S
+    max_events_per_request: int = _config.MAX_EVENTS_PER_REQUEST
+    max_request_bytes: int = _config.DEFAULT_MAX_REQUEST_BYTES
+    auth_probe_interval_s: float = _config.DEFAULT_AUTH_PROBE_INTERVAL_S
+    quota_probe_interval_s: float = _config.DEFAULT_QUOTA_PROBE_INTERVAL_S
+    quota_rate_factor: float = _config.DEFAULT_QUOTA_RATE_FACTOR
+    quota_rate_floor: float = _config.DEFAULT_QUOTA_RATE_FLOOR
     # LumiqTrace's documented per-key limit: 1,000 requests a minute. Paced client-side, per exporter.
-    max_requests_per_window: int = 1000
-    pacing_window_s: float = 60.0
+    max_requests_per_window: int = _config.DEFAULT_MAX_REQUESTS_PER_WINDOW
+    pacing_window_s: float = _config.DEFAULT_PACING_WINDOW_S
     # Requests of one export call in flight at once (the calling thread plus helpers); 1 sends them in turn.
-    max_concurrent_requests: int = 4
+    max_concurrent_requests: int = _config.DEFAULT_MAX_CONCURRENT_REQUESTS
 
     def backoff_delays(self) -> Iterable[float]:
         """Delays of 1, 2, 4, 8 s (from ``initial_backoff_s``, capped at ``max_backoff_s``), each up to 50 % longer
@@ -257,14 +258,6 @@ class DeliveryStats:
         with self._lock:
             self.unspooled -= count
             self.in_flight -= count
-
-    def add_spool_dropped(self, reason: str, count: int) -> None:
-        """Events lost from the disk spool itself (size cap, corrupt or expired files): they leave it, dropped."""
-        if count <= 0:
-            return
-        with self._lock:
-            self.unspooled += count
-            self.dropped[reason] = self.dropped.get(reason, 0) + count
 
     def add_buffered(self, count: int) -> None:
         """In-flight events put into the retry buffer (negative: taken out of it)."""

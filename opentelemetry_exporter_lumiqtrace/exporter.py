@@ -9,14 +9,13 @@ import logging
 import os
 import threading
 import time
-import weakref
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from opentelemetry_exporter_lumiqtrace import _config
+from opentelemetry_exporter_lumiqtrace import _config, _fork
 from opentelemetry_exporter_lumiqtrace._metrics import ExporterMetrics
 from opentelemetry_exporter_lumiqtrace.backlog import LINGER_MIN_BATCH, Backlog, RetryBuffer
 from opentelemetry_exporter_lumiqtrace.delivery import (
@@ -35,7 +34,7 @@ from opentelemetry_exporter_lumiqtrace.encoding import encode_events
 from opentelemetry_exporter_lumiqtrace.mapping import Mapper, MappingOptions
 from opentelemetry_exporter_lumiqtrace.remote_config import ConfigUpdate, RemoteConfigPoller
 from opentelemetry_exporter_lumiqtrace.sampling import shared_sampling_state
-from opentelemetry_exporter_lumiqtrace.spool import DEFAULT_SPOOL_MAX_BYTES, DiskSpool
+from opentelemetry_exporter_lumiqtrace.spool import DiskSpool
 from opentelemetry_exporter_lumiqtrace.transport import USER_AGENT, IngestTransport
 from opentelemetry_exporter_lumiqtrace.version import __version__
 
@@ -102,6 +101,7 @@ class LumiqTraceSpanExporter(SpanExporter):
         linger: float | None = None,
         spool_dir: str | os.PathLike[str] | None = None,
         spool_max_bytes: int | None = None,
+        config_poll_interval: float | None = None,
         retry_policy: RetryPolicy | None = None,
         meter_provider: Any | None = None,
         _clock: Callable[[], float] | None = None,
@@ -117,36 +117,31 @@ class LumiqTraceSpanExporter(SpanExporter):
         base_policy = retry_policy or RetryPolicy()
         self._policy = dataclasses.replace(
             base_policy,
-            auth_probe_interval_s=_config.resolve_positive_float(
-                auth_probe_interval, _config.LUMIQTRACE_AUTH_PROBE_INTERVAL, base_policy.auth_probe_interval_s
+            auth_probe_interval_s=_config.AUTH_PROBE_INTERVAL.resolve(
+                auth_probe_interval, default=base_policy.auth_probe_interval_s
             ),
-            quota_probe_interval_s=_config.resolve_positive_float(
-                quota_probe_interval, _config.LUMIQTRACE_QUOTA_PROBE_INTERVAL, base_policy.quota_probe_interval_s
+            quota_probe_interval_s=_config.QUOTA_PROBE_INTERVAL.resolve(
+                quota_probe_interval, default=base_policy.quota_probe_interval_s
             ),
-            quota_rate_factor=_config.resolve_float(
-                quota_rate_factor, _config.LUMIQTRACE_QUOTA_RATE_FACTOR, base_policy.quota_rate_factor, 0.0, 1.0
+            quota_rate_factor=_config.QUOTA_RATE_FACTOR.resolve(
+                quota_rate_factor, default=base_policy.quota_rate_factor
             ),
-            quota_rate_floor=_config.resolve_float(
-                quota_rate_floor, _config.LUMIQTRACE_QUOTA_RATE_FLOOR, base_policy.quota_rate_floor, 0.0, 1.0
-            ),
+            quota_rate_floor=_config.QUOTA_RATE_FLOOR.resolve(quota_rate_floor, default=base_policy.quota_rate_floor),
         )
-        self._buffer_max_events = _config.resolve_positive_int(
-            buffer_max_events, _config.LUMIQTRACE_BUFFER_MAX_EVENTS, _config.DEFAULT_BUFFER_MAX_EVENTS
-        )
-        self._buffer_max_bytes = _config.resolve_positive_int(
-            buffer_max_bytes, _config.LUMIQTRACE_BUFFER_MAX_BYTES, _config.DEFAULT_BUFFER_MAX_BYTES
-        )
-        self._linger = _config.resolve_float(linger, _config.LUMIQTRACE_LINGER, _config.DEFAULT_LINGER_S, 0.0, 60.0)
-        spool_path = spool_dir if spool_dir is not None else os.environ.get(_config.LUMIQTRACE_SPOOL_DIR, "").strip()
+        self._buffer_max_events = _config.BUFFER_MAX_EVENTS.resolve(buffer_max_events)
+        self._buffer_max_bytes = _config.BUFFER_MAX_BYTES.resolve(buffer_max_bytes)
+        self._linger = _config.LINGER.resolve(linger)
+        spool_path = spool_dir if spool_dir is not None else os.environ.get(_config.SPOOL_DIR.variable, "").strip()
         self._spool_dir = os.fspath(spool_path) if spool_path else None
-        self._spool_max_bytes = _config.resolve_positive_int(
-            spool_max_bytes, _config.LUMIQTRACE_SPOOL_MAX_BYTES, DEFAULT_SPOOL_MAX_BYTES
-        )
+        self._spool_max_bytes = _config.SPOOL_MAX_BYTES.resolve(spool_max_bytes)
+        self._config_poll_interval = _config.CONFIG_POLL_INTERVAL.resolve(config_poll_interval)
+        # Remote pii_redact_keys come on top of these, replaced (never accumulated) by each config snapshot.
+        self._local_redact_keys = _config.resolve_keys(redact_keys, _config.REDACT_KEYS.variable)
         self._mapping_options = MappingOptions(
-            environment=_config.resolve_optional_str(environment, _config.LUMIQTRACE_ENVIRONMENT),
-            capture_content=_config.resolve_bool(capture_content, _config.LUMIQTRACE_CAPTURE_CONTENT, False),
-            redact_keys=_config.resolve_keys(redact_keys, _config.LUMIQTRACE_REDACT_KEYS),
-            ai_only=_config.resolve_bool(ai_only, _config.LUMIQTRACE_AI_ONLY, False),
+            environment=_config.resolve_optional_str(environment, _config.ENVIRONMENT.variable),
+            capture_content=_config.CAPTURE_CONTENT.resolve(capture_content),
+            redact_keys=self._local_redact_keys,
+            ai_only=_config.AI_ONLY.resolve(ai_only),
             sdk_version=__version__,
         )
         # Owns the mapping's memos (bounded); one per exporter.
@@ -160,17 +155,9 @@ class LumiqTraceSpanExporter(SpanExporter):
                 "LUMIQTRACE_API_KEY is not set: the LumiqTrace exporter is inert and will send nothing. "
                 "Set the variable or pass api_key= to export spans."
             )
-        # Fork safety: gunicorn --preload and multiprocessing fork after the exporter exists. A weak method keeps the
-        # hook from holding the exporter alive.
-        if hasattr(os, "register_at_fork"):
-            weak = weakref.WeakMethod(self._after_fork_in_child)
-
-            def _hook() -> None:
-                method = weak()
-                if method is not None:
-                    method()
-
-            os.register_at_fork(after_in_child=_hook)
+        # Fork safety: gunicorn --preload and multiprocessing fork after the exporter exists. The registry holds the
+        # method weakly, so the hook does not keep the exporter alive.
+        _fork.after_fork_in_child(self._after_fork_in_child)
 
     def _build_runtime(self) -> None:
         """Everything that must be new in a forked child: locks, sessions, buffer, counters, waits."""
@@ -209,6 +196,9 @@ class LumiqTraceSpanExporter(SpanExporter):
             timeout_s=min(self._timeout, _config.DEFAULT_MAX_REQUEST_TIMEOUT_S),
             on_update=self._apply_remote_config,
             user_agent=USER_AGENT,
+            clock=self._clock,
+            poll_interval_s=self._config_poll_interval,
+            should_poll=self._sampling.sends_nothing,
         )
         self._deliverer = Deliverer(
             transport=transport,
@@ -408,7 +398,10 @@ class LumiqTraceSpanExporter(SpanExporter):
         rate, ``ai_only``). ``buffered``: events waiting for a retry in memory. ``in_flight``: events an export,
         flush or shutdown call holds right now. ``spooled``: events written to the disk spool; ``unspooled``:
         spooled events that left it again (delivered or dropped); ``spool_pending``: events waiting in the spool
-        directory. ``requests`` and ``retries``: HTTP requests made. ``sample_rate``: the current shared rate.
+        directory; ``spool_dropped``: events the spool discarded from disk, by reason (``full``, ``expired``,
+        ``corrupt``, ``oversized``; also in ``dropped`` as ``spool_<reason>``, and in ``unspooled``);
+        ``spool_ignored_files``: files named like spool files that were not ours to read (``symlink``,
+        ``not_regular``, ...). ``requests`` and ``retries``: HTTP requests made. ``sample_rate``: the current rate.
 
         At any moment no call is running: ``handed + unspooled == delivered + dropped_total + filtered + buffered
         + in_flight + spooled`` (with a spool of its own, ``spool_pending == spooled - unspooled``).
@@ -417,7 +410,18 @@ class LumiqTraceSpanExporter(SpanExporter):
         snapshot["buffered"] = len(self._buffer)
         snapshot["buffered_bytes"] = self._buffer.size_bytes
         snapshot["sample_rate"] = self._sampling.rate
-        snapshot["spool_pending"] = self._spool.pending_events() if self._spool is not None else 0
+        spool = self._spool
+        snapshot["spool_pending"] = spool.pending_events() if spool is not None else 0
+        # The spool keeps its own loss counters (it drops on its own: size cap, expiry, corrupt files): they are
+        # read here, so the accounting identity covers events that left the disk without being sent.
+        spool_dropped = spool.dropped_by_reason() if spool is not None else {}
+        for reason, count in spool_dropped.items():
+            key = f"spool_{reason}"
+            snapshot["dropped"][key] = snapshot["dropped"].get(key, 0) + count
+            snapshot["dropped_total"] += count
+            snapshot["unspooled"] += count
+        snapshot["spool_dropped"] = spool_dropped
+        snapshot["spool_ignored_files"] = spool.ignored_files() if spool is not None else {}
         return snapshot
 
     def _ratchet_rate(self) -> None:
@@ -435,10 +439,10 @@ class LumiqTraceSpanExporter(SpanExporter):
             self._sampling.set_rate(update.sample_rate)
         if update.disable_tracing is not None:
             self._sampling.set_disabled(update.disable_tracing)
-        if update.pii_redact_keys:
-            options = self._mapping_options
+        if update.pii_redact_keys is not None:
+            # A snapshot: the remote keys replace the previous remote keys, on top of the local ones.
             self._mapping_options = dataclasses.replace(
-                options, redact_keys=options.redact_keys | frozenset(update.pii_redact_keys)
+                self._mapping_options, redact_keys=self._local_redact_keys | frozenset(update.pii_redact_keys)
             )
         if update.log_level:
             level = logging.getLevelName(update.log_level.upper())

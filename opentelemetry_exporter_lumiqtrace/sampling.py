@@ -28,10 +28,12 @@ from opentelemetry.trace import Link, SpanKind, get_current_span
 from opentelemetry.trace.span import TraceState
 from opentelemetry.util.types import Attributes
 
+from opentelemetry_exporter_lumiqtrace import _config, _fork
+
 _logger = logging.getLogger(__name__)
 
-ENV_SAMPLE_RATE = "LUMIQTRACE_SAMPLE_RATE"
-DEFAULT_SAMPLE_RATE = 1.0
+ENV_SAMPLE_RATE = _config.SAMPLE_RATE.variable
+DEFAULT_SAMPLE_RATE = _config.SAMPLE_RATE.default
 # Attribute set on sampled root spans so that counts can be extrapolated (1 / rate).
 SAMPLE_RATE_ATTRIBUTE = "lumiqtrace.sample_rate"
 
@@ -114,6 +116,11 @@ class SamplingSnapshot:
     def keeps(self, trace_id: int) -> bool:
         return not self.disabled and (trace_id & _TRACE_ID_LIMIT) < self.bound
 
+    @property
+    def sends_nothing(self) -> bool:
+        """Disabled, or a rate of 0: no trace is kept (so no ingest answer will bring a new config version)."""
+        return self.disabled or self.bound == 0
+
 
 # Every live state, so that a forked child gets fresh locks (a parent thread may have held one at fork time).
 _live_states: weakref.WeakSet[SamplingState] = weakref.WeakSet()
@@ -152,6 +159,10 @@ class SamplingState:
     def keeps(self, trace_id: int) -> bool:
         """Whether a trace with this id is kept at the current rate (always False while disabled)."""
         return self._snapshot.keeps(trace_id)
+
+    def sends_nothing(self) -> bool:
+        """True while tracing is disabled or the rate is 0."""
+        return self._snapshot.sends_nothing
 
     def set_rate(self, rate: float) -> None:
         """Set the rate explicitly (may raise it). Raises ``ValueError`` unless 0.0 <= rate <= 1.0."""
@@ -203,8 +214,7 @@ def _reinit_locks_after_fork() -> None:
         state._after_fork_in_child()
 
 
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_reinit_locks_after_fork)
+_fork.after_fork_in_child(_reinit_locks_after_fork)
 
 _shared_state: SamplingState | None = None
 _shared_lock = threading.Lock()

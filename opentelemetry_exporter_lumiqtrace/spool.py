@@ -19,6 +19,13 @@ bounded batch at a time. The design follows Azure Monitor's local storage and av
 - a write failure (disk full, read-only filesystem) logs one warning and turns writing off: the exporter keeps
   working from memory. Nothing here raises.
 
+It trusts nothing it did not write (issue 13): the directory and its partition are created 0700 and refused (one
+warning, memory-only) when they are symlinks, group- or world-writable, or owned by another user; a file named like
+ours is read only when it is a regular file with one link, owned by us, not bigger than the byte cap, opened without
+following symlinks and without blocking. Anything else is ignored and counted (``ignored_files``), never read, so a
+FIFO cannot block an export, a symlink cannot post ``/dev/zero`` or a secrets file to ingest, and an oversized file is
+set aside once instead of being read on every export. Losses are counted by reason (``dropped_by_reason``).
+
 Files not named like ours are never touched, so a directory shared with other content is safe.
 """
 
@@ -33,20 +40,37 @@ import os
 import pathlib
 import re
 import secrets
+import stat
 import threading
 import time
 import weakref
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from opentelemetry_exporter_lumiqtrace import _config, _fork
+
 _logger = logging.getLogger(__name__)
 
-DEFAULT_SPOOL_MAX_BYTES = 64 * 1024 * 1024
-DEFAULT_SPOOL_MAX_AGE_S = 7 * 24 * 3600.0
-# Far longer than one export deadline, so only a hung or dead holder loses its lease.
-DEFAULT_SPOOL_LEASE_TIMEOUT_S = 600.0
-# Matches the exporter's drain batch, so a claim normally takes whole files and never has to split one.
-DEFAULT_SPOOL_LINES_PER_FILE = 500
+DEFAULT_SPOOL_MAX_BYTES = _config.DEFAULT_SPOOL_MAX_BYTES
+DEFAULT_SPOOL_MAX_AGE_S = _config.DEFAULT_SPOOL_MAX_AGE_S
+DEFAULT_SPOOL_LEASE_TIMEOUT_S = _config.DEFAULT_SPOOL_LEASE_TIMEOUT_S
+DEFAULT_SPOOL_LINES_PER_FILE = _config.DEFAULT_SPOOL_LINES_PER_FILE
+
+# Why spooled events were lost (the keys of ``DiskSpool.dropped_by_reason()``).
+SPOOL_DROP_FULL = "full"  # evicted, oldest first, to stay under the byte cap
+SPOOL_DROP_EXPIRED = "expired"  # older than the retention period
+SPOOL_DROP_CORRUPT = "corrupt"  # unreadable, or not the number of lines its name says
+SPOOL_DROP_OVERSIZED = "oversized"  # bigger than the byte cap: not written by us, deleted unread
+# Why a file named like ours was ignored (the keys of ``DiskSpool.ignored_files()``); it is never read nor changed.
+IGNORED_SYMLINK = "symlink"
+IGNORED_NOT_REGULAR = "not_regular"  # a FIFO, socket, device or directory
+IGNORED_LINKED = "linked"  # a hard link: its other name may be anybody's file
+IGNORED_FOREIGN = "foreign_owner"
+# Names of ignored files remembered so each is counted once, however many scans see it.
+_MAX_IGNORED_NAMES = 4096
+# Open flags for reading a leased file: never follow a symlink, never block on a FIFO.
+_READ_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
 
 _SUFFIX = ".ndjson"
 _BASE = r"(?P<ts>\d{20})-(?P<pid>\d+)-(?P<seq>\d{8,})-(?P<rand>[0-9a-f]{8})-(?P<count>\d+)\.ndjson"
@@ -79,8 +103,20 @@ def _after_fork_in_child() -> None:
         spool._lock = threading.Lock()
 
 
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+_fork.after_fork_in_child(_after_fork_in_child)
+
+
+def _unsafe_reason(st: os.stat_result) -> str | None:
+    """Why a file named like ours must not be read, from its own (not followed) status; None when it is safe."""
+    if stat.S_ISLNK(st.st_mode):
+        return IGNORED_SYMLINK
+    if not stat.S_ISREG(st.st_mode):
+        return IGNORED_NOT_REGULAR
+    if st.st_nlink > 1:
+        return IGNORED_LINKED
+    if hasattr(os, "geteuid") and st.st_uid != os.geteuid():
+        return IGNORED_FOREIGN
+    return None
 
 
 def _pid_alive(pid: int) -> bool:
@@ -124,6 +160,7 @@ class _Lease:
     path: pathlib.Path
     base: str  # the unclaimed name to go back to on release
     count: int
+    lines: list[bytes] = field(default_factory=list, repr=False)
 
 
 @dataclass
@@ -158,7 +195,9 @@ class DiskSpool:
         self.max_lines_per_file = max_lines_per_file
         self._clock = clock
         self._lock = threading.Lock()
-        self._dropped = 0
+        self._dropped: dict[str, int] = {}
+        self._ignored: dict[str, int] = {}
+        self._ignored_names: dict[str, None] = {}  # an ordered set, oldest forgotten first
         self._writes_disabled = False
         self._warned_full = False
         _instances.add(self)
@@ -179,14 +218,17 @@ class DiskSpool:
 
         ``partition``, when given, selects a subdirectory named after its SHA-256: pass what must not mix (the
         endpoint and API key) so spooled events are never sent to another project, without writing the key to disk.
-        Bad numbers log a warning and fall back to the defaults. Never raises.
+        The directory and the partition are refused (one warning, None) when either is a symlink, group- or
+        world-writable, or owned by another user. Bad numbers log a warning and fall back to the defaults.
+        Never raises.
         """
         path = pathlib.Path(directory)
         try:
             path = path.expanduser().absolute()
+            _make_private_directory(path)
             if partition is not None:
                 path = path / hashlib.sha256(partition.encode("utf-8")).hexdigest()[:16]
-            _make_private_directory(path)
+                _make_private_directory(path)
             _probe_writable(path)
         except (OSError, RuntimeError, ValueError) as exc:
             _logger.warning(
@@ -206,8 +248,21 @@ class DiskSpool:
 
     @property
     def dropped_events(self) -> int:
-        """Events this instance accepted and later discarded undelivered: evicted, expired, corrupt."""
-        return self._dropped
+        """Events this instance accepted and later discarded undelivered: evicted, expired, corrupt, oversized."""
+        with self._lock:
+            return sum(self._dropped.values())
+
+    def dropped_by_reason(self) -> dict[str, int]:
+        """Events this instance discarded from the directory, by reason (``full``, ``expired``, ``corrupt``,
+        ``oversized``). Counts what the file names say, without reading the files."""
+        with self._lock:
+            return dict(self._dropped)
+
+    def ignored_files(self) -> dict[str, int]:
+        """Files named like spool files that this instance refused to read, by reason (``symlink``,
+        ``not_regular``, ``linked``, ``foreign_owner``); each counted once."""
+        with self._lock:
+            return dict(self._ignored)
 
     @property
     def writable(self) -> bool:
@@ -216,47 +271,55 @@ class DiskSpool:
 
     # -- writing -------------------------------------------------------------------------------------------------
 
-    def write(self, lines: Sequence[bytes]) -> bool:
+    def write(self, lines: Sequence[bytes]) -> int:
         """Persist ``lines`` (oldest first), evicting the oldest spooled files beyond ``max_bytes``.
 
-        Returns False, having written nothing, when writing is off or fails; the caller still owns those lines.
-        If the lines alone exceed ``max_bytes`` the oldest of them are dropped (and counted) and True is returned.
+        Returns how many of ``lines``, from the oldest, the spool took: written to disk, or (when the lines alone
+        exceed ``max_bytes``) dropped by the cap and counted as ``full``. The caller still owns ``lines[n:]``: all
+        of them when writing is off, the newest ones when a write fails halfway (files already renamed into place
+        stay, and are counted as taken).
         """
         if self._writes_disabled:
             _logger.debug("LumiqTrace disk spool: writes are off, %d events not spooled", len(lines))
-            return False
+            return 0
+        taken = [0]
         try:
-            return self._write(lines)
+            self._write(lines, taken)
         except Exception as exc:  # the spool must never break an export; any failure means memory-only from now
             self._disable_writes(exc)
-            return False
+        return taken[0]
 
-    def _write(self, lines: Sequence[bytes]) -> bool:
-        # A raw newline only ever sits between JSON tokens (inside a string it must be escaped), where a space means
-        # the same: replacing it keeps one event per line and valid JSON valid.
-        clean = [line.replace(b"\n", b" ") for line in lines if line.strip()]
-        if not clean:
-            return True
-        sizes = [len(line) + 1 for line in clean]
+    def _write(self, lines: Sequence[bytes], taken: list[int]) -> None:
+        """Write ``lines``; ``taken[0]`` always says how many of them (from the oldest) are on disk or accounted."""
+        # Blank lines are nothing to keep. A raw newline only ever sits between JSON tokens (inside a string it must
+        # be escaped), where a space means the same: replacing it keeps one event per line and valid JSON valid.
+        positions = [i for i, line in enumerate(lines) if line.strip()]
+        if not positions:
+            taken[0] = len(lines)
+            return
+        sizes = [len(lines[i]) + 1 for i in positions]
         new_bytes = sum(sizes)
         trimmed = 0
         while trimmed < len(sizes) and new_bytes > self.max_bytes:
             new_bytes -= sizes[trimmed]
             trimmed += 1
         if trimmed:
-            clean = clean[trimmed:]
-            self._count_dropped(trimmed)
+            self._count_dropped(SPOOL_DROP_FULL, trimmed)
             self._warn_full(trimmed)
-        if not clean:
-            return True
+            positions = positions[trimmed:]
+        if not positions:
+            taken[0] = len(lines)
+            return
+        taken[0] = positions[0]
         self._make_room(new_bytes)
         ts_ns = int(self._clock() * 1e9)
         step = self.max_lines_per_file
-        for start in range(0, len(clean), step):
-            chunk = clean[start : start + step]
-            self._write_file(self._new_name(ts_ns, len(chunk)), chunk)
+        for start in range(0, len(positions), step):
+            chunk = positions[start : start + step]
+            self._write_file(self._new_name(ts_ns, len(chunk)), [lines[i].replace(b"\n", b" ") for i in chunk])
+            taken[0] = chunk[-1] + 1
+        taken[0] = len(lines)
         _fsync_directory(self.directory)
-        return True
 
     def _new_name(self, ts_ns: int, count: int) -> str:
         return f"{max(ts_ns, 0):020d}-{os.getpid()}-{_next_sequence():08d}-{secrets.token_hex(4)}-{count}{_SUFFIX}"
@@ -265,7 +328,8 @@ class DiskSpool:
         """Write ``lines`` under a temporary name, fsync, then rename to ``final`` (default: ``name``)."""
         temp = self.directory / f".{name}.tmp"
         data = b"\n".join(lines) + b"\n"
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o600)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
+        fd = os.open(temp, flags, 0o600)
         try:
             try:
                 if hasattr(os, "fchmod"):
@@ -292,7 +356,7 @@ class DiskSpool:
                 break
             if self._delete(entry.name):
                 used -= entry.size
-                self._count_dropped(entry.count)
+                self._count_dropped(SPOOL_DROP_FULL, entry.count)
                 self._warn_full(entry.count)
 
     def _warn_full(self, count: int) -> None:
@@ -350,6 +414,7 @@ class DiskSpool:
                 continue
             if len(lines) > max_events - len(batch.lines):
                 lease, lines = self._split(lease, lines, max_events - len(batch.lines))
+            lease.lines = lines
             batch.lines.extend(lines)
             batch._leases.append(lease)
             if len(batch.lines) >= max_events:
@@ -372,27 +437,52 @@ class DiskSpool:
         return _Lease(path=claimed, base=name, count=count)
 
     def _read(self, lease: _Lease) -> list[bytes] | None:
-        """The leased file's events, or None (file deleted, counted) if it is unreadable or not what its name says."""
+        """The leased file's events, or None: deleted and counted when unreadable, corrupt or oversized; put back and
+        ignored when it is not a regular file of ours (checked on the open descriptor, before a byte is read)."""
         try:
-            with open(lease.path, "rb") as fh:
-                data = fh.read()
+            fd = os.open(lease.path, _READ_FLAGS)
         except FileNotFoundError:
             self._forget(lease)
             return None
         except OSError as exc:
-            problem = f"unreadable ({exc})"
-        else:
-            lines = data.split(b"\n")
-            if lines and lines[-1] == b"":
-                lines.pop()
-            if len(lines) == lease.count and all(lines) and data.endswith(b"\n"):
-                return lines
-            problem = f"corrupt ({len(lines)} lines, name says {lease.count})"
+            if exc.errno == errno.ELOOP:  # swapped for a symlink after the scan
+                self._give_back(lease, IGNORED_SYMLINK)
+                return None
+            return self._discard(lease, SPOOL_DROP_CORRUPT, f"unreadable ({exc})")
+        try:
+            st = os.fstat(fd)
+            unsafe = _unsafe_reason(st)
+            if unsafe is not None:
+                self._give_back(lease, unsafe)
+                return None
+            if st.st_size > self.max_bytes:
+                return self._discard(lease, SPOOL_DROP_OVERSIZED, f"oversized ({st.st_size} bytes)")
+            # One byte more than fstat said: a file still growing is not one of ours.
+            data = _read_at_most(fd, st.st_size + 1)
+        except OSError as exc:
+            return self._discard(lease, SPOOL_DROP_CORRUPT, f"unreadable ({exc})")
+        finally:
+            os.close(fd)
+        lines = data.split(b"\n")
+        if lines and lines[-1] == b"":
+            lines.pop()
+        if len(data) <= st.st_size and len(lines) == lease.count and all(lines) and data.endswith(b"\n"):
+            return lines
+        return self._discard(lease, SPOOL_DROP_CORRUPT, f"corrupt ({len(lines)} lines, name says {lease.count})")
+
+    def _discard(self, lease: _Lease, reason: str, problem: str) -> list[bytes] | None:
         _logger.debug("LumiqTrace disk spool: deleting %s file %s", problem, lease.path.name)
         if self._delete(lease.path.name):
-            self._count_dropped(lease.count)
+            self._count_dropped(reason, lease.count)
         self._forget(lease)
         return None
+
+    def _give_back(self, lease: _Lease, reason: str) -> None:
+        """Undo the lease of a file that is not ours to read, and ignore it from now on."""
+        with contextlib.suppress(OSError):
+            os.rename(lease.path, self.directory / lease.base)
+        self._forget(lease)
+        self._ignore(lease.base, reason)
 
     def _split(self, lease: _Lease, lines: list[bytes], keep: int) -> tuple[_Lease, list[bytes]]:
         """Keep the first ``keep`` events leased and put the rest back as a file of the same age."""
@@ -422,25 +512,58 @@ class DiskSpool:
             return
         batch._done = True
         for lease in batch._leases:
-            try:
-                os.unlink(lease.path)
-            except FileNotFoundError:
-                pass  # a stale-lease reclaim took it back; resending later is safe (event_id dedup)
-            except OSError as exc:
-                _logger.debug("LumiqTrace disk spool: cannot delete %s: %s", lease.path.name, exc)
+            self._unlink_lease(lease)
             self._forget(lease)
 
-    def release(self, batch: SpoolBatch) -> None:
-        """The batch was not delivered (retryable): make its files claimable again, in their original age order."""
+    def release(self, batch: SpoolBatch, *, undelivered: Sequence[bytes] | None = None) -> None:
+        """Hand back a batch that was not (wholly) delivered: what is still to send becomes claimable again, in its
+        original age order; what was delivered or dropped is deleted.
+
+        ``undelivered``: the lines of the batch still to send, in any order (the slices of one batch may travel
+        concurrently, so the failures need not be a tail). None means all of them.
+        """
         if batch._done:
             return
         batch._done = True
+        left = None if undelivered is None else Counter(undelivered)
         for lease in batch._leases:
-            try:
-                os.rename(lease.path, self.directory / lease.base)
-            except OSError as exc:
-                _logger.debug("LumiqTrace disk spool: cannot release %s: %s", lease.path.name, exc)
+            keep = lease.lines if left is None else [line for line in lease.lines if _take_one(left, line)]
+            if not keep:
+                self._unlink_lease(lease)
+            elif len(keep) == len(lease.lines):
+                self._put_back(lease)
+            else:
+                self._put_back_part(lease, keep)
             self._forget(lease)
+
+    def _put_back(self, lease: _Lease) -> None:
+        try:
+            os.rename(lease.path, self.directory / lease.base)
+        except OSError as exc:
+            _logger.debug("LumiqTrace disk spool: cannot release %s: %s", lease.path.name, exc)
+
+    def _put_back_part(self, lease: _Lease, keep: list[bytes]) -> None:
+        """Replace a leased file by one holding only ``keep``, of the same age, so delivered events are not resent."""
+        match = _BASE_RE.match(lease.base)
+        ts_ns = int(match.group("ts")) if match else int(self._clock() * 1e9)
+        try:
+            # Crashing between these steps leaves the kept events in two files: sent twice, deduplicated by event_id.
+            self._write_file(self._new_name(ts_ns, len(keep)), keep)
+        except OSError:
+            _logger.debug(
+                "LumiqTrace disk spool: cannot rewrite %s, releasing it whole", lease.path.name, exc_info=True
+            )
+            self._put_back(lease)
+            return
+        self._unlink_lease(lease)
+
+    def _unlink_lease(self, lease: _Lease) -> None:
+        try:
+            os.unlink(lease.path)
+        except FileNotFoundError:
+            pass  # a stale-lease reclaim took it back; resending later is safe (event_id dedup)
+        except OSError as exc:
+            _logger.debug("LumiqTrace disk spool: cannot delete %s: %s", lease.path.name, exc)
 
     def pending_events(self) -> int:
         """Approximate number of unclaimed, unexpired events waiting in the directory (all processes)."""
@@ -472,15 +595,26 @@ class DiskSpool:
                 if not (base or claimed or temp):
                     continue  # not ours
                 try:
-                    size = entry.stat(follow_symlinks=False).st_size
+                    st = entry.stat(follow_symlinks=False)
                 except OSError:
                     continue  # gone meanwhile
+                unsafe = _unsafe_reason(st)
+                if unsafe is not None:
+                    self._ignore(name, unsafe)
+                    continue
+                size = st.st_size
                 if base:
                     ts_ns, count = int(base.group("ts")), int(base.group("count"))
                     if maintain and ts_ns < expiry:
                         if self._delete(name):
-                            self._count_dropped(count)
+                            self._count_dropped(SPOOL_DROP_EXPIRED, count)
                             _logger.debug("LumiqTrace disk spool: %d events expired", count)
+                        continue
+                    if size > self.max_bytes:
+                        # Never written by us (we never exceed the cap): set aside unread, once, not on every export.
+                        if maintain and self._delete(name):
+                            self._count_dropped(SPOOL_DROP_OVERSIZED, count)
+                            _logger.debug("LumiqTrace disk spool: deleted oversized file %s (%d bytes)", name, size)
                         continue
                     files.append(_File(name, ts_ns, count, size))
                 elif claimed:
@@ -529,9 +663,40 @@ class DiskSpool:
         with _claims_lock:
             _active_claims.discard(lease.path.name)
 
-    def _count_dropped(self, count: int) -> None:
+    def _count_dropped(self, reason: str, count: int) -> None:
+        if count <= 0:
+            return
         with self._lock:
-            self._dropped += count
+            self._dropped[reason] = self._dropped.get(reason, 0) + count
+
+    def _ignore(self, name: str, reason: str) -> None:
+        with self._lock:
+            if name in self._ignored_names:
+                return
+            self._ignored_names[name] = None
+            if len(self._ignored_names) > _MAX_IGNORED_NAMES:
+                del self._ignored_names[next(iter(self._ignored_names))]
+            self._ignored[reason] = self._ignored.get(reason, 0) + 1
+        _logger.debug("LumiqTrace disk spool: ignoring %s (%s)", name, reason)
+
+
+def _read_at_most(fd: int, limit: int) -> bytes:
+    chunks = []
+    while limit > 0:
+        chunk = os.read(fd, min(limit, 1 << 20))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        limit -= len(chunk)
+    return b"".join(chunks)
+
+
+def _take_one(left: Counter[bytes], line: bytes) -> bool:
+    """Remove one ``line`` from the multiset ``left``; whether it was there."""
+    if left[line] > 0:
+        left[line] -= 1
+        return True
+    return False
 
 
 def _positive(name: str, value: float, default: float) -> float:
@@ -545,15 +710,39 @@ def _positive(name: str, value: float, default: float) -> float:
     return default
 
 
+class UnsafeSpoolDirectory(OSError):
+    """The spool directory could be changed by someone else: a symlink, shared-writable, or another user's."""
+
+
 def _make_private_directory(path: pathlib.Path) -> None:
-    if path.is_dir():
-        return
-    missing = [p for p in (path, *path.parents) if not p.exists()]
-    # The mode argument is filtered by the umask and ignored for parents: set it explicitly on what we create.
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    for created in missing:
-        if os.name != "nt":
-            os.chmod(created, 0o700)
+    """Create ``path`` (and missing parents) with mode 0o700, or check that the existing one is private."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        missing = [p for p in (path, *path.parents) if not os.path.lexists(p)]
+        # The mode argument is filtered by the umask and ignored for parents: set it explicitly on what we create.
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        for created in missing:
+            if os.name != "nt":
+                os.chmod(created, 0o700)
+        st = os.lstat(path)  # what is there now, whoever created it
+    _check_private(path, st)
+
+
+def _check_private(path: pathlib.Path, st: os.stat_result) -> None:
+    if stat.S_ISLNK(st.st_mode):
+        raise UnsafeSpoolDirectory("it is a symlink, and the spool does not follow symlinks")
+    if not stat.S_ISDIR(st.st_mode):
+        raise NotADirectoryError(errno.ENOTDIR, "not a directory", str(path))
+    if os.name == "nt":
+        return  # modes and owners mean little there; ACLs decide
+    if hasattr(os, "geteuid") and st.st_uid != os.geteuid():
+        raise UnsafeSpoolDirectory(f"it is owned by uid {st.st_uid}, not by this process's user (uid {os.geteuid()})")
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise UnsafeSpoolDirectory(
+            f"it is group- or world-writable (mode {stat.S_IMODE(st.st_mode):o}): use a directory only this user can "
+            "write"
+        )
 
 
 def _probe_writable(path: pathlib.Path) -> None:

@@ -18,6 +18,13 @@ from opentelemetry_exporter_lumiqtrace.testing import LocalIngestServer
 _USER_AGENT = "opentelemetry-exporter-lumiqtrace-test/0"
 
 
+def _snapshot(**fields: Any) -> ConfigUpdate:
+    """A parsed document: the whole config, so rules it does not list mean "off" (no kill switch, no remote keys)."""
+    fields.setdefault("disable_tracing", False)
+    fields.setdefault("pii_redact_keys", ())
+    return ConfigUpdate(**fields)
+
+
 def _doc(*rules: Any, cv: Any = 7) -> bytes:
     return json.dumps({"cv": cv, "rules": list(rules)}).encode()
 
@@ -29,28 +36,28 @@ def _doc(*rules: Any, cv: Any = 7) -> bytes:
 @pytest.mark.parametrize(
     ("body", "expected"),
     [
-        (_doc(), ConfigUpdate(cv=7, disable_tracing=False)),
-        (_doc({"type": "sample_rate", "value": 0.1}), ConfigUpdate(cv=7, sample_rate=0.1, disable_tracing=False)),
-        (_doc({"type": "sample_rate", "value": 0}), ConfigUpdate(cv=7, sample_rate=0.0, disable_tracing=False)),
-        (_doc({"type": "sample_rate", "rate": "0.5"}), ConfigUpdate(cv=7, sample_rate=0.5, disable_tracing=False)),
-        (_doc({"type": "disable_tracing", "value": True}), ConfigUpdate(cv=7, disable_tracing=True)),
-        (_doc({"type": "disable_tracing", "value": False}), ConfigUpdate(cv=7, disable_tracing=False)),
-        (_doc({"type": "disable_tracing", "enabled": True}), ConfigUpdate(cv=7, disable_tracing=True)),
-        (_doc({"type": "disable_tracing"}), ConfigUpdate(cv=7, disable_tracing=True)),
+        (_doc(), _snapshot(cv=7)),
+        (_doc({"type": "sample_rate", "value": 0.1}), _snapshot(cv=7, sample_rate=0.1)),
+        (_doc({"type": "sample_rate", "value": 0}), _snapshot(cv=7, sample_rate=0.0)),
+        (_doc({"type": "sample_rate", "rate": "0.5"}), _snapshot(cv=7, sample_rate=0.5)),
+        (_doc({"type": "disable_tracing", "value": True}), _snapshot(cv=7, disable_tracing=True)),
+        (_doc({"type": "disable_tracing", "value": False}), _snapshot(cv=7)),
+        (_doc({"type": "disable_tracing", "enabled": True}), _snapshot(cv=7, disable_tracing=True)),
+        (_doc({"type": "disable_tracing"}), _snapshot(cv=7, disable_tracing=True)),
         (
             _doc({"type": "pii_redact_keys", "value": ["k1", "k2"]}),
-            ConfigUpdate(cv=7, disable_tracing=False, pii_redact_keys=("k1", "k2")),
+            _snapshot(cv=7, pii_redact_keys=("k1", "k2")),
         ),
         (
             _doc({"type": "pii_redact_keys", "keys": ["a", "b"]}, {"type": "pii_redact_keys", "value": ["b", "c"]}),
-            ConfigUpdate(cv=7, disable_tracing=False, pii_redact_keys=("a", "b", "c")),
+            _snapshot(cv=7, pii_redact_keys=("a", "b", "c")),
         ),
         (
             _doc({"type": "pii_redact_keys", "value": "a, b,"}),
-            ConfigUpdate(cv=7, disable_tracing=False, pii_redact_keys=("a", "b")),
+            _snapshot(cv=7, pii_redact_keys=("a", "b")),
         ),
-        (_doc({"type": "log_level", "value": "debug"}), ConfigUpdate(cv=7, disable_tracing=False, log_level="debug")),
-        (_doc({"type": "log_level", "level": "WARN"}), ConfigUpdate(cv=7, disable_tracing=False, log_level="warning")),
+        (_doc({"type": "log_level", "value": "debug"}), _snapshot(cv=7, log_level="debug")),
+        (_doc({"type": "log_level", "level": "WARN"}), _snapshot(cv=7, log_level="warning")),
         (
             _doc(
                 {"type": "sample_rate", "value": 0.1},
@@ -58,7 +65,7 @@ def _doc(*rules: Any, cv: Any = 7) -> bytes:
                 {"type": "pii_redact_keys", "value": ["k1", "k2"]},
                 {"type": "log_level", "value": "debug"},
             ),
-            ConfigUpdate(cv=7, sample_rate=0.1, disable_tracing=True, pii_redact_keys=("k1", "k2"), log_level="debug"),
+            _snapshot(cv=7, sample_rate=0.1, disable_tracing=True, pii_redact_keys=("k1", "k2"), log_level="debug"),
         ),
         # Rules an exporter has no use for are ignored, the rest still applies.
         (
@@ -68,13 +75,13 @@ def _doc(*rules: Any, cv: Any = 7) -> bytes:
                 {"type": "some_future_rule", "value": 1},
                 {"type": "sample_rate", "value": 0.2},
             ),
-            ConfigUpdate(cv=7, sample_rate=0.2, disable_tracing=False),
+            _snapshot(cv=7, sample_rate=0.2),
         ),
         # A rule switched off is as good as absent.
-        (_doc({"type": "sample_rate", "value": 0.2, "enabled": False}), ConfigUpdate(cv=7, disable_tracing=False)),
+        (_doc({"type": "sample_rate", "value": 0.2, "enabled": False}), _snapshot(cv=7)),
         # Rules as a mapping, and no cv at all.
-        (b'{"rules": {"sample_rate": 0.3}}', ConfigUpdate(sample_rate=0.3, disable_tracing=False)),
-        (b'{"cv": "12", "rules": []}', ConfigUpdate(cv=12, disable_tracing=False)),
+        (b'{"rules": {"sample_rate": 0.3}}', _snapshot(sample_rate=0.3)),
+        (b'{"cv": "12", "rules": []}', _snapshot(cv=12)),
     ],
 )
 def test_parse_config_good(body: bytes, expected: ConfigUpdate) -> None:
@@ -105,7 +112,7 @@ def test_parse_config_good(body: bytes, expected: ConfigUpdate) -> None:
 def test_parse_config_skips_a_bad_rule_and_keeps_the_rest(rule: Any) -> None:
     body = _doc(rule, {"type": "log_level", "value": "info"})
     update = parse_config(body)
-    assert update == ConfigUpdate(cv=7, disable_tracing=False, log_level="info")
+    assert update == _snapshot(cv=7, log_level="info")
 
 
 @pytest.mark.parametrize(
@@ -128,8 +135,8 @@ def test_parse_config_rejects_garbage(body: bytes) -> None:
 
 
 def test_parse_config_tolerates_a_bad_cv() -> None:
-    assert parse_config(b'{"cv": true, "rules": []}') == ConfigUpdate(disable_tracing=False)
-    assert parse_config(b'{"cv": 1.5, "rules": []}') == ConfigUpdate(disable_tracing=False)
+    assert parse_config(b'{"cv": true, "rules": []}') == _snapshot()
+    assert parse_config(b'{"cv": 1.5, "rules": []}') == _snapshot()
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -183,7 +190,7 @@ def test_one_fetch_per_cv_bump_and_update_delivered(server: LocalIngestServer) -
         poller.observe_cv(cv)
         assert poller.wait_idle(5)
         assert len(server.config_requests()) == 1
-        assert updates.items == [ConfigUpdate(cv=cv, sample_rate=0.1, disable_tracing=False)]
+        assert updates.items == [_snapshot(cv=cv, sample_rate=0.1)]
         assert poller.last_seen_cv == cv
 
         # The same or a lower cv fetches nothing.
@@ -195,10 +202,14 @@ def test_one_fetch_per_cv_bump_and_update_delivered(server: LocalIngestServer) -
         cv2 = server.set_config(rules=[{"type": "disable_tracing", "value": True}])
         poller.observe_cv(cv2)
         assert poller.wait_idle(5)
+        assert len(server.config_requests()) == 1  # within the minimum interval of the first fetch
+        clock.now += 30.0
+        poller.observe_cv(cv2)
+        assert poller.wait_idle(5)
         poller.observe_cv(cv2)
         assert poller.wait_idle(5)
         assert len(server.config_requests()) == 2
-        assert updates.items[-1] == ConfigUpdate(cv=cv2, disable_tracing=True)
+        assert updates.items[-1] == _snapshot(cv=cv2, disable_tracing=True)
     finally:
         poller.close()
 

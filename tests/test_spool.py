@@ -85,7 +85,7 @@ def test_write_claim_ack_round_trip_oldest_first(spool_dir: pathlib.Path, clock:
     assert spool.directory == spool_dir
     assert spool.claim(100) is None
     for start in (0, 3, 6):
-        assert spool.write([event(n) for n in range(start, start + 3)]) is True
+        assert spool.write([event(n) for n in range(start, start + 3)]) == 3
         clock.now += 1
     assert spool.pending_events() == 9
 
@@ -503,9 +503,9 @@ def test_disk_full_degrades_to_memory_only_with_one_warning(
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(os, "write", disk_full)
-    assert spool.write([event(2)]) is False
+    assert spool.write([event(2)]) == 0
     monkeypatch.undo()
-    assert spool.write([event(3)]) is False  # writing stays off, even though the disk has room again
+    assert spool.write([event(3)]) == 0  # writing stays off, even though the disk has room again
     assert spool.writable is False
 
     warnings = spool_warnings(debug_logs)
@@ -522,7 +522,7 @@ def test_write_failure_at_rename_leaves_no_file(spool_dir: pathlib.Path, monkeyp
         raise OSError(errno.EIO, "I/O error")
 
     monkeypatch.setattr(os, "replace", failing_replace)
-    assert spool.write([event(1)]) is False
+    assert spool.write([event(1)]) == 0
     monkeypatch.undo()
     assert os.listdir(spool_dir) == []
 
@@ -545,4 +545,4 @@ def test_a_failing_directory_never_raises(spool_dir: pathlib.Path) -> None:
     assert spool.pending_events() == 0
     spool.release(batch)
     spool.ack(batch)
-    assert spool.write([event(2)]) is False
+    assert spool.write([event(2)]) == 0
