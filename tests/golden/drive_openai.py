@@ -24,6 +24,7 @@ import sys
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
+from fake_providers import FakeProviderServer  # run as a script: tests/golden is on sys.path
 from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
@@ -31,8 +32,6 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
 from opentelemetry_exporter_lumiqtrace.exporter import LumiqTraceSpanExporter
 from opentelemetry_exporter_lumiqtrace.testing import LocalIngestServer
-
-from fake_providers import FakeProviderServer  # noqa: I001  (run as a script: tests/golden is on sys.path)
 
 SESSION = "sess-golden-1"
 CLIENT_TIMEOUT_S = 0.2
