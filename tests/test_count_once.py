@@ -57,7 +57,7 @@ def _observe(counter: CountOnce, spans: list[ReadableSpan]) -> list[dict[str, An
 
 
 def _by_name(spans: list[ReadableSpan], events: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    return {span.name: event for span, event in zip(spans, events)}
+    return {span.name: event for span, event in zip(spans, events, strict=True)}
 
 
 def test_nested_the_innermost_span_keeps_the_counts(tracing: Any) -> None:
@@ -82,9 +82,11 @@ def test_nested_through_spans_without_counts_and_across_export_calls(tracing: An
     tracer, memory = tracing
     with tracer.start_as_current_span("agent run"), tracer.start_as_current_span("framework chat") as outer:
         _llm(outer)
-        with tracer.start_as_current_span("POST /v1/chat/completions", kind=SpanKind.CLIENT):
-            with tracer.start_as_current_span("client chat") as inner:
-                _llm(inner)
+        with (
+            tracer.start_as_current_span("POST /v1/chat/completions", kind=SpanKind.CLIENT),
+            tracer.start_as_current_span("client chat") as inner,
+        ):
+            _llm(inner)
     spans = list(memory.get_finished_spans())
     counter = CountOnce()
     first = _observe(counter, spans[:2])  # the client span and the HTTP span: one export call
