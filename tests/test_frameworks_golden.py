@@ -28,7 +28,7 @@ CASES = {case.name: case for case in all_cases() if case.name.startswith("fw-")}
 USER_ID = "u-42"
 
 
-def _framework_and_scenario(name: str) -> tuple[str, str]:
+def framework_and_scenario(name: str) -> tuple[str, str]:
     framework, _, scenario = name[len("fw-") :].rpartition("-")
     return framework, scenario
 
@@ -41,14 +41,14 @@ def _api(framework: str) -> str:
     return "openai.chat"
 
 
-def _provider_calls(framework: str, scenario: str) -> list[tuple[int, int]]:
+def provider_calls(framework: str, scenario: str) -> list[tuple[int, int]]:
     """(input, output) tokens of each provider call the scenario made, as the fake server reported them."""
     turns = {"chat": ["chat"], "stream": ["stream"], "tool": ["tool_call", "final"]}.get(scenario, [])
     usages = [USAGE[(_api(framework), turn)] for turn in turns]
     return sorted((u.input_tokens, u.output_tokens) for u in usages)
 
 
-def _exported(case: Case) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+def exported(case: Case) -> list[tuple[dict[str, Any], dict[str, Any]]]:
     """(span fixture, event) pairs as the exporter sends them: mapped, then counted once."""
     options = MappingOptions()
     counter = CountOnce()
@@ -64,7 +64,7 @@ def _exported(case: Case) -> list[tuple[dict[str, Any], dict[str, Any]]]:
 def _cases(names: list[str], xfail: dict[str, str] | None = None, *, scenario: str | None = None) -> list[Any]:
     params = []
     for name in names:
-        if scenario is not None and _framework_and_scenario(name)[1] != scenario:
+        if scenario is not None and framework_and_scenario(name)[1] != scenario:
             continue
         marks = [pytest.mark.xfail(strict=True, reason=xfail[name])] if xfail and name in xfail else []
         params.append(pytest.param(name, marks=marks, id=name))
@@ -75,10 +75,10 @@ ALL = sorted(CASES)
 
 
 def test_the_corpus_holds_every_framework_and_scenario() -> None:
-    frameworks = {_framework_and_scenario(n)[0] for n in CASES}
+    frameworks = {framework_and_scenario(n)[0] for n in CASES}
     assert len(frameworks) == 12, sorted(frameworks)
     for framework in frameworks:
-        scenarios = {_framework_and_scenario(n)[1] for n in CASES if _framework_and_scenario(n)[0] == framework}
+        scenarios = {framework_and_scenario(n)[1] for n in CASES if framework_and_scenario(n)[0] == framework}
         assert {"chat", "stream", "tool", "429", "500"} <= scenarios, (framework, scenarios)
 
 
@@ -86,7 +86,7 @@ def test_the_corpus_holds_every_framework_and_scenario() -> None:
 def test_every_span_is_exported_and_every_event_is_valid(name: str) -> None:
     from opentelemetry_exporter_lumiqtrace.testing import validate_event
 
-    pairs = _exported(CASES[name])
+    pairs = exported(CASES[name])
     assert len(pairs) == len(CASES[name].spans)
     for _, event in pairs:
         assert validate_event(event) is None, (validate_event(event), event)
@@ -102,10 +102,10 @@ COUNT_LIMITS = {
 
 @pytest.mark.parametrize("name", _cases(ALL, COUNT_LIMITS))
 def test_each_provider_call_is_counted_exactly_once(name: str) -> None:
-    framework, scenario = _framework_and_scenario(name)
-    pairs = _exported(CASES[name])
+    framework, scenario = framework_and_scenario(name)
+    pairs = exported(CASES[name])
     counted = [e for _, e in pairs if "input_tokens" in e or "output_tokens" in e]
-    assert sorted((e.get("input_tokens"), e.get("output_tokens")) for e in counted) == _provider_calls(
+    assert sorted((e.get("input_tokens"), e.get("output_tokens")) for e in counted) == provider_calls(
         framework, scenario
     )
     carriers = {e["event_id"] for e in counted}
@@ -122,14 +122,14 @@ def test_each_provider_call_is_counted_exactly_once(name: str) -> None:
 
 
 def test_the_event_closest_to_the_wire_keeps_the_counts() -> None:
-    pairs = _exported(CASES["fw-openinference-anthropic+anthropic-sdk-chat"])
+    pairs = exported(CASES["fw-openinference-anthropic+anthropic-sdk-chat"])
     by_scope = {f["scope"]["name"]: e for f, e in pairs}
     sdk, framework = by_scope["com.anthropic.sdk.python"], by_scope["openinference.instrumentation.anthropic"]
     assert (sdk["input_tokens"], sdk["output_tokens"]) == (15, 7)
     assert "input_tokens" not in framework
     assert framework["tags"][COUNTED_IN_TAG] == sdk["event_id"]
     # parallel: OpenLLMetry's anthropic.chat in its own trace, linked only by gen_ai.response.id
-    pairs = _exported(CASES["fw-openllmetry-anthropic+anthropic-sdk-chat"])
+    pairs = exported(CASES["fw-openllmetry-anthropic+anthropic-sdk-chat"])
     by_scope = {f["scope"]["name"]: e for f, e in pairs}
     sdk, framework = by_scope["com.anthropic.sdk.python"], by_scope["opentelemetry.instrumentation.anthropic"]
     assert sdk["trace_id"] != framework["trace_id"]
@@ -153,7 +153,7 @@ ITEM2 = "needs the conventions fix of issue 12 item 2 (pydantic-ai's gen_ai.clie
 )
 def test_streamed_calls_have_ttft_where_the_span_has_a_first_chunk_time(name: str) -> None:
     checked = 0
-    for fixture, event in _exported(CASES[name]):
+    for fixture, event in exported(CASES[name]):
         if any(k in fixture["attributes"] for k in FIRST_CHUNK_KEYS):
             checked += 1
             assert 0 < event["ttft_ms"] <= event["latency_ms"], event
@@ -169,7 +169,7 @@ ITEM3 = "needs the conventions fix of issue 12 item 3 (pydantic-ai's ModelRateLi
     "name", _cases(ALL, {"fw-pydantic-ai-429": ITEM3, "fw-pydantic-ai+logfire-429": ITEM3}, scenario="429")
 )
 def test_429_is_rate_limited(name: str) -> None:
-    llm = [e for _, e in _exported(CASES[name]) if e["span_kind"] == "llm"]
+    llm = [e for _, e in exported(CASES[name]) if e["span_kind"] == "llm"]
     assert llm
     assert [e["status"] for e in llm] == ["rate_limited"] * len(llm)
 
@@ -188,7 +188,7 @@ TRACEBACK_CASES = {
 
 @pytest.mark.parametrize("name", _cases([n for n in ALL if n.endswith(("429", "500", "529"))], TRACEBACK_CASES))
 def test_no_error_message_holds_a_traceback(name: str) -> None:
-    messages = [e["error_message"] for _, e in _exported(CASES[name]) if "error_message" in e]
+    messages = [e["error_message"] for _, e in exported(CASES[name]) if "error_message" in e]
     assert messages
     for message in messages:
         assert "Traceback" not in message and 'File "' not in message, message
@@ -201,7 +201,7 @@ ITEM4 = "needs the conventions fix of issue 12 item 4 (stream omitted when nothi
 @pytest.mark.xfail(strict=True, reason=ITEM4)
 @pytest.mark.parametrize("name", ["fw-openai-agents-stream", "fw-openai-agents+openinference-openai-stream"])
 def test_stream_is_omitted_when_nothing_says_so(name: str) -> None:
-    for fixture, event in _exported(CASES[name]):
+    for fixture, event in exported(CASES[name]):
         if fixture["name"] == "response":
             params = json.loads(fixture["attributes"]["llm.invocation_parameters"])
             assert "stream" not in params
@@ -214,7 +214,7 @@ ITEM5 = "needs the conventions fix of issue 12 item 5 (logfire's log span: durat
 @pytest.mark.xfail(strict=True, reason=ITEM5)
 @pytest.mark.parametrize("name", ["fw-logfire-openai-stream", "fw-pydantic-ai+logfire-stream"])
 def test_logfire_streaming_log_span(name: str) -> None:
-    logs = [(f, e) for f, e in _exported(CASES[name]) if f["attributes"].get("logfire.span_type") == "log"]
+    logs = [(f, e) for f, e in exported(CASES[name]) if f["attributes"].get("logfire.span_type") == "log"]
     assert len(logs) == 1
     fixture, event = logs[0]
     assert event["latency_ms"] == round(float(fixture["attributes"]["duration"]) * 1000)
@@ -228,7 +228,7 @@ ITEM7 = "needs the conventions fix of issue 12 item 7"
 @pytest.mark.xfail(strict=True, reason=ITEM7 + " (openai-agents handoff span)")
 @pytest.mark.parametrize("name", ["fw-openai-agents-tool", "fw-openai-agents+openinference-openai-tool"])
 def test_handoff_span_is_a_handoff(name: str) -> None:
-    handoffs = [e for f, e in _exported(CASES[name]) if f["name"].startswith("handoff to ")]
+    handoffs = [e for f, e in exported(CASES[name]) if f["name"].startswith("handoff to ")]
     assert handoffs
     assert {e["span_kind"] for e in handoffs} == {"handoff"}
 
@@ -236,7 +236,7 @@ def test_handoff_span_is_a_handoff(name: str) -> None:
 @pytest.mark.xfail(strict=True, reason=ITEM7 + " (anthropic.message.stop_reason)")
 @pytest.mark.parametrize("name", ["fw-anthropic-sdk-chat", "fw-anthropic-sdk-stream", "fw-anthropic-sdk-tool"])
 def test_anthropic_sdk_stop_reason_is_the_finish_reason(name: str) -> None:
-    for fixture, event in _exported(CASES[name]):
+    for fixture, event in exported(CASES[name]):
         stop = fixture["attributes"]["anthropic.message.stop_reason"]
         assert event.get("finish_reason") in {stop, {"end_turn": "stop", "tool_use": "tool_calls"}.get(stop)}
 
@@ -244,6 +244,6 @@ def test_anthropic_sdk_stop_reason_is_the_finish_reason(name: str) -> None:
 @pytest.mark.xfail(strict=True, reason=ITEM7 + " (user id given as framework metadata)")
 @pytest.mark.parametrize("name", ["fw-langchain-chat", "fw-pydantic-ai-chat"])
 def test_user_id_from_framework_metadata(name: str) -> None:
-    with_metadata = [e for f, e in _exported(CASES[name]) if USER_ID in str(f["attributes"].get("metadata", ""))]
+    with_metadata = [e for f, e in exported(CASES[name]) if USER_ID in str(f["attributes"].get("metadata", ""))]
     assert with_metadata
     assert {e.get("user_id") for e in with_metadata} == {USER_ID}
