@@ -44,6 +44,8 @@ def _api(framework: str) -> str:
 def provider_calls(framework: str, scenario: str) -> list[tuple[int, int]]:
     """(input, output) tokens of each provider call the scenario made, as the fake server reported them."""
     turns = {"chat": ["chat"], "stream": ["stream"], "tool": ["tool_call", "final"]}.get(scenario, [])
+    if scenario == "tool" and framework.startswith("openai-agents"):
+        turns = ["tool_call", "tool_call", "final"]  # the handoff, the tool call, the answer
     usages = [USAGE[(_api(framework), turn)] for turn in turns]
     return sorted((u.input_tokens, u.output_tokens) for u in usages)
 

@@ -173,7 +173,7 @@ def _openai_agents(fake: FakeProviderServer, provider: TracerProvider, *, openai
     return {
         "chat": _on_loop(lambda: agents.Runner.run(assistant, QUESTION)),
         "stream": _on_loop(stream),
-        # a handoff (a tool call), then the answer: two provider calls
+        # a handoff, then a tool call, then the answer: three provider calls
         "tool": _on_loop(lambda: agents.Runner.run(triage, QUESTION)),
         "429": _expect_error(_on_loop(lambda: agents.Runner.run(assistant, QUESTION + " [429]"))),
         "500": _expect_error(_on_loop(lambda: agents.Runner.run(assistant, QUESTION + " [500]"))),

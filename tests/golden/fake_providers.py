@@ -9,9 +9,10 @@ One threaded HTTP server answers three APIs, enough for the frameworks to run th
 
 Each answers plain or streamed (``"stream": true``: server-sent events; OpenAI chat sends its usage in a last chunk
 when ``stream_options.include_usage`` asks for it, as the real API does), and with a tool call when the request
-offers tools and the conversation holds no tool result yet (a ``transfer_to_*`` tool, an openai-agents handoff,
-is preferred, so an agent run hands off once). Token counts are fixed per (API, turn), in :data:`USAGE`, so tests
-know what every call must report. Response ids are unique per request (two calls are never the same call).
+offers a tool the conversation has not called yet (a ``transfer_to_*`` tool, an openai-agents handoff, first, and
+one handoff per conversation), else with the final answer. Token counts are fixed per (API, turn), in
+:data:`USAGE`, so tests know what every call must report. Response ids are unique per request (two calls are
+never the same call).
 
 Errors are asked for with a marker anywhere in the request body (the user's message), so the frameworks keep
 realistic model names: ``[429]`` rate limit, ``[500]`` server error, ``[529]`` overloaded (Anthropic only), each
@@ -110,20 +111,28 @@ ANTHROPIC_429_HEADERS = {
 }
 
 
-def _has_tool_result(api: str, request: dict[str, Any]) -> bool:
+def _called_tools(api: str, request: dict[str, Any]) -> set[str]:
+    """Names of the tools the conversation already called (whose results the client sends back)."""
     if api == "openai.chat":
-        return any(isinstance(m, dict) and m.get("role") == "tool" for m in request.get("messages") or ())
+        return {
+            str((call.get("function") or {}).get("name"))
+            for message in request.get("messages") or ()
+            if isinstance(message, dict)
+            for call in message.get("tool_calls") or ()
+            if isinstance(call, dict)
+        }
     if api == "openai.responses":
         items = request.get("input")
-        return isinstance(items, list) and any(
-            isinstance(i, dict) and i.get("type") == "function_call_output" for i in items
-        )
-    return any(
-        isinstance(block, dict) and block.get("type") == "tool_result"
+        if not isinstance(items, list):
+            return set()
+        return {str(i.get("name")) for i in items if isinstance(i, dict) and i.get("type") == "function_call"}
+    return {
+        str(block.get("name"))
         for message in request.get("messages") or ()
         if isinstance(message, dict) and isinstance(message.get("content"), list)
         for block in message["content"]
-    )
+        if isinstance(block, dict) and block.get("type") == "tool_use"
+    }
 
 
 def _tool_names(api: str, request: dict[str, Any]) -> list[str]:
@@ -196,12 +205,16 @@ class _Handler(BaseHTTPRequestHandler):
         """(turn, name of the tool to call or None)."""
         prefix = "stream_" if request.get("stream") else ""
         tools = _tool_names(api, request)
-        if tools and not _has_tool_result(api, request):
-            handoffs = [t for t in tools if t.startswith("transfer_to_")]
-            return prefix + "tool_call", (handoffs or tools)[0]
-        if tools:
-            return prefix + "final", None
-        return ("stream" if prefix else "chat"), None
+        if not tools:
+            return ("stream" if prefix else "chat"), None
+        called = _called_tools(api, request)
+        uncalled = [t for t in tools if t not in called]
+        if called and any(t.startswith("transfer_to_") for t in called):
+            uncalled = [t for t in uncalled if not t.startswith("transfer_to_")]  # one handoff per run
+        if uncalled:
+            handoffs = [t for t in uncalled if t.startswith("transfer_to_")]
+            return prefix + "tool_call", (handoffs or uncalled)[0]
+        return prefix + "final", None
 
     # --- OpenAI ----------------------------------------------------------------------------------------------
 
