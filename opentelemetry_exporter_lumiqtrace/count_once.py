@@ -41,11 +41,11 @@ Limits (what it cannot see):
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import re
 import threading
-from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
 
@@ -74,11 +74,10 @@ _MAX_PARSED_CHARS = 64 * 1024
 DEFAULT_MAX_ENTRIES = 4_096
 DEFAULT_PARALLEL_WINDOW_S = 60.0
 
-_SpanKey = tuple[int, int]
-
 
 def has_counts(event: Mapping[str, Any]) -> bool:
-    return any(name in event for name in COUNT_FIELDS)
+    # Spelled out: this runs for every span.
+    return "input_tokens" in event or "output_tokens" in event or "cached_tokens" in event or "cost_usd" in event
 
 
 def response_id(attributes: Mapping[str, Any]) -> str | None:
@@ -122,18 +121,34 @@ def remove_counts(event: dict[str, Any], counted_in: str, *, max_tags: int = DEF
     tags[COUNTED_IN_TAG] = counted_in
 
 
-class _Bounded(OrderedDict[Any, Any]):
-    """An insertion-ordered map that forgets its oldest entries past ``max_entries``."""
+class _Bounded:
+    """An insertion-ordered map that forgets its oldest entries past ``max_entries``.
+
+    A plain dict trimmed in batches (an eighth of slack), so an insertion costs a dict store, not a reordering.
+    """
+
+    __slots__ = ("_items", "_limit", "max_entries")
 
     def __init__(self, max_entries: int) -> None:
-        super().__init__()
+        self._items: dict[Any, Any] = {}
         self.max_entries = max_entries
+        self._limit = max_entries + max(1, max_entries >> 3)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def get(self, key: Any) -> Any:
+        return self._items.get(key)
+
+    def pop(self, key: Any) -> Any:
+        return self._items.pop(key, None)
 
     def put(self, key: Any, value: Any) -> None:
-        self[key] = value
-        self.move_to_end(key)
-        while len(self) > self.max_entries:
-            self.popitem(last=False)
+        items = self._items
+        items[key] = value
+        if len(items) > self._limit:
+            for old in list(itertools.islice(items, len(items) - self.max_entries)):
+                del items[old]
 
 
 class CountOnce:
@@ -154,11 +169,11 @@ class CountOnce:
         self._window_ns = int(parallel_window_s * 1e9)
         self._lock = threading.Lock()
         # (trace id, span id) of a span not yet seen -> event_id of a counted event below it.
-        self._counted_below: _Bounded = _Bounded(max_entries)
+        self._counted_below = _Bounded(max_entries)
         # (trace id, span id) of a span whose event kept counts -> its event_id (for children arriving late).
-        self._counted_spans: _Bounded = _Bounded(max_entries)
+        self._counted_spans = _Bounded(max_entries)
         # (provider, model, response id) -> (event_id, span end in ns) of the event that kept the counts.
-        self._by_response: _Bounded = _Bounded(max_entries)
+        self._by_response = _Bounded(max_entries)
 
     def observe(self, span: ReadableSpan, event: dict[str, Any]) -> dict[str, Any]:
         context = span.context
@@ -167,44 +182,44 @@ class CountOnce:
         trace_id = context.trace_id
         parent = span.parent
         parent_key = (trace_id, parent.span_id) if parent is not None else None
+        counted = has_counts(event)
         with self._lock:
-            carrier = self._counted_below.pop((trace_id, context.span_id), None)
-            if has_counts(event):
+            carrier = self._counted_below.pop((trace_id, context.span_id))
+            if counted:
                 if carrier is None and parent_key is not None:
                     carrier = self._counted_spans.get(parent_key)  # a child that ended after its counted parent
-                if carrier is None:
-                    carrier = self._parallel_match(span, event)
+                response_key = _response_key(span, event) if carrier is None else None
+                if response_key is not None:
+                    carrier = self._parallel_match(response_key, span.end_time)
                 if carrier is None:
                     carrier = event.get("event_id")
-                    self._keep(span, event, (trace_id, context.span_id))
+                    self._counted_spans.put((trace_id, context.span_id), carrier)
+                    if response_key is not None:
+                        self._by_response.put(response_key, (carrier, span.end_time))
                 else:
                     remove_counts(event, carrier, max_tags=self._max_tags)
             if carrier is not None and parent_key is not None:
                 self._counted_below.put(parent_key, carrier)
         return event
 
-    def _response_key(self, span: ReadableSpan, event: Mapping[str, Any]) -> tuple[Any, Any, str] | None:
-        rid = response_id(span.attributes or {})
-        if rid is None:
-            return None
-        return (event.get("provider"), event.get("model"), rid)
-
-    def _parallel_match(self, span: ReadableSpan, event: Mapping[str, Any]) -> str | None:
-        key = self._response_key(span, event)
-        if key is None:
-            return None
+    def _parallel_match(self, key: tuple[Any, Any, str], end_ns: int | None) -> str | None:
         found = self._by_response.get(key)
         if found is None:
             return None
-        event_id, end_ns = found
-        if span.end_time is not None and end_ns is not None and abs(span.end_time - end_ns) > self._window_ns:
+        event_id, kept_end_ns = found
+        if end_ns is not None and kept_end_ns is not None and abs(end_ns - kept_end_ns) > self._window_ns:
             return None
-        _logger.debug("Counts of %r are on event %s (same response id)", span.name, event_id)
+        _logger.debug("Counts of response %s are on event %s", key[2], event_id)
         return str(event_id)
 
-    def _keep(self, span: ReadableSpan, event: Mapping[str, Any], span_key: _SpanKey) -> None:
-        event_id = event.get("event_id")
-        self._counted_spans.put(span_key, event_id)
-        key = self._response_key(span, event)
-        if key is not None:
-            self._by_response.put(key, (event_id, span.end_time))
+
+def _response_key(span: ReadableSpan, event: Mapping[str, Any]) -> tuple[Any, Any, str] | None:
+    tags = event.get("tags")
+    # The mapping copies gen_ai.response.id into the tags: a dict lookup, cheaper than the span's attribute mapping.
+    rid = tags.get(RESPONSE_ID_KEYS[0]) if isinstance(tags, dict) else None
+    if not isinstance(rid, str) or not rid:
+        attributes = span.attributes
+        rid = response_id(attributes) if attributes is not None else None
+    if rid is None:
+        return None
+    return (event.get("provider"), event.get("model"), rid)
