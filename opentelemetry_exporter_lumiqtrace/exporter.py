@@ -18,6 +18,7 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry_exporter_lumiqtrace import _config, _fork
 from opentelemetry_exporter_lumiqtrace._metrics import ExporterMetrics
 from opentelemetry_exporter_lumiqtrace.backlog import LINGER_MIN_BATCH, Backlog, RetryBuffer
+from opentelemetry_exporter_lumiqtrace.count_once import CountOnce
 from opentelemetry_exporter_lumiqtrace.delivery import (
     DROP_AFTER_SHUTDOWN,
     DROP_DISABLED,
@@ -175,6 +176,7 @@ class LumiqTraceSpanExporter(SpanExporter):
         self._deliverer: Deliverer | None = None
         self._backlog: Backlog | None = None
         self._started_traces = RecentTraces(_STARTED_TRACES_MAX)
+        self._count_once = CountOnce(max_tags=self._mapping_options.max_tags)
         self._spool: DiskSpool | None = None
         if self._api_key is None:
             return
@@ -321,7 +323,7 @@ class LumiqTraceSpanExporter(SpanExporter):
             if event is None:
                 filtered += 1
             else:
-                events.append(event)
+                events.append(self._count_once.observe(span, event))  # after the mapping: see count_once.py
         if filtered:
             self._stats.add_filtered(filtered)
         lines, errors = encode_events(events, from_mapping=True)

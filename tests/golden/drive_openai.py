@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Drive the real ``openai`` client, instrumented by one real instrumentation, against a fake OpenAI endpoint.
+"""Drive the real ``openai`` client, instrumented by one real instrumentation, against the fake OpenAI endpoint of
+``fake_providers.py``.
 
 Run as ``python drive_openai.py <official|openinference|openllmetry> [--fixtures]``: it exports through
 ``LumiqTraceSpanExporter`` to a ``LocalIngestServer`` and prints the accepted events as JSON on stdout, or with
@@ -21,12 +22,10 @@ from __future__ import annotations
 
 import json
 import sys
-import threading
-import time
-from contextlib import AbstractContextManager, nullcontext, suppress
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
+from fake_providers import FakeProviderServer  # run as a script: tests/golden is on sys.path
 from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
@@ -37,113 +36,7 @@ from opentelemetry_exporter_lumiqtrace.exporter import LumiqTraceSpanExporter
 from opentelemetry_exporter_lumiqtrace.testing import LocalIngestServer
 
 SESSION = "sess-golden-1"
-FIRST_CHUNK_DELAY_S = 0.08
-TIMEOUT_SERVER_DELAY_S = 0.6
 CLIENT_TIMEOUT_S = 0.2
-
-
-class FakeOpenAI(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, format: str, *args: Any) -> None:  # keep stderr quiet
-        pass
-
-    def _json(self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        for key, value in (headers or {}).items():
-            self.send_header(key, value)
-        self.end_headers()
-        self.wfile.write(data)
-
-    def do_POST(self) -> None:
-        length = int(self.headers.get("Content-Length", "0"))
-        request = json.loads(self.rfile.read(length) or b"{}")
-        model = request.get("model", "")
-        if self.path.endswith("/embeddings"):
-            self._json(
-                200,
-                {
-                    "object": "list",
-                    "data": [{"object": "embedding", "index": 0, "embedding": [0.1, 0.2, 0.3]}],
-                    "model": model,
-                    "usage": {"prompt_tokens": 6, "total_tokens": 6},
-                },
-            )
-            return
-        if model == "gpt-4.1-mini":
-            self._json(
-                429,
-                {
-                    "error": {
-                        "message": "Rate limit reached for requests",
-                        "type": "requests",
-                        "param": None,
-                        "code": "rate_limit_exceeded",
-                    }
-                },
-                {"retry-after": "1"},
-            )
-            return
-        if model == "gpt-4.1-nano":
-            time.sleep(TIMEOUT_SERVER_DELAY_S)
-            with suppress(OSError):
-                self._json(500, {"error": {"message": "too late"}})
-            return
-        if request.get("stream"):
-            self._stream(model)
-            return
-        self._json(
-            200,
-            {
-                "id": "chatcmpl-golden",
-                "object": "chat.completion",
-                "created": 1776679200,
-                "model": "gpt-4o-mini-2024-07-18",
-                "choices": [
-                    {
-                        "index": 0,
-                        "message": {"role": "assistant", "content": "Hello there!"},
-                        "finish_reason": "stop",
-                    }
-                ],
-                "usage": {
-                    "prompt_tokens": 12,
-                    "completion_tokens": 5,
-                    "total_tokens": 17,
-                    "prompt_tokens_details": {"cached_tokens": 4},
-                },
-            },
-        )
-
-    def _stream(self, model: str) -> None:
-        self.send_response(200)
-        self.send_header("Content-Type", "text/event-stream")
-        self.send_header("Connection", "close")
-        self.end_headers()
-        base = {
-            "id": "chatcmpl-stream",
-            "object": "chat.completion.chunk",
-            "created": 1776679200,
-            "model": "gpt-4o-2024-08-06",
-        }
-        time.sleep(FIRST_CHUNK_DELAY_S)
-        chunks = [
-            {**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]},
-            {**base, "choices": [{"index": 0, "delta": {"content": "Hel"}, "finish_reason": None}]},
-            {**base, "choices": [{"index": 0, "delta": {"content": "lo"}, "finish_reason": None}]},
-            {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]},
-            {**base, "choices": [], "usage": {"prompt_tokens": 9, "completion_tokens": 2, "total_tokens": 11}},
-        ]
-        for chunk in chunks:
-            self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
-            self.wfile.flush()
-            time.sleep(0.005)
-        self.wfile.write(b"data: [DONE]\n\n")
-        self.wfile.flush()
-        self.close_connection = True
 
 
 class _SessionProcessor(SpanProcessor):
@@ -190,12 +83,8 @@ def _instrument(which: str, provider: TracerProvider) -> tuple[Any, Any]:
 def main(which: str, *, fixtures: bool = False) -> None:
     import openai
 
-    fake = ThreadingHTTPServer(("127.0.0.1", 0), FakeOpenAI)
-    fake.daemon_threads = True
-    threading.Thread(target=fake.serve_forever, daemon=True).start()
-    base_url = f"http://127.0.0.1:{fake.server_address[1]}/v1"
-
-    with LocalIngestServer() as server:
+    with FakeProviderServer() as fake, LocalIngestServer() as server:
+        base_url = fake.openai_base_url
         provider = TracerProvider(resource=Resource({"service.name": f"golden-{which}"}))
         exporter = LumiqTraceSpanExporter(api_key=server.api_key, base_url=server.base_url, environment="test")
         instrumentor, session = _instrument(which, provider)
@@ -230,7 +119,6 @@ def main(which: str, *, fixtures: bool = False) -> None:
         finally:
             instrumentor.uninstrument()
             provider.shutdown()
-            fake.shutdown()
         if fixtures:
             from tests.golden.corpus import span_to_fixture
 

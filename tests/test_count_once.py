@@ -1,0 +1,230 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Count once: tokens and cost of one provider call on exactly one event (``count_once.py``)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
+
+from opentelemetry_exporter_lumiqtrace.count_once import (
+    COUNTED_IN_TAG,
+    CountOnce,
+    has_counts,
+    remove_counts,
+    response_id,
+)
+from opentelemetry_exporter_lumiqtrace.mapping import MappingOptions, map_span
+from opentelemetry_exporter_lumiqtrace.testing import LocalIngestServer
+
+OPTIONS = MappingOptions()
+
+
+@pytest.fixture
+def tracing() -> Iterator[tuple[Any, InMemorySpanExporter]]:
+    memory = InMemorySpanExporter()
+    provider = TracerProvider(resource=Resource({"service.name": "count-once"}))
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    yield provider.get_tracer("tests"), memory
+    provider.shutdown()
+
+
+def _llm(span: Any, *, tokens: tuple[int, int] | None = (12, 5), rid: str | None = None, model: str = "gpt-4o") -> None:
+    span.set_attribute("gen_ai.operation.name", "chat")
+    span.set_attribute("gen_ai.provider.name", "openai")
+    span.set_attribute("gen_ai.request.model", model)
+    if tokens is not None:
+        span.set_attribute("gen_ai.usage.input_tokens", tokens[0])
+        span.set_attribute("gen_ai.usage.output_tokens", tokens[1])
+    if rid is not None:
+        span.set_attribute("gen_ai.response.id", rid)
+
+
+def _observe(counter: CountOnce, spans: list[ReadableSpan]) -> list[dict[str, Any]]:
+    events = []
+    for span in spans:
+        event = map_span(span, OPTIONS)
+        assert event is not None
+        events.append(counter.observe(span, event))
+    return events
+
+
+def _by_name(spans: list[ReadableSpan], events: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {span.name: event for span, event in zip(spans, events, strict=True)}
+
+
+def test_nested_the_innermost_span_keeps_the_counts(tracing: Any) -> None:
+    tracer, memory = tracing
+    with tracer.start_as_current_span("framework chat") as outer:
+        _llm(outer)
+        with tracer.start_as_current_span("client chat", kind=SpanKind.CLIENT) as inner:
+            _llm(inner)
+    spans = list(memory.get_finished_spans())
+    assert [s.name for s in spans] == ["client chat", "framework chat"]  # children end first
+    events = _by_name(spans, _observe(CountOnce(), spans))
+    inner_event, outer_event = events["client chat"], events["framework chat"]
+    assert (inner_event["input_tokens"], inner_event["output_tokens"]) == (12, 5)
+    assert COUNTED_IN_TAG not in inner_event["tags"]
+    assert not has_counts(outer_event)
+    assert outer_event["tags"][COUNTED_IN_TAG] == inner_event["event_id"]
+    assert outer_event["span_kind"] == "llm"  # still exported whole, kind kept
+    assert not any(k.startswith(("tokens.", "cost.")) for k in outer_event["tags"])
+
+
+def test_nested_through_spans_without_counts_and_across_export_calls(tracing: Any) -> None:
+    tracer, memory = tracing
+    with tracer.start_as_current_span("agent run"), tracer.start_as_current_span("framework chat") as outer:
+        _llm(outer)
+        with (
+            tracer.start_as_current_span("POST /v1/chat/completions", kind=SpanKind.CLIENT),
+            tracer.start_as_current_span("client chat") as inner,
+        ):
+            _llm(inner)
+    spans = list(memory.get_finished_spans())
+    counter = CountOnce()
+    first = _observe(counter, spans[:2])  # the client span and the HTTP span: one export call
+    rest = _observe(counter, spans[2:])  # the framework span and the agent: the next one
+    events = _by_name(spans, first + rest)
+    assert events["client chat"]["input_tokens"] == 12
+    assert not has_counts(events["framework chat"])
+    assert events["framework chat"]["tags"][COUNTED_IN_TAG] == events["client chat"]["event_id"]
+    assert COUNTED_IN_TAG not in events["agent run"]["tags"]
+
+
+def test_a_child_arriving_after_its_counted_parent_loses_its_counts(tracing: Any) -> None:
+    tracer, memory = tracing
+    with tracer.start_as_current_span("framework chat") as outer:
+        _llm(outer)
+        inner = tracer.start_span("stream read")  # ends after its parent, as a stream read late can
+        _llm(inner)
+    inner.end()
+    spans = list(memory.get_finished_spans())
+    assert [s.name for s in spans] == ["framework chat", "stream read"]
+    events = _by_name(spans, _observe(CountOnce(), spans))
+    assert events["framework chat"]["input_tokens"] == 12
+    assert events["stream read"]["tags"][COUNTED_IN_TAG] == events["framework chat"]["event_id"]
+    assert not has_counts(events["stream read"])
+
+
+def test_parallel_spans_with_the_same_response_id_are_one_call(tracing: Any) -> None:
+    tracer, memory = tracing
+    for name in ("sdk call", "instrumentation call"):  # two traces, no parent link
+        with tracer.start_as_current_span(name) as span:
+            _llm(span, rid="chatcmpl-abc123")
+    spans = list(memory.get_finished_spans())
+    assert spans[0].context.trace_id != spans[1].context.trace_id
+    events = _by_name(spans, _observe(CountOnce(), spans))
+    assert events["sdk call"]["input_tokens"] == 12
+    assert events["instrumentation call"]["tags"][COUNTED_IN_TAG] == events["sdk call"]["event_id"]
+
+
+def test_same_response_id_but_another_model_or_outside_the_window_is_not_merged(tracing: Any) -> None:
+    tracer, memory = tracing
+    with tracer.start_as_current_span("a") as span:
+        _llm(span, rid="chatcmpl-1", model="gpt-4o")
+    with tracer.start_as_current_span("b") as span:
+        _llm(span, rid="chatcmpl-1", model="gpt-4o-mini")
+    spans = list(memory.get_finished_spans())
+    assert all(has_counts(e) for e in _observe(CountOnce(), spans))
+
+    with tracer.start_as_current_span("c", start_time=1_000_000_000) as span:
+        _llm(span, rid="chatcmpl-2")
+    late = tracer.start_span("d", start_time=1_000_000_000)
+    _llm(late, rid="chatcmpl-2")
+    late.end(end_time=1_000_000_000 + 61 * 10**9)  # 61 s later: beyond the 60 s window
+    spans = [s for s in memory.get_finished_spans() if s.name in ("c", "d")]
+    assert all(has_counts(e) for e in _observe(CountOnce(parallel_window_s=60), spans))
+
+
+def test_two_identical_concurrent_calls_without_a_link_stay_two(tracing: Any) -> None:
+    tracer, memory = tracing
+    first = tracer.start_span("chat gpt-4o")
+    second = tracer.start_span("chat gpt-4o")  # same name, model, tokens, times overlap; no id, no ancestry
+    for span in (first, second):
+        _llm(span)
+    first.end()
+    second.end()
+    events = _observe(CountOnce(), list(memory.get_finished_spans()))
+    assert [(e["input_tokens"], e["output_tokens"]) for e in events] == [(12, 5), (12, 5)]
+    assert all(COUNTED_IN_TAG not in e["tags"] for e in events)
+
+
+def test_memory_is_bounded_and_old_links_are_forgotten(tracing: Any) -> None:
+    tracer, memory = tracing
+    counter = CountOnce(max_entries=8)
+    with tracer.start_as_current_span("early") as span:
+        _llm(span, rid="chatcmpl-old")
+    _observe(counter, list(memory.get_finished_spans()))
+    memory.clear()
+    for i in range(20):
+        with tracer.start_as_current_span(f"other {i}") as span:
+            _llm(span, rid=f"chatcmpl-{i}")
+    _observe(counter, list(memory.get_finished_spans()))
+    memory.clear()
+    with tracer.start_as_current_span("late twin") as span:
+        _llm(span, rid="chatcmpl-old")
+    (event,) = _observe(counter, list(memory.get_finished_spans()))
+    assert has_counts(event)  # forgotten: counted rather than guessed
+    for table in (counter._counted_below, counter._counted_spans, counter._by_response):
+        assert len(table) <= 8
+
+
+def test_events_without_counts_pass_unchanged(tracing: Any) -> None:
+    tracer, memory = tracing
+    with tracer.start_as_current_span("framework chat") as outer:
+        _llm(outer, tokens=None)
+        with tracer.start_as_current_span("client chat") as inner:
+            _llm(inner, tokens=None)
+    spans = list(memory.get_finished_spans())
+    expected = [map_span(s, OPTIONS) for s in spans]
+    assert _observe(CountOnce(), spans) == expected
+
+
+@pytest.mark.parametrize(
+    ("attributes", "expected"),
+    [
+        ({"gen_ai.response.id": "msg_1", "output.value": '{"id": "other"}'}, "msg_1"),
+        ({"output.value": '{"id":"chatcmpl-9","choices":[]}'}, "chatcmpl-9"),
+        ({"output.value": json.dumps({"choices": [], "id": "chatcmpl-7"})}, "chatcmpl-7"),
+        ({"output.value": json.dumps({"generations": [], "llm_output": {"id": "chatcmpl-5"}})}, "chatcmpl-5"),
+        ({"output.value": json.dumps({"llm_output": None})}, None),
+        ({"output.value": "Hello there!"}, None),
+        ({"output.value": "{not json"}, None),
+        ({"output.value": json.dumps({"pad": "x" * 70_000, "id": "too-deep"})}, None),
+        ({}, None),
+    ],
+)
+def test_response_id(attributes: dict[str, Any], expected: str | None) -> None:
+    assert response_id(attributes) == expected
+
+
+def test_remove_counts_keeps_the_tag_cap() -> None:
+    event = {"input_tokens": 1, "cost_usd": 0.1, "tags": {f"k{i}": "v" for i in range(4)}}
+    remove_counts(event, "evt-1", max_tags=4)
+    assert event == {"tags": {"k0": "v", "k1": "v", "k2": "v", COUNTED_IN_TAG: "evt-1"}}
+
+
+def test_the_exporter_counts_once_across_export_calls(
+    tracing: Any, exporter_factory: Callable[..., Any], server: LocalIngestServer
+) -> None:
+    tracer, memory = tracing
+    with tracer.start_as_current_span("framework chat") as outer:
+        _llm(outer)
+        with tracer.start_as_current_span("client chat") as inner:
+            _llm(inner)
+    inner_span, outer_span = memory.get_finished_spans()
+    exporter = exporter_factory()
+    exporter.export([inner_span])
+    exporter.export([outer_span])
+    events = {e["tags"]["otel.span_name"]: e for e in server.events()}
+    assert len(events) == 2
+    assert events["client chat"]["input_tokens"] == 12
+    assert "input_tokens" not in events["framework chat"]
+    assert events["framework chat"]["tags"][COUNTED_IN_TAG] == events["client chat"]["event_id"]
