@@ -16,7 +16,7 @@ from typing import Any
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from opentelemetry_exporter_lumiqtrace import _config
+from opentelemetry_exporter_lumiqtrace import _config, pricing
 from opentelemetry_exporter_lumiqtrace._metrics import ExporterMetrics
 from opentelemetry_exporter_lumiqtrace.delivery import (
     DROP_AFTER_SHUTDOWN,
@@ -158,6 +158,8 @@ class LumiqTraceSpanExporter(SpanExporter):
             ai_only=_config.resolve_bool(ai_only, _config.LUMIQTRACE_AI_ONLY, False),
             sdk_version=__version__,
         )
+        # genai-prices loads in the background now, so that no export pays for its import (issue 11).
+        pricing.start_background_import(deadline_s=self._timeout)
         self._sampling = shared_sampling_state()
         self._metrics = ExporterMetrics(meter_provider)
         self._shutdown = False
