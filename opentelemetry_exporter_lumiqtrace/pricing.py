@@ -32,6 +32,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from datetime import date, datetime, timedelta, timezone
+from datetime import time as dt_time
 from fractions import Fraction
 from typing import Any, Final
 
@@ -377,7 +378,7 @@ class _NoPrice:
 _NO_PRICE: Final = _NoPrice()
 
 
-def _utc_time_of_day_us(value: Any) -> int:
+def _utc_time_of_day_us(value: dt_time) -> int:
     """Microseconds of the UTC day of a ``datetime.time`` (naive means UTC), as genai-prices compares them."""
     if value.tzinfo is not None:
         value = datetime.combine(date(1970, 1, 1), value).astimezone(timezone.utc).timetz()
@@ -449,17 +450,16 @@ def _leaf_usage(units: Sequence[Any], registry: Any) -> dict[str, tuple[int, ...
             if other is not unit and is_descendant_or_self(unit, other):
                 vector = [v - d for v, d in zip(vector, leaves[other.usage_key], strict=True)]
         leaves[unit.usage_key] = tuple(vector)
-    for key, vector in leaves.items():
-        expected = _REPORTED_USAGE.get(key, _NO_USAGE)
+    for key, leaf in leaves.items():
         if key == "input_tokens":
-            if vector[:2] != (1, 0) or vector[2] not in (0, -1) or vector[3] not in (0, -1):
-                raise _CannotPlan(f"input is charged as {vector}")
-        elif vector != expected:
-            raise _CannotPlan(f"{key} is charged as {vector}")
+            if leaf[:2] != (1, 0) or leaf[2] not in (0, -1) or leaf[3] not in (0, -1):
+                raise _CannotPlan(f"input is charged as {leaf}")
+        elif leaf != _REPORTED_USAGE.get(key, _NO_USAGE):
+            raise _CannotPlan(f"{key} is charged as {leaf}")
     return leaves
 
 
-def _applicable(price: Any, tiered_type: type, total_input_tokens: int) -> Any:
+def _applicable(price: Any, tiered_type: Any, total_input_tokens: int) -> Any:
     """The Decimal rate of one price at this many input tokens (genai-prices' calc_unit_price)."""
     if not isinstance(price, tiered_type):
         return price
