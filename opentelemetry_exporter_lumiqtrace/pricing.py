@@ -19,6 +19,10 @@ built (:func:`start_background_import`), never inside an export. A span priced b
 for it, at most :data:`DEFAULT_IMPORT_WAIT_S` (or half the export deadline) once per process; spans priced after
 that wait ran out carry no ``cost_usd``, which is counted and logged as a warning (see :func:`import_stats`).
 Without :func:`start_background_import` (``map_span`` used on its own) the first priced span imports synchronously.
+
+Plans are resolved from the price snapshot current when a (provider, model) is first seen and then kept (at most
+:data:`DEFAULT_MAX_CACHED_MODELS`, least recently used evicted first). An application that installs newer prices with
+``genai-prices``' own ``UpdatePrices`` gets them for models first seen (or evicted) after that.
 """
 
 from __future__ import annotations

@@ -384,6 +384,29 @@ def test_without_a_background_import_the_first_priced_span_imports(monkeypatch: 
     assert calls == [threading.current_thread().name]
 
 
+def test_a_forked_child_without_the_import_thread_imports_itself(monkeypatch: pytest.MonkeyPatch) -> None:
+    """After fork() the child has the parent's loader state but not its thread: it must not wait for a ghost."""
+    calls: list[str] = []
+    started = threading.Event()
+
+    def importer() -> Any:
+        calls.append(threading.current_thread().name)
+        started.set()
+        return gp
+
+    loader = pricing._PricesImport(importer=importer)
+    ghost = threading.Thread(target=lambda: None)  # what a forked child sees: a thread object that is not running
+    ghost.start()
+    ghost.join()
+    loader._thread = ghost
+    monkeypatch.setattr(pricing, "_prices_import", loader)
+    monkeypatch.setattr(pricing, "_plans", pricing._PlanCache())
+    began = time.monotonic()
+    assert pricing.compute_cost(raw_provider="openai", model="gpt-4o", input_tokens=10, output_tokens=5)
+    assert time.monotonic() - began < pricing.DEFAULT_IMPORT_WAIT_S
+    assert calls == [threading.current_thread().name]
+
+
 def test_missing_genai_prices_means_no_cost(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(pricing, "_prices_import", pricing._PricesImport(importer=lambda: None))
     monkeypatch.setattr(pricing, "_plans", pricing._PlanCache())
