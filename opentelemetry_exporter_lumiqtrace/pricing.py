@@ -31,6 +31,7 @@ import bisect
 import itertools
 import logging
 import math
+import os
 import threading
 import time
 from collections import OrderedDict
@@ -111,6 +112,7 @@ class _PricesImport:
         self._thread: threading.Thread | None = None
         self._max_wait_s = DEFAULT_IMPORT_WAIT_S
         self._wait_until: float | None = None  # one bounded wait per process, not one per span
+        self._importing_at_fork = False
         self.unpriced_while_importing = 0
 
     def start(self, *, max_wait_s: float = DEFAULT_IMPORT_WAIT_S) -> None:
@@ -122,9 +124,10 @@ class _PricesImport:
             self._thread.start()
 
     def _run(self) -> None:
-        module = self._importer()
-        self._module = module
-        self._done.set()
+        try:
+            self._module = self._importer()
+        finally:
+            self._done.set()
 
     def module(self) -> Any:
         """The module, ``None`` when unavailable, or ``_PENDING`` when the background import is still running."""
@@ -152,16 +155,51 @@ class _PricesImport:
         return self._module if self._done.wait(timeout) else _PENDING
 
     def count_unpriced(self) -> None:
-        self.unpriced_while_importing += 1
-        if self.unpriced_while_importing == 1:
+        with self._lock:
+            self.unpriced_while_importing += 1
+            first = self.unpriced_while_importing == 1
+        if first:
             _logger.warning(
                 "genai-prices was still importing %.1f s after the first priced span; cost_usd is omitted on spans "
                 "mapped before the import finishes",
                 self._max_wait_s,
             )
 
+    def before_fork(self) -> None:
+        """Let a running import finish (bounded) before fork(): a child must not inherit a half-done import."""
+        thread = self._thread
+        self._importing_at_fork = False
+        if thread is not None and thread.is_alive() and not self._done.is_set():
+            self._importing_at_fork = not self._done.wait(self._max_wait_s)
+
+    def after_fork_in_child(self) -> None:
+        """The child of a fork() that interrupted the import: no pricing here, rather than a hang.
+
+        The import thread does not exist in the child, but the import locks it held do, so importing genai-prices again
+        would block forever.
+        """
+        if self._importing_at_fork:
+            self._module = None
+            self._done.set()
+            _logger.warning(
+                "genai-prices was still importing when this process forked; cost_usd is not computed in this process"
+            )
+
 
 _prices_import = _PricesImport()
+
+
+def _before_fork() -> None:
+    _prices_import.before_fork()
+
+
+def _after_fork_in_child() -> None:
+    _prices_import.after_fork_in_child()
+
+
+# The state engineer's fork-hook registry should take these two over at integration.
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(before=_before_fork, after_in_child=_after_fork_in_child)
 
 
 def start_background_import(*, deadline_s: float | None = None) -> None:

@@ -9,6 +9,9 @@ they agree bit for bit before the rounding as well; the rounding only keeps a ti
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -405,6 +408,52 @@ def test_a_forked_child_without_the_import_thread_imports_itself(monkeypatch: py
     assert pricing.compute_cost(raw_provider="openai", model="gpt-4o", input_tokens=10, output_tokens=5)
     assert time.monotonic() - began < pricing.DEFAULT_IMPORT_WAIT_S
     assert calls == [threading.current_thread().name]
+
+
+_FORK_DURING_IMPORT = """
+import os, signal, sys
+from opentelemetry_exporter_lumiqtrace import pricing
+pricing.start_background_import()
+pid = os.fork()  # at once: the import has only just started
+if pid == 0:
+    signal.alarm(20)  # a hang ends the child instead of the test run
+    cost = pricing.compute_cost(raw_provider="openai", model="gpt-4o", input_tokens=1000, output_tokens=10)
+    print("child cost", cost, flush=True)
+    os._exit(0)
+_, status = os.waitpid(pid, 0)
+print("child status", status, flush=True)
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork() only")
+def test_fork_during_the_background_import_does_not_hang_the_child() -> None:
+    """A child forked mid-import inherits the import locks but not the thread holding them: fork waits for it."""
+    done = subprocess.run(
+        [sys.executable, "-c", _FORK_DURING_IMPORT], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert "child status 0" in done.stdout, done.stdout + done.stderr
+    assert f"child cost {_expected_by_ref('openai', 'gpt-4o', 1000, 10)}" in done.stdout, done.stdout + done.stderr
+
+
+def test_a_child_forked_after_the_bounded_wait_goes_without_prices(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    slow = _SlowImport()
+    loader = pricing._PricesImport(importer=slow)
+    monkeypatch.setattr(pricing, "_prices_import", loader)
+    monkeypatch.setattr(pricing, "_plans", pricing._PlanCache())
+    loader.start(max_wait_s=0.05)
+    try:
+        loader.before_fork()  # the import is stuck: fork goes ahead after the bounded wait
+        with caplog.at_level(logging.WARNING, logger=pricing.__name__):
+            loader.after_fork_in_child()  # as the child would
+        began = time.monotonic()
+        assert pricing.compute_cost(raw_provider="openai", model="gpt-4o", input_tokens=10, output_tokens=5) is None
+        assert time.monotonic() - began < 0.5  # no wait, no second import
+        assert slow.threads == ["lumiqtrace-genai-prices-import"]
+        assert any("forked" in record.message for record in caplog.records)
+    finally:
+        slow.release.set()
 
 
 def test_missing_genai_prices_means_no_cost(monkeypatch: pytest.MonkeyPatch) -> None:
