@@ -18,7 +18,8 @@ The import of ``genai-prices`` (about 0.1-0.3 s of CPU) happens in a background 
 built (:func:`start_background_import`), never inside an export. A span priced before that import finishes waits
 for it, at most :data:`DEFAULT_IMPORT_WAIT_S` (or half the export deadline) once per process; spans priced after
 that wait ran out carry no ``cost_usd``, which is counted and logged as a warning (see :func:`import_stats`).
-Without :func:`start_background_import` (``map_span`` used on its own) the first priced span imports synchronously.
+Without :func:`start_background_import` (``map_span`` used on its own) the first priced span imports synchronously. A
+``fork()`` waits (as long, at most) for a running import, so that no child inherits a half-done one.
 
 Plans are resolved from the price snapshot current when a (provider, model) is first seen and then kept (at most
 :data:`DEFAULT_MAX_CACHED_MODELS`, least recently used evicted first). An application that installs newer prices with
@@ -197,7 +198,7 @@ def _after_fork_in_child() -> None:
     _prices_import.after_fork_in_child()
 
 
-# The state engineer's fork-hook registry should take these two over at integration.
+# A process that forks right after building the exporter (gunicorn --preload, multiprocessing) must not fork mid-import.
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(before=_before_fork, after_in_child=_after_fork_in_child)
 
