@@ -10,9 +10,10 @@ missing (or cannot be imported, e.g. on Python 3.10 where its 0.2 line does not 
 model's prices as integer rates over one common denominator, per price tier (a tier's rate applies to *all* tokens
 once the input crosses its threshold, as in ``genai-prices``) and per period when its prices change with the date or
 the time of day. A span's cost is then a few integer multiplications and one division, exactly (bit for bit) the
-float of the ``Decimal`` that ``genai_prices.calc_price`` returns; ``tests/test_pricing_plans.py`` checks that for
-every model ``genai-prices`` knows. A model whose prices a plan cannot express is priced by ``calc_price`` on every
-call instead (none in the bundled data; :attr:`PricePlan.exact` says which).
+float of the ``Decimal`` that ``genai_prices.calc_price`` returns, then rounded to :data:`COST_SIGNIFICANT_DIGITS`
+significant digits; ``tests/test_pricing_plans.py`` checks that for every model ``genai-prices`` knows. A model whose
+prices a plan cannot express is priced by ``calc_price`` on every call instead (none in the bundled data;
+:attr:`PricePlan.exact` says which).
 
 The import of ``genai-prices`` (about 0.1-0.3 s of CPU) happens in a background thread started when the exporter is
 built (:func:`start_background_import`), never inside an export. A span priced before that import finishes waits
