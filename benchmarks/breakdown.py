@@ -10,7 +10,9 @@ inside ``Mapping.get``), ``dumps_event`` (orjson and stdlib), gzip with zlib and
 several levels (CPU and compressed bytes per span), ``build_body`` as the exporter calls it, and one HTTP POST of a
 100-event body to the sink (its own process): with a plain ``requests.Session.post`` and with the exporter's
 ``IngestTransport`` (requests' connection pool, TLS and proxy settings, without the Session and Response layers).
-Each figure is the best of several repetitions, in CPU microseconds per span (per request for the POSTs).
+Pricing: ``compute_cost`` from a price plan against ``genai_prices.calc_price`` for the same calls (flat and tiered
+models, below and above the tier). Each figure is the best of several repetitions, in CPU microseconds per span
+(per request for the POSTs).
 """
 
 from __future__ import annotations
@@ -55,6 +57,43 @@ def _with_dict_attributes(span: Any) -> Any:
     )
 
 
+def _pricing_rows() -> list[tuple[str, float, str]]:
+    """compute_cost (a price plan) against genai_prices.calc_price, per priced span, on tiered and flat models."""
+    try:
+        import genai_prices
+    except ImportError:
+        return [("pricing", float("nan"), "genai-prices not installed")]
+    from opentelemetry_exporter_lumiqtrace.mapping.pricing import compute_cost
+
+    calls = [
+        (provider, model, input_tokens)
+        for provider, model in (
+            ("openai", "gpt-4o"),
+            ("anthropic", "claude-sonnet-4-5"),
+            ("gcp.gemini", "gemini-2.5-pro"),
+        )
+        for input_tokens in (1_200, 250_000)
+    ]
+
+    def plan(call: tuple[str, str, int]) -> object:
+        provider, model, input_tokens = call
+        return compute_cost(
+            raw_provider=provider, model=model, input_tokens=input_tokens, output_tokens=300, cache_read_tokens=100
+        )
+
+    def calc(call: tuple[str, str, int]) -> object:
+        _, model, input_tokens = call
+        usage = genai_prices.Usage(input_tokens=input_tokens, output_tokens=300, cache_read_tokens=100)
+        return genai_prices.calc_price(usage, model)
+
+    for call in calls:
+        plan(call)  # resolve the plans first: the per-span cost is what is measured
+    return [
+        ("compute_cost (price plan)", _best_us(calls * 200, plan), "gpt-4o, claude-sonnet-4-5, gemini-2.5-pro"),
+        ("genai_prices.calc_price", _best_us(calls * 5, calc), "the same calls"),
+    ]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description="CPU per stage of the exporter.")
     parser.add_argument(
@@ -76,6 +115,7 @@ def main() -> int:
     print(f"python {sys.version.split()[0]}; {len(spans)} spans; {_common.speedups_label()}")
     rows: list[tuple[str, float, str]] = []
     rows.append(("map_span (SDK span)", _best_us(spans, lambda s: map_span(s, options)), ""))
+    rows.extend(_pricing_rows())
     dict_spans = [_with_dict_attributes(s) for s in spans]
     rows.append(("map_span (attributes as dict)", _best_us(dict_spans, lambda s: map_span(s, options)), ""))
     rows.append(("dict(span.attributes)", _best_us(spans, lambda s: dict(s.attributes)), ""))

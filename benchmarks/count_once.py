@@ -24,9 +24,10 @@ import _common
 
 def _round_us(spans: list[Any], *, count_once: bool) -> float:
     from opentelemetry_exporter_lumiqtrace.count_once import CountOnce
-    from opentelemetry_exporter_lumiqtrace.mapping import MappingOptions, map_span
+    from opentelemetry_exporter_lumiqtrace.mapping import Mapper, MappingOptions
 
     options = MappingOptions()
+    map_span = Mapper().map_span  # one long-lived mapper, as the exporter owns one
     counter = CountOnce()
     start = time.thread_time()
     if count_once:

@@ -23,7 +23,22 @@ _logger = logging.getLogger(__name__)
 
 _Hook = Union[Callable[[], None], "weakref.WeakMethod[Callable[[], None]]"]
 _hooks: list[_Hook] = []
+_before_hooks: list[Callable[[], None]] = []
 _hooks_lock = threading.Lock()
+
+
+def before_fork(hook: Callable[[], None]) -> None:
+    """Run ``hook`` in the parent just before every fork (e.g. to let a background import finish first)."""
+    with _hooks_lock:
+        _before_hooks.append(hook)
+
+
+def _run_before_hooks() -> None:
+    for hook in list(_before_hooks):
+        try:
+            hook()
+        except Exception:  # a failing hook must not stop the fork or the other hooks
+            _logger.debug("LumiqTrace before-fork hook %r failed", hook, exc_info=True)
 
 
 def after_fork_in_child(hook: Callable[[], None]) -> None:
@@ -51,4 +66,4 @@ def _run_hooks_in_child() -> None:
 
 
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_run_hooks_in_child)
+    os.register_at_fork(before=_run_before_hooks, after_in_child=_run_hooks_in_child)

@@ -32,7 +32,7 @@ from opentelemetry_exporter_lumiqtrace.delivery import (
     ThrottledLog,
 )
 from opentelemetry_exporter_lumiqtrace.encoding import encode_events
-from opentelemetry_exporter_lumiqtrace.mapping import Mapper, MappingOptions
+from opentelemetry_exporter_lumiqtrace.mapping import Mapper, MappingOptions, pricing
 from opentelemetry_exporter_lumiqtrace.remote_config import ConfigUpdate, RemoteConfigPoller
 from opentelemetry_exporter_lumiqtrace.sampling import shared_sampling_state
 from opentelemetry_exporter_lumiqtrace.spool import DiskSpool
@@ -147,6 +147,8 @@ class LumiqTraceSpanExporter(SpanExporter):
         )
         # Owns the mapping's memos (bounded); one per exporter.
         self._mapper = Mapper()
+        # genai-prices loads in the background now, so that no export pays for its import (issue 11).
+        pricing.start_background_import(deadline_s=self._timeout)
         self._sampling = shared_sampling_state()
         self._metrics = ExporterMetrics(meter_provider)
         self._shutdown = False

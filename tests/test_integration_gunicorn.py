@@ -44,7 +44,7 @@ def test_gunicorn_workers_each_send_their_requests_once(server: LocalIngestServe
                 try:
                     if session.get(f"http://127.0.0.1:{port}/health", timeout=2).ok and ready:
                         break
-                except requests.ConnectionError:
+                except (requests.ConnectionError, requests.Timeout):  # a worker still booting (importing) is slow
                     pass
                 time.sleep(0.05)
             for n in range(REQUESTS):

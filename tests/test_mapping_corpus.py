@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from opentelemetry_exporter_lumiqtrace.mapping import Mapper, MappingOptions
-from opentelemetry_exporter_lumiqtrace.pricing import pricing_available
+from opentelemetry_exporter_lumiqtrace.mapping.pricing import pricing_available
 from tests.golden.corpus import Case, all_cases, assert_event_matches, mapping_options, span_from_fixture
 from tests.test_mapping_support import make_span
 

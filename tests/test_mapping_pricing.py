@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from opentelemetry_exporter_lumiqtrace import pricing
-from opentelemetry_exporter_lumiqtrace.mapping import MappingOptions
+from opentelemetry_exporter_lumiqtrace.mapping import MappingOptions, pricing
 from tests.test_mapping_support import mapped
 
 genai_prices = pytest.importorskip("genai_prices")

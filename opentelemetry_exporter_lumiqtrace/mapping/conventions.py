@@ -133,8 +133,8 @@ PRICING_PROVIDER_IDS = {
     "mistral_ai": "mistral",
     "mistralai": "mistral",
     "mistral": "mistral",
-    "x_ai": "x_ai",
-    "xai": "x_ai",
+    "x_ai": "x-ai",  # genai-prices spells the provider id with a hyphen
+    "xai": "x-ai",
     "groq": "groq",
     "cohere": "cohere",
     "deepseek": "deepseek",

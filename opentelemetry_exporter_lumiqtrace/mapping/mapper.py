@@ -23,12 +23,12 @@ from opentelemetry_exporter_lumiqtrace.mapping.cache import GenerationalMemo
 from opentelemetry_exporter_lumiqtrace.mapping.content import add_content
 from opentelemetry_exporter_lumiqtrace.mapping.identity import Identity, identify
 from opentelemetry_exporter_lumiqtrace.mapping.options import MappingOptions
+from opentelemetry_exporter_lumiqtrace.mapping.pricing import compute_cost
 from opentelemetry_exporter_lumiqtrace.mapping.redaction import Redactor
 from opentelemetry_exporter_lumiqtrace.mapping.scan import Scan, new_key_memo, scan
 from opentelemetry_exporter_lumiqtrace.mapping.status import NO_EVENTS, new_message_memo, outcome, read_events
 from opentelemetry_exporter_lumiqtrace.mapping.tags import fill_tags, json_flat_pairs
 from opentelemetry_exporter_lumiqtrace.mapping.values import as_bool, as_str, clean, fit, json_object
-from opentelemetry_exporter_lumiqtrace.pricing import compute_cost
 
 F = c.FIELDS
 _CACHE_READ_TOKENS = F["cache_read_tokens"]
