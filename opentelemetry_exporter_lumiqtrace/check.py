@@ -274,10 +274,13 @@ def run_check(*, out: TextIO | None = None) -> int:
         # Built exactly as OTEL_TRACES_EXPORTER=lumiqtrace builds it: no arguments, everything from the environment.
         exporter = LumiqTraceSpanExporter()
     try:
-        ingest_url = exporter._base_url + _config.INGEST_PATH
+        # None when the configured URL is unusable (the resolver's error, captured above, says why without echoing
+        # any credentials).
+        base_url = exporter._base_url or "<unusable, see the warning below>"
+        ingest_url = base_url + _config.INGEST_PATH
         report.line("Configuration (as the exporter reads it):")
         report.item(_config.LUMIQTRACE_API_KEY, _config.mask_key(exporter._api_key))
-        report.item(_config.LUMIQTRACE_BASE_URL, exporter._base_url)
+        report.item(_config.LUMIQTRACE_BASE_URL, base_url)
         report.item("ingest URL", ingest_url)
         report.item(_config.LUMIQTRACE_TIMEOUT, f"{exporter._timeout:g} s")
         report.item(_config.LUMIQTRACE_COMPRESSION, exporter._compression)
@@ -285,7 +288,7 @@ def run_check(*, out: TextIO | None = None) -> int:
         report.item(_config.LUMIQTRACE_SAMPLE_RATE, f"{exporter.stats()['sample_rate']:g}")
         for message in captured.messages:
             report.line(f"  warning: {message}")
-        if exporter._base_url.endswith(("/v1/ingest", "/v1/otel")):
+        if base_url.endswith(("/v1/ingest", "/v1/otel")):
             report.problem("LUMIQTRACE_BASE_URL should be the API base, without /v1/ingest or /v1/otel")
         _check_zero_code(report)
         report.line("Test event:")
@@ -294,6 +297,9 @@ def run_check(*, out: TextIO | None = None) -> int:
                 "LUMIQTRACE_API_KEY is not set: the exporter is inert and sends nothing. "
                 "Export the project key (lqt_...) and run the check again"
             )
+            return EXIT_SETUP
+        if exporter._base_url is None:
+            report.problem("LUMIQTRACE_BASE_URL is not a usable URL: the exporter is inert and sends nothing")
             return EXIT_SETUP
         with _capture_warnings():
             event, answer = _send_one(exporter, report)

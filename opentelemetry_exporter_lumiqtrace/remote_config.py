@@ -20,7 +20,6 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import requests
 from opentelemetry.context import (
     _SUPPRESS_HTTP_INSTRUMENTATION_KEY,
     _SUPPRESS_INSTRUMENTATION_KEY,
@@ -28,6 +27,8 @@ from opentelemetry.context import (
     detach,
     set_value,
 )
+
+from opentelemetry_exporter_lumiqtrace.transport import IngestTransport
 
 _logger = logging.getLogger(__name__)
 
@@ -256,9 +257,14 @@ class RemoteConfigPoller:
         user_agent: str,
         retry_interval_s: float = DEFAULT_RETRY_INTERVAL_S,
         clock: Callable[[], float] = time.monotonic,
+        transport: IngestTransport | None = None,
     ) -> None:
         self._url = base_url.rstrip("/") + CONFIG_PATH
-        self._headers = {"x-api-key": api_key, "User-Agent": user_agent, "Accept": "application/json"}
+        # The exporter's own client (one pool, the same no-redirect, capped, deadline-bound rules as ingest).
+        self._owns_transport = transport is None
+        self._transport = transport or IngestTransport(
+            base_url=base_url, api_key=api_key, gzip_body=False, user_agent=user_agent
+        )
         self._timeout_s = timeout_s
         self._on_update = on_update
         self._retry_interval_s = retry_interval_s
@@ -271,7 +277,6 @@ class RemoteConfigPoller:
         self._closed = False
         self._last_seen: int | None = None
         self._last_failure: float | None = None
-        self._session: requests.Session | None = None
         _live_pollers.add(self)
 
     @property
@@ -304,12 +309,11 @@ class RemoteConfigPoller:
         return self._idle.wait(timeout)
 
     def close(self) -> None:
-        """Start no new fetches and close the HTTP session."""
+        """Start no new fetches and close the HTTP client if it is this poller's own."""
         with self._lock:
             self._closed = True
-            session, self._session = self._session, None
-        if session is not None:
-            session.close()
+        if self._owns_transport:
+            self._transport.close()
 
     def _run(self, cv: int) -> None:
         # The fetch must not be traced by an instrumented requests / urllib3 (it would feed the exporter).
@@ -346,43 +350,25 @@ class RemoteConfigPoller:
             self._in_flight = False
             self._idle.set()
 
-    def _get_session(self) -> requests.Session | None:
+    def _fetch(self) -> ConfigUpdate | None:
         with self._lock:
             if self._closed:
                 return None
-            if self._session is None:
-                self._session = requests.Session()
-            return self._session
-
-    def _fetch(self) -> ConfigUpdate | None:
-        session = self._get_session()
-        if session is None:
+        answer = self._transport.get(CONFIG_PATH, timeout=self._timeout_s)
+        if answer.status is None or not 200 <= answer.status < 300:
+            _logger.debug("Remote config fetch from %s failed: %s", self._url, answer.message)
             return None
-        deadline = time.monotonic() + self._timeout_s
-        with session.get(self._url, headers=self._headers, timeout=self._timeout_s, stream=True) as response:
-            if not 200 <= response.status_code < 300:
-                _logger.debug("Remote config fetch from %s answered %s", self._url, response.status_code)
-                return None
-            body = bytearray()
-            # requests' timeout bounds each read, not the whole body: enforce the total here.
-            for chunk in response.iter_content(chunk_size=16384):
-                body += chunk
-                if len(body) > DEFAULT_MAX_CONFIG_BYTES:
-                    _logger.debug("Remote config from %s is larger than %s bytes", self._url, DEFAULT_MAX_CONFIG_BYTES)
-                    return None
-                if time.monotonic() > deadline:
-                    _logger.debug("Remote config fetch from %s exceeded %s s", self._url, self._timeout_s)
-                    return None
-        update = parse_config(bytes(body))
+        if answer.truncated or len(answer.raw) > DEFAULT_MAX_CONFIG_BYTES:
+            _logger.debug("Remote config from %s is larger than the answer cap", self._url)
+            return None
+        update = parse_config(answer.raw)
         if update is None:
             _logger.debug("Remote config from %s is malformed; nothing changed", self._url)
         return update
 
     def _after_fork_in_child(self) -> None:
-        # The parent's fetch thread does not exist here, and its session's sockets are shared with the
-        # parent: drop both (without closing the parent's connections).
+        # The parent's fetch thread does not exist here (the transport renews its own sockets after a fork).
         self._lock = threading.Lock()
         self._idle = threading.Event()
         self._idle.set()
         self._in_flight = False
-        self._session = None
