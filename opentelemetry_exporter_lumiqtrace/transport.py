@@ -20,6 +20,7 @@ The transport knows nothing about spans or retry policy. It posts a body to ``/v
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import json
 import logging
@@ -339,18 +340,18 @@ class IngestTransport:
                 session = requests.Session()
                 session.trust_env = False
                 session.headers.clear()  # requests' defaults ask for compressed answers
-                adapter = requests.adapters.HTTPAdapter(
+                pooled = requests.adapters.HTTPAdapter(
                     pool_connections=1, pool_maxsize=self._max_connections, pool_block=False
                 )
-                session.mount("https://", adapter)
-                session.mount("http://", adapter)
+                session.mount("https://", pooled)
+                session.mount("http://", pooled)
                 self._session = session
             request = session.prepare_request(requests.Request("GET", url))
             adapter = session.get_adapter(url)
             if not isinstance(adapter, requests.adapters.HTTPAdapter):  # pragma: no cover - never mounted here
                 raise TypeError(f"no HTTP adapter for {url!r}")
             proxies = self._proxies
-            pool = adapter.get_connection_with_tls_context(request, self._verify, proxies=proxies)
+            pool: Any = adapter.get_connection_with_tls_context(request, self._verify, proxies=proxies)
             # Also refuses a CA-bundle path that does not exist, with requests' own message.
             adapter.cert_verify(pool, url, self._verify, None)  # type: ignore[no-untyped-call]
             if not issubclass(pool.ConnectionCls, _WatchedConnection):
@@ -402,15 +403,12 @@ class _DeadlinePassed(Exception):
 
 def _finish_response(response: Any, *, reusable: bool) -> None:
     """Return a fully read connection to the pool; close any other (unread rest, cut by the deadline)."""
-    try:
+    # Closing a broken connection may fail; it is discarded either way.
+    with contextlib.suppress(Exception):
         if not reusable:
             response.close()
-    except Exception:  # noqa: S110 - closing a broken connection may fail; it is discarded either way
-        pass
-    try:
+    with contextlib.suppress(Exception):
         response.release_conn()
-    except Exception:  # noqa: S110
-        pass
 
 
 class _Call:
@@ -467,10 +465,8 @@ class _Call:
 
 
 def _shutdown(sock: socket.socket) -> None:
-    try:
+    with contextlib.suppress(OSError):
         sock.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass
 
 
 # The request a worker thread is running, for the connection hooks below.

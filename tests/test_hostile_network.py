@@ -108,7 +108,7 @@ class RawServer:
                 return False
             try:
                 sent = conn.send(view)
-            except socket.timeout:
+            except TimeoutError:
                 continue
             except OSError:
                 self._hung_up()
@@ -125,7 +125,7 @@ class RawServer:
                 if conn.recv(1, socket.MSG_PEEK) == b"":
                     self._hung_up()
                     return
-            except socket.timeout:
+            except TimeoutError:
                 continue
             except OSError:
                 self._hung_up()
@@ -144,7 +144,7 @@ class RawServer:
             while self.alive():
                 try:
                     conn, _ = self._listener.accept()
-                except socket.timeout:
+                except TimeoutError:
                     continue
                 with self._lock:
                     self.connections += 1
@@ -175,7 +175,7 @@ class RawServer:
                 return None
             try:
                 chunk = conn.recv(65536)
-            except socket.timeout:
+            except TimeoutError:
                 continue
             if not chunk:
                 return None
@@ -193,7 +193,7 @@ class RawServer:
                 return None
             try:
                 chunk = conn.recv(65536)
-            except socket.timeout:
+            except TimeoutError:
                 continue
             if not chunk:
                 return None
@@ -754,11 +754,13 @@ _SECRETS = ("abcdefghijklmnop", "hunter2hunter2", "topsecret")
 def test_server_text_is_scrubbed_before_it_is_logged_or_kept(
     key: str, status: int, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with RawServer(leaky(status, key)) as server:
-        with caplog.at_level(logging.DEBUG, logger="opentelemetry_exporter_lumiqtrace"):
-            exporter = _exporter(server.url, api_key=key, timeout=0.5)
-            exporter.export(make_spans(2))
-            exporter.shutdown(timeout_millis=0)
+    with (
+        RawServer(leaky(status, key)) as server,
+        caplog.at_level(logging.DEBUG, logger="opentelemetry_exporter_lumiqtrace"),
+    ):
+        exporter = _exporter(server.url, api_key=key, timeout=0.5)
+        exporter.export(make_spans(2))
+        exporter.shutdown(timeout_millis=0)
     assert server.requests
     kept = json.dumps(exporter.stats())
     assert "invalid event" in caplog.text
@@ -788,4 +790,3 @@ def test_a_transport_refuses_to_send_outside_its_base_url(transports: Callable[.
     assert elsewhere.connections == 0 and server.connections == 0
     with pytest.raises(ValueError):
         IngestTransport(base_url="http://user:pw@127.0.0.1:1", api_key=KEY, gzip_body=True)
-
