@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -24,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+import trustme
 from opentelemetry.sdk.trace.export import SpanExportResult
 
 from opentelemetry_exporter_lumiqtrace import LumiqTraceSpanExporter
@@ -65,8 +67,17 @@ Behaviour = Callable[["RawServer", socket.socket, RawRequest], bool]
 class RawServer:
     """A TCP server on 127.0.0.1 that hands every request to ``behaviour``; it stops by itself after ``lifetime``."""
 
-    def __init__(self, behaviour: Behaviour, *, lifetime: float = SERVER_LIFETIME_S) -> None:
+    def __init__(
+        self,
+        behaviour: Behaviour,
+        *,
+        lifetime: float = SERVER_LIFETIME_S,
+        ssl_context: ssl.SSLContext | None = None,
+        inline: bool = False,
+    ) -> None:
         self._behaviour = behaviour
+        self._ssl_context = ssl_context
+        self._inline = inline  # serve each connection in the accepting thread (no thread per connection)
         self._until = time.monotonic() + lifetime
         self._stop = threading.Event()
         self._lock = threading.Lock()
@@ -77,7 +88,7 @@ class RawServer:
         self._listener = socket.create_server(("127.0.0.1", 0))
         self._listener.settimeout(_POLL_S)
         self.port: int = self._listener.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"{'https' if ssl_context else 'http'}://127.0.0.1:{self.port}"
         self._thread = threading.Thread(target=self._accept, name="raw-server", daemon=True)
         self._thread.start()
 
@@ -148,13 +159,19 @@ class RawServer:
                     continue
                 with self._lock:
                     self.connections += 1
-                threading.Thread(target=self._serve, args=(conn,), name="raw-server-conn", daemon=True).start()
+                if self._inline:
+                    self._serve(conn)
+                else:
+                    threading.Thread(target=self._serve, args=(conn,), name="raw-server-conn", daemon=True).start()
         finally:
             self._listener.close()
 
     def _serve(self, conn: socket.socket) -> None:
-        conn.settimeout(_POLL_S)
         try:
+            if self._ssl_context is not None:
+                conn.settimeout(2.0)
+                conn = self._ssl_context.wrap_socket(conn, server_side=True)
+            conn.settimeout(_POLL_S)
             while self.alive():
                 request = self._read_request(conn)
                 if request is None:
@@ -452,6 +469,42 @@ def test_the_config_fetch_ends_at_its_deadline(hang: str) -> None:
         assert seconds < SHUTDOWN_BOUND_S
 
 
+def test_a_dripping_body_over_tls_is_cut_too(
+    transports: Callable[..., IngestTransport], monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    ca = trustme.CA()
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(context)
+    bundle = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(bundle))
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(bundle))
+    with RawServer(drip_body, ssl_context=context) as server:
+        transport = transports(server.url)
+        answer, seconds = timed(lambda: transport.post(b"{}\n", timeout=DIRECT_TIMEOUT_S))
+        assert seconds < DIRECT_BOUND_S
+        assert answer.timed_out
+        assert [r.headers["x-api-key"] for r in server.requests] == [KEY]  # the request went through TLS
+        assert eventually(lambda: server.hangups >= 1, within=1.0)
+
+
+def test_when_no_thread_can_start_the_request_runs_in_the_callers_thread(
+    transports: Callable[..., IngestTransport], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Python 3.12+ refuses new threads during interpreter shutdown, where the SDK's atexit hook shuts the exporter
+    # down: the last requests must still go out.
+    with RawServer(accept_everything, inline=True) as server:
+        transport = transports(server.url)
+
+        def no_threads(self: threading.Thread) -> None:
+            raise RuntimeError("can't create new thread at interpreter shutdown")
+
+        with monkeypatch.context() as patch:
+            patch.setattr(threading.Thread, "start", no_threads)
+            answer = transport.post(b"{}\n", timeout=DIRECT_TIMEOUT_S)
+        assert answer.status == 202
+        assert len(server.requests) == 1
+
+
 # -- answers cannot flood memory -------------------------------------------------------------------------------
 
 
@@ -513,6 +566,7 @@ def test_compressed_answers_are_never_asked_for(transports: Callable[..., Ingest
     with RawServer(accept_everything) as server:
         transport = transports(server.url)
         assert transport.post(b"{}\n", timeout=DIRECT_TIMEOUT_S).status == 202
+        assert [r.headers.get("accept-encoding") for r in server.requests] == ["identity"]
         assert transport.get("/v1/sdk/config", timeout=DIRECT_TIMEOUT_S).status == 200
         assert [r.headers.get("accept-encoding") for r in server.requests] == ["identity", "identity"]
 
