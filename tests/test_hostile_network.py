@@ -844,3 +844,22 @@ def test_a_transport_refuses_to_send_outside_its_base_url(transports: Callable[.
     assert elsewhere.connections == 0 and server.connections == 0
     with pytest.raises(ValueError):
         IngestTransport(base_url="http://user:pw@127.0.0.1:1", api_key=KEY, gzip_body=True)
+
+
+def test_proxy_credentials_never_reach_logs_or_stats(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A proxy that accepts and hangs up at once: the failure's text names the proxy, never its password.
+    def hang_up(server: RawServer, conn: socket.socket, request: RawRequest) -> bool:
+        return False
+
+    with RawServer(hang_up) as proxy:
+        monkeypatch.setenv("HTTPS_PROXY", f"http://proxy-user:pr0xy-pa55@127.0.0.1:{proxy.port}")
+        with caplog.at_level(logging.DEBUG, logger="opentelemetry_exporter_lumiqtrace"):
+            exporter = _exporter("https://ingest.lumiqtrace.test", timeout=0.5)
+            assert exporter.export(make_spans(2)) is SpanExportResult.FAILURE
+            exporter.shutdown(timeout_millis=0)
+        assert proxy.connections >= 1
+    for text in (caplog.text, json.dumps(exporter.stats()), repr(exporter)):
+        assert "pr0xy-pa55" not in text
+        assert KEY not in text
