@@ -58,6 +58,8 @@ MAX_MESSAGE_CHARS = 500
 _READ_CHUNK = 16 * 1024
 # An idle worker thread ends after this long; a busy exporter keeps its workers.
 _WORKER_IDLE_S = 30.0
+# A request never outlives this, whatever timeout a caller passes (an infinite wait cannot be armed).
+_MAX_REQUEST_S = 3600.0
 
 _SUPPRESS_KEYS: tuple[str, ...] = tuple(
     key
@@ -197,7 +199,8 @@ class IngestTransport:
 
     def after_fork_in_child(self) -> None:
         """Start afresh: the parent's pool, sockets and worker threads are not this process's."""
-        self._lock = threading.Lock()
+        # Re-entrant: a signal handler that flushes may interrupt this thread inside a critical section.
+        self._lock = threading.RLock()
         self._session: requests.Session | None = None
         self._routes: dict[str, _Route] = {}
         self._workers = _Workers(max_idle=self._max_connections)
@@ -230,7 +233,8 @@ class IngestTransport:
     ) -> Answer:
         if self._pid != os.getpid():
             self.after_fork_in_child()
-        seconds = max(0.001, timeout)
+        # NaN means no usable time left, like zero; +inf is capped.
+        seconds = min(max(0.001, timeout), _MAX_REQUEST_S) if not math.isnan(timeout) else 0.001
         call = _Call(time.monotonic() + seconds)
 
         def job() -> None:
@@ -513,7 +517,7 @@ class _Workers:
 
     def __init__(self, *, max_idle: int) -> None:
         self._max_idle = max_idle
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # re-entrant for the same reason as the transport's
         self._idle: list[_Worker] = []
 
     def submit(self, job: Callable[[], None]) -> bool:

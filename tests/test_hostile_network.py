@@ -863,3 +863,13 @@ def test_proxy_credentials_never_reach_logs_or_stats(
     for text in (caplog.text, json.dumps(exporter.stats()), repr(exporter)):
         assert "pr0xy-pa55" not in text
         assert KEY not in text
+
+
+@pytest.mark.parametrize("timeout", [0.0, -5.0, float("nan")])
+def test_a_request_with_no_time_left_returns_at_once(
+    transports: Callable[..., IngestTransport], timeout: float
+) -> None:
+    with RawServer(drip_body) as server:
+        answer, seconds = timed(lambda: transports(server.url).post(b"{}\n", timeout=timeout))
+    assert seconds < 0.5
+    assert answer.status is None and answer.timed_out
