@@ -16,6 +16,7 @@ import io
 import json
 import logging
 import os
+import signal
 import socket
 import ssl
 import threading
@@ -873,3 +874,30 @@ def test_a_request_with_no_time_left_returns_at_once(
         answer, seconds = timed(lambda: transports(server.url).post(b"{}\n", timeout=timeout))
     assert seconds < 0.5
     assert answer.status is None and answer.timed_out
+
+
+@pytest.mark.skipif(not hasattr(signal, "setitimer"), reason="needs signal.setitimer")
+def test_a_signal_handler_may_post_while_the_same_thread_is_posting(
+    transports: Callable[..., IngestTransport],
+) -> None:
+    def slow_accept(server: RawServer, conn: socket.socket, request: RawRequest) -> bool:
+        server.pause(0.3)
+        return accept_everything(server, conn, request)
+
+    with RawServer(slow_accept) as server:
+        transport = transports(server.url)
+        from_handler: list[int | None] = []
+
+        def flush(signum: int, frame: Any) -> None:
+            from_handler.append(transport.post(b"{}\n", timeout=2).status)
+
+        previous = signal.signal(signal.SIGALRM, flush)
+        try:
+            signal.setitimer(signal.ITIMER_REAL, 0.1)
+            answer, seconds = timed(lambda: transport.post(b"{}\n", timeout=2))
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
+    assert from_handler == [202]
+    assert answer.status == 202
+    assert seconds < 2
