@@ -17,6 +17,8 @@ import urllib.parse
 from collections.abc import Callable, Iterable
 from typing import TypeVar
 
+import requests.utils
+
 from opentelemetry_exporter_lumiqtrace._redaction import scrub_secrets
 
 _logger = logging.getLogger(__name__)
@@ -170,16 +172,36 @@ def resolve_base_url(arg: str | None, *, allow_insecure_http: bool = False) -> s
         return None
     assert isinstance(value, str)
     url = value.strip().rstrip("/")
-    parts = urllib.parse.urlsplit(url)
-    if parts.scheme.lower() == "http" and not allow_insecure_http and not is_loopback_host(parts.hostname or ""):
+    hop = None if allow_insecure_http else cleartext_hop(url)
+    if hop is not None:
         _logger.warning(
             "%s uses http:// to %s, which is not a loopback address: the API key and the span data travel "
             "unencrypted. Use https://, or set allow_insecure_http=True (%s=true) if this network path is trusted.",
             source,
-            parts.hostname,
+            hop,
             LUMIQTRACE_ALLOW_INSECURE_HTTP,
         )
     return url
+
+
+def cleartext_hop(url: str) -> str | None:
+    """A host that would receive the key in clear from ``url`` (its own or an ``HTTP_PROXY``'s), unless loopback.
+
+    Decided from names alone (nothing is resolved or sent). ``https://`` gives None: through a proxy it is tunnelled.
+    """
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme.lower() != "http":
+        return None
+    host = parts.hostname or ""
+    if not is_loopback_host(host):
+        return host  # a forwarding proxy on the way passes it on in clear too
+    proxy = requests.utils.get_environ_proxies(url)
+    proxy_url = proxy.get("http") or proxy.get("all")
+    if proxy_url:
+        proxy_host = urllib.parse.urlsplit(proxy_url if "://" in proxy_url else "http://" + proxy_url).hostname or ""
+        if not is_loopback_host(proxy_host):
+            return f"{proxy_host} (the proxy in HTTP_PROXY)"
+    return None
 
 
 def base_url_problem(value: object) -> str | None:

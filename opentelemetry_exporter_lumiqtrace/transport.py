@@ -90,7 +90,9 @@ def scrub_text(text: str, *, secret: str | None = None, limit: int = MAX_MESSAGE
     """``text`` fit to log or keep: the exact ``secret`` (the API key), URL credentials and obvious secrets
     (``_redaction.scrub_secrets``) replaced by ``[REDACTED]``, and at most ``limit`` characters."""
     if secret:
-        text = text.replace(secret, REDACTED)
+        # Also as exception messages quote it: a key with a control character fails as "Invalid header value b'...'".
+        for form in {secret, repr(secret)[1:-1]}:
+            text = text.replace(form, REDACTED)
     text = scrub_secrets(_URL_USERINFO_RE.sub(r"\1" + REDACTED + "@", text))
     return text if len(text) <= limit else text[:limit] + "..."
 

@@ -27,7 +27,8 @@ from typing import Any
 
 import pytest
 import trustme
-from opentelemetry.sdk.trace.export import SpanExportResult
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExportResult
 
 from opentelemetry_exporter_lumiqtrace import LumiqTraceSpanExporter
 from opentelemetry_exporter_lumiqtrace.check import run_check
@@ -901,3 +902,54 @@ def test_a_signal_handler_may_post_while_the_same_thread_is_posting(
     assert from_handler == [202]
     assert answer.status == 202
     assert seconds < 2
+
+
+def test_http_through_a_non_loopback_proxy_warns_too(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Nothing is sent: the exporters are only built.
+    monkeypatch.setenv("HTTP_PROXY", "http://proxy-user:proxy-pass@proxy.lumiqtrace.test:3128")
+    with caplog.at_level(logging.WARNING, logger="opentelemetry_exporter_lumiqtrace"):
+        LumiqTraceSpanExporter(api_key=KEY, base_url="http://127.0.0.1:1").shutdown(timeout_millis=0)
+    warnings = _insecure_warnings(caplog)
+    assert len(warnings) == 1 and "proxy.lumiqtrace.test" in warnings[0]
+    assert "proxy-pass" not in caplog.text
+
+    caplog.clear()
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    with caplog.at_level(logging.WARNING, logger="opentelemetry_exporter_lumiqtrace"):
+        LumiqTraceSpanExporter(api_key=KEY, base_url="http://127.0.0.1:1").shutdown(timeout_millis=0)
+        LumiqTraceSpanExporter(api_key=KEY, base_url="https://ingest.lumiqtrace.test").shutdown(timeout_millis=0)
+    assert _insecure_warnings(caplog) == []
+
+
+def test_a_key_that_cannot_be_a_header_is_not_quoted_in_the_failure(caplog: pytest.LogCaptureFixture) -> None:
+    key = "lqt_abcdefgh\ntail-of-the-key"
+    with RawServer(accept_everything) as server:
+        with caplog.at_level(logging.DEBUG, logger="opentelemetry_exporter_lumiqtrace"):
+            exporter = _exporter(server.url, api_key=key, timeout=0.3)
+            assert exporter.export(make_spans(1)) is SpanExportResult.FAILURE
+            exporter.shutdown(timeout_millis=0)
+        assert server.requests == []
+    assert "Invalid header value" in caplog.text
+    for text in (caplog.text, json.dumps(exporter.stats())):
+        assert "tail-of-the-key" not in text
+
+
+def test_behind_a_batch_span_processor_flush_and_shutdown_keep_their_budgets() -> None:
+    with RawServer(drip_body) as server:
+        exporter = _exporter(server.url)
+        provider = TracerProvider()
+        provider.add_span_processor(BatchSpanProcessor(exporter))
+        tracer = provider.get_tracer("hostile")
+        for index in range(50):
+            with tracer.start_as_current_span(f"span-{index}"):
+                pass
+        _, seconds = timed(lambda: provider.force_flush(timeout_millis=10_000))
+        assert seconds < 2 * EXPORT_TIMEOUT_S, f"force_flush took {seconds:.2f} s"
+        assert accounted(exporter) == 50  # none vanished: kept for a retry
+        _, seconds = timed(provider.shutdown)
+        assert seconds < 2 * EXPORT_TIMEOUT_S, f"shutdown took {seconds:.2f} s"
+        stats = exporter.stats()
+        assert stats["buffered"] == 0 and stats["delivered"] == 0
+        assert accounted(exporter) == 50
