@@ -3,7 +3,8 @@
 
 Every setting is resolved once, in the exporter's ``__init__``, by one rule: explicit keyword argument >
 ``LUMIQTRACE_*`` environment variable > ``DEFAULT_*`` constant. A value that cannot be parsed logs one
-warning naming the variable and falls back to the default; it never raises into the application.
+warning naming the variable and falls back to the default; it never raises into the application. The base URL is
+the exception: an unusable one makes the exporter inert (one error) instead of sending to the default.
 """
 
 from __future__ import annotations

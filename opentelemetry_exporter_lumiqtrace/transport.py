@@ -41,6 +41,7 @@ import requests.adapters
 import urllib3
 from opentelemetry import context as otel_context
 
+from opentelemetry_exporter_lumiqtrace._config import INGEST_PATH
 from opentelemetry_exporter_lumiqtrace._redaction import REDACTED, scrub_secrets
 from opentelemetry_exporter_lumiqtrace.version import __version__
 
@@ -48,7 +49,6 @@ _logger = logging.getLogger(__name__)
 
 USER_AGENT = f"opentelemetry-exporter-lumiqtrace/{__version__} (Python; requests/{requests.__version__})"
 
-INGEST_PATH = "/v1/ingest"
 # Connections kept alive per transport: the slices of one export may travel over a few at once.
 DEFAULT_MAX_CONNECTIONS = 4
 # LumiqTrace answers are small JSON documents; nothing legitimate comes near this.
