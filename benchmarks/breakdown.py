@@ -28,13 +28,15 @@ from typing import Any
 import _common
 
 
-def _best_us(items: Sequence[Any], fn: Callable[[Any], object], repeat: int = 7) -> float:
+def _best_us(
+    items: Sequence[Any], fn: Callable[[Any], object], repeat: int = 7, clock: Callable[[], float] = time.thread_time
+) -> float:
     best = float("inf")
     for _ in range(repeat):
-        start = time.thread_time()
+        start = clock()
         for item in items:
             fn(item)
-        best = min(best, time.thread_time() - start)
+        best = min(best, clock() - start)
     return best / len(items) * 1e6
 
 
@@ -155,13 +157,18 @@ def main() -> int:
         session = requests.Session()
         session.headers.update(headers)
         session.post(url, data=body).raise_for_status()
-        per_request = _best_us(range(200), lambda _, s=session: s.post(url, data=body), repeat=3)
+        # Process CPU for the POSTs: the transport does its I/O in a worker thread (the sink is another process).
+        per_request = _best_us(
+            range(200), lambda _, s=session: s.post(url, data=body), repeat=3, clock=time.process_time
+        )
         rows.append(("POST 100 events, requests.post", per_request, "per request"))
         session.close()
-        transport = IngestTransport(url=url, api_key=_common.BENCH_API_KEY, gzip_body=True)
+        transport = IngestTransport(base_url=sink.base_url, api_key=_common.BENCH_API_KEY, gzip_body=True)
         if transport.post(body, timeout=10).status != 200:
             raise RuntimeError("the sink did not accept the transport's POST")
-        per_request = _best_us(range(200), lambda _: transport.post(body, timeout=10), repeat=3)
+        per_request = _best_us(
+            range(200), lambda _: transport.post(body, timeout=10), repeat=3, clock=time.process_time
+        )
         rows.append(("POST 100 events, IngestTransport", per_request, "per request"))
         transport.close()
     print(f"{'stage':<36} {'CPU us/span':>12}")

@@ -3,7 +3,8 @@
 
 Every setting is resolved once, in the exporter's ``__init__``, by one rule: explicit keyword argument >
 ``LUMIQTRACE_*`` environment variable > ``DEFAULT_*`` constant. A value that cannot be parsed logs one
-warning naming the variable and falls back to the default; it never raises into the application.
+warning naming the variable and falls back to the default; it never raises into the application. The base URL is
+the exception: an unusable one makes the exporter inert (one error) instead of sending to the default.
 
 This module is the single source of every default: the ``DEFAULT_*`` constants below are what ``RetryPolicy``, the
 sampler, the remote-config poller and the disk spool use, and :data:`SETTINGS` lists the ones a user can set (the
@@ -12,13 +13,19 @@ keyword, its variable, default, parser and check), in the manner of Logfire's ``
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import math
 import os
 import re
+import urllib.parse
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
+
+import requests.utils
+
+from opentelemetry_exporter_lumiqtrace.mapping.redaction import scrub_secrets
 
 _logger = logging.getLogger(__name__)
 
@@ -43,6 +50,7 @@ LUMIQTRACE_SPOOL_DIR = "LUMIQTRACE_SPOOL_DIR"
 LUMIQTRACE_SPOOL_MAX_BYTES = "LUMIQTRACE_SPOOL_MAX_BYTES"
 LUMIQTRACE_LINGER = "LUMIQTRACE_LINGER"
 LUMIQTRACE_CONFIG_POLL_INTERVAL = "LUMIQTRACE_CONFIG_POLL_INTERVAL"
+LUMIQTRACE_ALLOW_INSECURE_HTTP = "LUMIQTRACE_ALLOW_INSECURE_HTTP"
 
 DEFAULT_BASE_URL = "https://api.lumiqtrace.com"
 INGEST_PATH = "/v1/ingest"
@@ -67,6 +75,7 @@ DEFAULT_LINGER_S = 2.0
 DEFAULT_SAMPLE_RATE = 1.0
 DEFAULT_CAPTURE_CONTENT = False
 DEFAULT_AI_ONLY = False
+DEFAULT_ALLOW_INSECURE_HTTP = False
 
 # The retry loop (``delivery.RetryPolicy``).
 # LumiqTrace's guidance for 5xx: back off starting at 1 second, doubling.
@@ -181,13 +190,152 @@ def resolve_api_key(arg: str | None) -> str | None:
     return key
 
 
-def resolve_base_url(arg: str | None) -> str:
-    def check(value: str) -> str | None:
-        if not isinstance(value, str) or not re.match(r"^https?://[^/\s]+", value):
-            return "expected an http:// or https:// URL"
-        return None
+def resolve_base_url(arg: str | None, *, allow_insecure_http: bool = False) -> str | None:
+    """The API base URL (keyword > ``LUMIQTRACE_BASE_URL`` > default), or None when the given one is unusable.
 
-    return _from_env(arg, LUMIQTRACE_BASE_URL, DEFAULT_BASE_URL, str, check=check).rstrip("/")
+    Unlike other settings, an unusable value does not fall back to the default: a typo in a staging URL must not
+    send staging data and its key to production. One ERROR names the variable (or keyword) and the exporter stays
+    inert, as without a key. Credentials in the URL are refused (requests would send them as Basic auth) and never
+    printed. ``http://`` to a host that is not loopback logs one WARNING (the key would travel in clear) unless
+    ``allow_insecure_http``.
+    """
+    source = "base_url" if arg is not None else LUMIQTRACE_BASE_URL
+    value: object = arg
+    if arg is None:
+        raw = os.environ.get(LUMIQTRACE_BASE_URL)
+        if raw is None or not raw.strip():
+            return DEFAULT_BASE_URL
+        value = raw
+    problem = base_url_problem(value)
+    if problem is not None:
+        _logger.error(
+            "%s=%s is not a usable LumiqTrace API URL: %s. The LumiqTrace exporter is inert and will send nothing "
+            "(it does not fall back to %s).",
+            source,
+            _display_url(value),
+            problem,
+            DEFAULT_BASE_URL,
+        )
+        return None
+    assert isinstance(value, str)
+    url = value.strip().rstrip("/")
+    hop = None if allow_insecure_http else cleartext_hop(url)
+    if hop is not None:
+        _logger.warning(
+            "%s uses http:// to %s, which is not a loopback address: the API key and the span data travel "
+            "unencrypted. Use https://, or set allow_insecure_http=True (%s=true) if this network path is trusted.",
+            source,
+            hop,
+            LUMIQTRACE_ALLOW_INSECURE_HTTP,
+        )
+    return url
+
+
+def cleartext_hop(url: str) -> str | None:
+    """A host that would receive the key in clear from ``url`` (its own or an ``HTTP_PROXY``'s), unless loopback.
+
+    Decided from names alone (nothing is resolved or sent). ``https://`` gives None: through a proxy it is tunnelled.
+    """
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme.lower() != "http":
+        return None
+    host = parts.hostname or ""
+    if not is_loopback_host(host):
+        return host  # a forwarding proxy on the way passes it on in clear too
+    proxy = requests.utils.get_environ_proxies(url)
+    proxy_url = proxy.get("http") or proxy.get("all")
+    if proxy_url:
+        proxy_host = urllib.parse.urlsplit(proxy_url if "://" in proxy_url else "http://" + proxy_url).hostname or ""
+        if not is_loopback_host(proxy_host):
+            return f"{proxy_host} (the proxy in HTTP_PROXY)"
+    return None
+
+
+def base_url_problem(value: object) -> str | None:
+    """Why ``value`` cannot be the API base URL (never quoting credentials), or None when it can."""
+    if not isinstance(value, str):
+        return f"expected a string, got {type(value).__name__}"
+    text = value.strip()
+    if not text:
+        return "it is empty"
+    if any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in text):
+        return "it contains whitespace or control characters"
+    scheme, sep, _ = text.partition("://")
+    if not sep or not scheme:
+        return "expected an https:// URL such as " + DEFAULT_BASE_URL
+    if scheme.lower() not in ("https", "http"):
+        return "the scheme must be https:// (or http:// for a local server)"
+    try:
+        parts = urllib.parse.urlsplit(text)
+    except ValueError:  # an unbalanced "[" (IPv6 literal)
+        return "its host is not a valid host name or IP address"
+    if "@" in parts.netloc:
+        return (
+            "it contains credentials (user:password@ before the host), which are refused: they would be sent as "
+            "Basic auth. The API key belongs in " + LUMIQTRACE_API_KEY
+        )
+    if "?" in text or "#" in text:
+        return "a base URL takes no query (?...) or fragment (#...)"
+    host = parts.hostname
+    if not host:
+        return "it has no host"
+    try:
+        port = parts.port
+    except ValueError:
+        port = 0
+    if port == 0:
+        return "its port is not a number from 1 to 65535"
+    if not _valid_host(host, bracketed="[" in parts.netloc):
+        return "its host is not a valid host name or IP address"
+    return None
+
+
+_HOST_LABEL = re.compile(r"(?!-)[a-z0-9_-]{1,63}(?<!-)")
+
+
+def _valid_host(host: str, *, bracketed: bool) -> bool:
+    if bracketed:
+        try:
+            ipaddress.IPv6Address(host.split("%", 1)[0])
+        except ValueError:
+            return False
+        return True
+    try:
+        ascii_host = host.encode("idna").decode("ascii")
+    except UnicodeError:
+        return False
+    labels = ascii_host.lower().removesuffix(".").split(".")
+    return all(_HOST_LABEL.fullmatch(label) for label in labels)
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for ``localhost`` and loopback IP literals. Decided from the name alone: nothing is resolved or sent."""
+    name = host.strip("[]").lower().removesuffix(".")
+    if name == "localhost":
+        return True
+    try:
+        address = ipaddress.ip_address(name.split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped.is_loopback
+    return address.is_loopback
+
+
+def _display_url(value: object) -> str:
+    """A configured URL as it may be printed: userinfo and obvious secrets removed, length capped."""
+    if not isinstance(value, str):
+        return f"<{type(value).__name__}>"
+    text = value.strip()
+    scheme, sep, rest = text.partition("://")
+    if not sep:
+        scheme, rest = "", text
+    end = min([i for i in (rest.find("/"), rest.find("?"), rest.find("#")) if i >= 0] or [len(rest)])
+    authority = rest[:end]
+    if "@" in authority:
+        rest = "***@" + rest[authority.rindex("@") + 1 :]
+    text = scrub_secrets(scheme + sep + rest)
+    return repr(text if len(text) <= 200 else text[:200] + "...")
 
 
 def resolve_timeout(arg: float | None) -> float:
@@ -299,6 +447,9 @@ REDACT_KEYS: Setting[frozenset[str]] = _setting(
     "redact_keys", frozenset(), _parse_keys, _no_check, "comma-separated keys to redact, beyond the default list"
 )
 AI_ONLY: Setting[bool] = _setting("ai_only", DEFAULT_AI_ONLY, _parse_bool, _no_check, "export only AI spans")
+ALLOW_INSECURE_HTTP: Setting[bool] = _setting(
+    "allow_insecure_http", DEFAULT_ALLOW_INSECURE_HTTP, _parse_bool, _no_check, "no warning for http:// off loopback"
+)
 BUFFER_MAX_EVENTS: Setting[int] = _setting(
     "buffer_max_events", DEFAULT_BUFFER_MAX_EVENTS, int, _positive_int_check, "retry buffer bound, events"
 )
@@ -346,6 +497,7 @@ SETTINGS: Mapping[str, Setting[Any]] = {
         CAPTURE_CONTENT,
         REDACT_KEYS,
         AI_ONLY,
+        ALLOW_INSECURE_HTTP,
         BUFFER_MAX_EVENTS,
         BUFFER_MAX_BYTES,
         AUTH_PROBE_INTERVAL,

@@ -339,10 +339,13 @@ def run_check(*, out: TextIO | None = None) -> int:
         exporter = LumiqTraceSpanExporter()
         sampler_problem = _build_configured_sampler()
     try:
-        ingest_url = exporter._base_url + _config.INGEST_PATH
+        # None when the configured URL is unusable (the resolver's error, captured above, says why without echoing
+        # any credentials).
+        base_url = exporter._base_url or "<unusable, see the warning below>"
+        ingest_url = base_url + _config.INGEST_PATH
         report.line("Configuration (as the exporter reads it):")
         report.item(_config.LUMIQTRACE_API_KEY, _config.mask_key(exporter._api_key))
-        report.item(_config.LUMIQTRACE_BASE_URL, exporter._base_url)
+        report.item(_config.LUMIQTRACE_BASE_URL, base_url)
         report.item("ingest URL", ingest_url)
         report.item(_config.LUMIQTRACE_TIMEOUT, f"{exporter._timeout:g} s")
         report.item(_config.LUMIQTRACE_COMPRESSION, exporter._compression)
@@ -354,7 +357,7 @@ def run_check(*, out: TextIO | None = None) -> int:
             # Every warning while reading the settings means one was rejected (a default used instead) or cannot
             # work as given: the exporter would run, just not as configured.
             report.problem(message)
-        if exporter._base_url.endswith(("/v1/ingest", "/v1/otel")):
+        if base_url.endswith(("/v1/ingest", "/v1/otel")):
             report.problem("LUMIQTRACE_BASE_URL should be the API base, without /v1/ingest or /v1/otel")
         _check_zero_code(report, sampler_problem)
         report.line("Test event:")
@@ -364,6 +367,8 @@ def run_check(*, out: TextIO | None = None) -> int:
                 "Export the project key (lqt_...) and run the check again"
             )
             return EXIT_SETUP
+        if exporter._base_url is None:
+            report.problem("LUMIQTRACE_BASE_URL is not a usable URL: the exporter is inert and sends nothing")
         if exporter._deliverer is None:
             report.problem("the exporter is inert with these settings (see above) and sends nothing")
             return EXIT_SETUP

@@ -43,6 +43,8 @@ _logger = logging.getLogger(__name__)
 _PACKAGE_LOGGER = "opentelemetry_exporter_lumiqtrace"
 
 _TRACE_ID_LOW_MASK = 2**64 - 1
+# Drop reason while the configured base URL is unusable (the exporter is inert, as without a key).
+DROP_BAD_BASE_URL = "bad_base_url"
 # How many trace ids are remembered as "partly sent": enough for the traces in flight in a busy process.
 _STARTED_TRACES_MAX = 65_536
 
@@ -103,13 +105,16 @@ class LumiqTraceSpanExporter(SpanExporter):
         spool_dir: str | os.PathLike[str] | None = None,
         spool_max_bytes: int | None = None,
         config_poll_interval: float | None = None,
+        allow_insecure_http: bool | None = None,
         retry_policy: RetryPolicy | None = None,
         meter_provider: Any | None = None,
         _clock: Callable[[], float] | None = None,
         _wall_clock: Callable[[], float] | None = None,
     ) -> None:
         self._api_key = _config.resolve_api_key(api_key)
-        self._base_url = _config.resolve_base_url(base_url)
+        self._base_url = _config.resolve_base_url(
+            base_url, allow_insecure_http=_config.ALLOW_INSECURE_HTTP.resolve(allow_insecure_http)
+        )
         self._timeout = _config.resolve_timeout(timeout)
         self._compression = _config.resolve_compression(compression)
         self._clock = _clock or time.monotonic
@@ -180,7 +185,7 @@ class LumiqTraceSpanExporter(SpanExporter):
         self._started_traces = RecentTraces(_STARTED_TRACES_MAX)
         self._count_once = CountOnce(max_tags=self._mapping_options.max_tags)
         self._spool: DiskSpool | None = None
-        if self._api_key is None:
+        if self._api_key is None or self._base_url is None:
             return
         if self._spool_dir is not None:
             # Partitioned by endpoint and key, so spooled events never reach another project (and the key is not
@@ -189,11 +194,7 @@ class LumiqTraceSpanExporter(SpanExporter):
                 self._spool_dir, max_bytes=self._spool_max_bytes, partition=f"{self._base_url}\n{self._api_key}"
             )
         gzip_body = self._compression == _config.COMPRESSION_GZIP
-        transport = IngestTransport(
-            url=self._base_url + _config.INGEST_PATH,
-            api_key=self._api_key,
-            gzip_body=gzip_body,
-        )
+        transport = IngestTransport(base_url=self._base_url, api_key=self._api_key, gzip_body=gzip_body)
         self._poller = RemoteConfigPoller(
             base_url=self._base_url,
             api_key=self._api_key,
@@ -203,6 +204,7 @@ class LumiqTraceSpanExporter(SpanExporter):
             clock=self._clock,
             poll_interval_s=self._config_poll_interval,
             should_poll=self._sampling.sends_nothing,
+            transport=transport,
         )
         self._deliverer = Deliverer(
             transport=transport,
@@ -265,7 +267,7 @@ class LumiqTraceSpanExporter(SpanExporter):
             return SpanExportResult.FAILURE
         backlog = self._backlog
         if backlog is None:
-            self._stats.add_dropped(DROP_NO_API_KEY, len(spans))
+            self._stats.add_dropped(DROP_NO_API_KEY if self._api_key is None else DROP_BAD_BASE_URL, len(spans))
             return SpanExportResult.FAILURE
         deadline = self._clock() + self._timeout
         if self._sampling.disabled:

@@ -25,7 +25,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import requests
 from opentelemetry.context import (
     _SUPPRESS_HTTP_INSTRUMENTATION_KEY,
     _SUPPRESS_INSTRUMENTATION_KEY,
@@ -35,6 +34,7 @@ from opentelemetry.context import (
 )
 
 from opentelemetry_exporter_lumiqtrace import _config, _fork
+from opentelemetry_exporter_lumiqtrace.transport import IngestTransport
 
 _logger = logging.getLogger(__name__)
 
@@ -311,9 +311,14 @@ class RemoteConfigPoller:
         poll_interval_s: float = DEFAULT_POLL_INTERVAL_S,
         should_poll: Callable[[], bool] = _never,
         clock: Callable[[], float] = time.monotonic,
+        transport: IngestTransport | None = None,
     ) -> None:
         self._url = base_url.rstrip("/") + CONFIG_PATH
-        self._headers = {"x-api-key": api_key, "User-Agent": user_agent, "Accept": "application/json"}
+        # The exporter's own client (one pool, the same no-redirect, capped, deadline-bound rules as ingest).
+        self._owns_transport = transport is None
+        self._transport = transport or IngestTransport(
+            base_url=base_url, api_key=api_key, gzip_body=False, user_agent=user_agent
+        )
         self._timeout_s = timeout_s
         self._abandon_after_s = timeout_s + _config.DEFAULT_CONFIG_ABANDON_GRACE_S
         self._on_update = on_update
@@ -330,7 +335,6 @@ class RemoteConfigPoller:
         self._fetch_started: float | None = None
         self._closed = False
         self._last_seen: int | None = None
-        self._session: requests.Session | None = None
         self._poll_stop = threading.Event()
         self._poll_thread: threading.Thread | None = None
         _live_pollers.add(self)
@@ -363,13 +367,12 @@ class RemoteConfigPoller:
         return self._idle.wait(timeout)
 
     def close(self) -> None:
-        """Start no new fetches, stop polling and close the HTTP session."""
+        """Start no new fetches, stop polling, and close the HTTP client if it is this poller's own."""
         with self._lock:
             self._closed = True
-            session, self._session = self._session, None
         self._poll_stop.set()
-        if session is not None:
-            session.close()
+        if self._owns_transport:
+            self._transport.close()
 
     def _may_start_locked(self, *, paced: bool) -> bool:
         if self._closed:
@@ -463,42 +466,25 @@ class RemoteConfigPoller:
         with self._lock:
             self._poll_thread = None
 
-    def _get_session(self) -> requests.Session | None:
+    def _fetch(self) -> ConfigUpdate | None:
         with self._lock:
             if self._closed:
                 return None
-            if self._session is None:
-                self._session = requests.Session()
-            return self._session
-
-    def _fetch(self) -> ConfigUpdate | None:
-        session = self._get_session()
-        if session is None:
+        answer = self._transport.get(CONFIG_PATH, timeout=self._timeout_s)
+        if answer.status is None or not 200 <= answer.status < 300:
+            _logger.debug("Remote config fetch from %s failed: %s", self._url, answer.message)
             return None
-        deadline = time.monotonic() + self._timeout_s
-        with session.get(self._url, headers=self._headers, timeout=self._timeout_s, stream=True) as response:
-            if not 200 <= response.status_code < 300:
-                _logger.debug("Remote config fetch from %s answered %s", self._url, response.status_code)
-                return None
-            body = bytearray()
-            # requests' timeout bounds each read, not the whole body: enforce the total here.
-            for chunk in response.iter_content(chunk_size=16384):
-                body += chunk
-                if len(body) > DEFAULT_MAX_CONFIG_BYTES:
-                    _logger.debug("Remote config from %s is larger than %s bytes", self._url, DEFAULT_MAX_CONFIG_BYTES)
-                    return None
-                if time.monotonic() > deadline:
-                    _logger.debug("Remote config fetch from %s exceeded %s s", self._url, self._timeout_s)
-                    return None
-        update = parse_config(bytes(body))
+        if answer.truncated or len(answer.raw) > DEFAULT_MAX_CONFIG_BYTES:
+            _logger.debug("Remote config from %s is larger than the answer cap", self._url)
+            return None
+        update = parse_config(answer.raw)
         if update is None:
             _logger.debug("Remote config from %s is malformed; nothing changed", self._url)
         return update
 
     def _after_fork_in_child(self) -> None:
-        # The parent's fetch and poll threads do not exist here, and its session's sockets are shared with the
-        # parent: drop them (without closing the parent's connections). Polling is not restarted: the exporter
-        # builds a new poller in the child, which polls if it must.
+        # The parent's fetch and poll threads do not exist here (the transport renews its own sockets after a fork).
+        # Polling is not restarted: the exporter builds a new poller in the child, which polls if it must.
         self._lock = threading.Lock()
         self._idle = threading.Event()
         self._idle.set()
@@ -506,6 +492,5 @@ class RemoteConfigPoller:
             self._fetch_started = None  # the child never saw that fetch's answer: it may fetch at once
         self._in_flight = False
         self._generation += 1
-        self._session = None
         self._poll_stop = threading.Event()
         self._poll_thread = None

@@ -57,7 +57,6 @@ def test_keywords_beat_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         ("LUMIQTRACE_TIMEOUT", "-1", "_timeout", 10.0),
         ("LUMIQTRACE_TIMEOUT", "nan", "_timeout", 10.0),
         ("LUMIQTRACE_COMPRESSION", "brotli", "_compression", "gzip"),
-        ("LUMIQTRACE_BASE_URL", "api.lumiqtrace.com", "_base_url", "https://api.lumiqtrace.com"),
         ("LUMIQTRACE_BUFFER_MAX_EVENTS", "lots", "_buffer_max_events", 10_000),
     ],
 )
