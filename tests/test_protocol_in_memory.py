@@ -7,7 +7,6 @@ import gzip
 import json
 import threading
 import time
-import uuid
 from typing import Any
 
 import requests
@@ -20,6 +19,7 @@ from opentelemetry_exporter_lumiqtrace.testing import (
     LocalIngestServer,
     Reply,
 )
+from tests.test_server import make_event
 
 NDJSON_HEADERS = {"x-api-key": TEST_API_KEY, "Content-Type": "application/x-ndjson", "Content-Encoding": "gzip"}
 
@@ -32,18 +32,6 @@ class FakeClock:
         return self.now
 
 
-def _event(**changes: Any) -> dict[str, Any]:
-    event: dict[str, Any] = {
-        "event_id": str(uuid.uuid4()),
-        "trace_id": "0af7651916cd43dd8448eb211c80319c",
-        "span_id": uuid.uuid4().hex[:16],
-        "timestamp": "2026-04-20T10:00:00.000Z",
-        "provider": "openai",
-    }
-    event.update(changes)
-    return event
-
-
 def _ingest(protocol: IngestProtocol, events: list[dict[str, Any]], **headers: str) -> HttpResponse:
     body = gzip.compress(b"".join(json.dumps(e).encode() + b"\n" for e in events))
     response = protocol.handle(HttpRequest("POST", "/v1/ingest", {**NDJSON_HEADERS, **headers}, body))
@@ -53,14 +41,14 @@ def _ingest(protocol: IngestProtocol, events: list[dict[str, Any]], **headers: s
 
 def test_ingest_validation_dedup_and_answers_in_memory() -> None:
     protocol = IngestProtocol()
-    first = _event(model="gpt-4o")
-    ok = _ingest(protocol, [first, first, _event()])
+    first = make_event(model="gpt-4o")
+    ok = _ingest(protocol, [first, first, make_event()])
     assert ok.status == 202 and ok.json() == {"accepted": 2, "cv": 0}
     assert ok.headers["Content-Type"] == "application/json"
     assert protocol.events()[0] == first and protocol.duplicates == 1
-    bad = _ingest(protocol, [_event(provider="mistral")])
+    bad = _ingest(protocol, [make_event(provider="mistral")])
     assert bad.status == 400 and "field 'provider' must be one of" in bad.json()["error"]
-    assert _ingest(protocol, [_event()], **{"x-api-key": "lqt_nope"}).status == 401
+    assert _ingest(protocol, [make_event()], **{"x-api-key": "lqt_nope"}).status == 401
     assert len(protocol.ingest_requests()) == 3 and len(protocol.events()) == 2
 
 
@@ -68,12 +56,12 @@ def test_rate_limit_quota_and_config_in_memory() -> None:
     clock = FakeClock()
     protocol = IngestProtocol(clock=clock)
     protocol.set_rate_limit(1, window_s=60)
-    assert _ingest(protocol, [_event()]).status == 202
-    limited = _ingest(protocol, [_event()])
+    assert _ingest(protocol, [make_event()]).status == 202
+    limited = _ingest(protocol, [make_event()])
     assert limited.status == 429 and limited.headers["Retry-After"] == "60"
     clock.now += 60
     protocol.set_quota(1)
-    spent = _ingest(protocol, [_event()])
+    spent = _ingest(protocol, [make_event()])
     assert spent.status == 429 and spent.json() == {"error": "Monthly quota exceeded"}
     cv = protocol.set_config(rules=[{"type": "sample_rate", "value": 0.5}])
     config = protocol.handle(HttpRequest("GET", "/v1/sdk/config?x=1", {"X-Api-Key": TEST_API_KEY}))
@@ -83,8 +71,8 @@ def test_rate_limit_quota_and_config_in_memory() -> None:
 def test_fault_scripting_in_memory() -> None:
     protocol = IngestProtocol()
     protocol.script(Reply(status=503), Reply(drop_connection=True), Reply(hang=True))
-    assert _ingest(protocol, [_event()]).status == 503
-    request = HttpRequest("POST", "/v1/ingest", NDJSON_HEADERS, gzip.compress(json.dumps(_event()).encode()))
+    assert _ingest(protocol, [make_event()]).status == 503
+    request = HttpRequest("POST", "/v1/ingest", NDJSON_HEADERS, gzip.compress(json.dumps(make_event()).encode()))
     assert protocol.handle(request) is None  # dropped: no response at all
     started = time.monotonic()
     assert protocol.handle(request) is None  # a hang without a cancel event returns at once in memory
@@ -116,7 +104,7 @@ def test_otlp_json_in_memory() -> None:
 
 
 def test_the_http_server_answers_exactly_what_the_protocol_answers() -> None:
-    event = _event()
+    event = make_event()
     body = gzip.compress(json.dumps(event).encode() + b"\n")
     in_memory = IngestProtocol().handle(HttpRequest("POST", "/v1/ingest", NDJSON_HEADERS, body))
     with LocalIngestServer() as server:
