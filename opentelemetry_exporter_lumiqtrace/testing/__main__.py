@@ -73,17 +73,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         print(f"cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
         return 1
-    print(
-        f"LumiqTrace local ingest server: LUMIQTRACE_BASE_URL={server.base_url} LUMIQTRACE_API_KEY={server.api_key} "
-        f"(OTLP/HTTP traces: {server.otel_url})",
-        flush=True,
-    )
-    # Attached after the banner so that the banner is always the first line (scripts read it).
+    # Attached after start() (which logs nothing worth a line) and before the banner: a client learns the port from
+    # the banner, so its first request is always logged, and the banner is still the first line scripts read.
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
     server_logger = logging.getLogger("opentelemetry_exporter_lumiqtrace.testing")
     server_logger.addHandler(handler)
     server_logger.setLevel(logging.DEBUG)
+    print(
+        f"LumiqTrace local ingest server: LUMIQTRACE_BASE_URL={server.base_url} LUMIQTRACE_API_KEY={server.api_key} "
+        f"(OTLP/HTTP traces: {server.otel_url})",
+        flush=True,
+    )
     try:
         # A bounded wait keeps the main thread responsive to signals on every platform.
         while not stopping.wait(0.5):
