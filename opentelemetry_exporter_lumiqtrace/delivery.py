@@ -59,15 +59,20 @@ import backoff
 
 from opentelemetry_exporter_lumiqtrace import _config
 from opentelemetry_exporter_lumiqtrace.encoding import build_body, encode_slices
-from opentelemetry_exporter_lumiqtrace.mapping.redaction import scrub_secrets
-from opentelemetry_exporter_lumiqtrace.transport import Answer, IngestTransport, parse_retry_after
+from opentelemetry_exporter_lumiqtrace.transport import (
+    MAX_MESSAGE_CHARS,
+    Answer,
+    IngestTransport,
+    parse_retry_after,
+    scrub_text,
+)
 
 _logger = logging.getLogger(__name__)
 
 QUOTA_MESSAGE = "monthly quota exceeded"
 REDIRECT_STATUSES = range(300, 400)
 # Longest server message kept in ``last_error`` and logged.
-_MAX_MESSAGE_CHARS = 500
+_MAX_MESSAGE_CHARS = MAX_MESSAGE_CHARS
 TRANSIENT_STATUSES = frozenset({500, 502, 503, 504})
 
 # Drop reasons (the keys of ``DeliveryStats.dropped``).
@@ -750,8 +755,9 @@ class Deliverer:
 
 
 def _server_text(text: str) -> str:
-    """Server-provided text as it may be logged and kept: secrets scrubbed, length bounded."""
-    return scrub_secrets(text[: _MAX_MESSAGE_CHARS * 2])[:_MAX_MESSAGE_CHARS]
+    """Server-provided text as it may be logged and kept: the transport's scrubbing (secrets, URL credentials),
+    bounded to ``_MAX_MESSAGE_CHARS`` with its ellipsis."""
+    return scrub_text(text, limit=_MAX_MESSAGE_CHARS - 3)
 
 
 def _rejected_count(value: object, size: int) -> int:
