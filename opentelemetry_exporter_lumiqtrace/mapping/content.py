@@ -28,6 +28,7 @@ import json
 from typing import Any
 
 from opentelemetry_exporter_lumiqtrace.mapping import conventions as c
+from opentelemetry_exporter_lumiqtrace.mapping.flat import FlatPart, PartKind
 from opentelemetry_exporter_lumiqtrace.mapping.scan import Scan
 from opentelemetry_exporter_lumiqtrace.mapping.status import SpanEvents
 from opentelemetry_exporter_lumiqtrace.mapping.values import cap, clean
@@ -173,41 +174,29 @@ def system_message(value: Any) -> Message | None:
     return ("system", "\n".join(out)) if out else None
 
 
-def messages_from_flat(items: list[tuple[str, Any]]) -> list[Message] | None:
-    """Messages from flattened attributes, given as ``(suffix, value)`` after the convention's prefix.
-
-    Handles OpenLLMetry legacy ``{i}.role``/``{i}.content``/``{i}.tool_calls.{j}.name|arguments`` and OpenInference
-    ``{i}.message.role``/``.content``/``.contents.{j}.message_content.text``/
-    ``.tool_calls.{k}.tool_call.function.name|arguments``, plus ``{i}.prompt.text``/``{i}.completion.text``.
-    """
+def messages_from_flat(items: list[tuple[FlatPart, Any]]) -> list[Message] | None:
+    """Messages from flattened attributes, given as ``(part, value)`` in attribute order (see :mod:`.flat`)."""
     by_index: dict[int, dict[str, Any]] = {}
-    for suffix, value in items:
-        idx_s, _, field = suffix.partition(".")
-        if not idx_s.isdigit() or not field:
-            continue
-        msg = by_index.setdefault(int(idx_s), {})
-        for lead in ("message.", "prompt.", "completion."):
-            if field.startswith(lead):
-                field = field[len(lead) :]
-                break
-        if field == "role":
+    for flat, value in items:
+        msg = by_index.get(flat.index)
+        if msg is None:
+            msg = by_index[flat.index] = {}
+        kind = flat.kind
+        if kind is PartKind.ROLE:
             msg["role"] = value
-        elif field in ("content", "text"):
+        elif kind is PartKind.CONTENT:
             msg["content"] = value
-        elif field.startswith("contents."):
-            j, _, sub = field[9:].partition(".")
-            if j.isdigit() and sub.endswith("text"):
-                msg.setdefault("parts", {})[int(j)] = value
-            elif j.isdigit() and sub.endswith("type") and value != "text":
-                msg.setdefault("parts", {}).setdefault(int(j), f"[{value}]")
-        elif field.startswith("tool_calls."):
-            j, _, sub = field[11:].partition(".")
-            if j.isdigit():
-                call = msg.setdefault("calls", {}).setdefault(int(j), {})
-                if sub.endswith("name"):
-                    call["name"] = value
-                elif sub.endswith("arguments"):
-                    call["arguments"] = value
+        elif kind is PartKind.PART_TEXT:
+            msg.setdefault("parts", {})[flat.sub] = value
+        elif kind is PartKind.PART_TYPE:
+            if value != "text":
+                msg.setdefault("parts", {}).setdefault(flat.sub, f"[{value}]")
+        else:
+            call = msg.setdefault("calls", {}).setdefault(flat.sub, {})
+            if kind is PartKind.CALL_NAME:
+                call["name"] = value
+            elif kind is PartKind.CALL_ARGUMENTS:
+                call["arguments"] = value
     out: list[Message] = []
     for idx in sorted(by_index):
         msg = by_index[idx]
@@ -342,7 +331,7 @@ def add_content(
         if sys_msg is not None:
             prompt = [sys_msg, *(prompt or ())]
     for family in c.PROMPT_FAMILIES:
-        items = scan.family(family)
+        items = scan.message_parts(family)
         if prompt is None and items is not None:
             prompt = messages_from_flat(items)
     if prompt is None and events.prompt is not None:
@@ -373,7 +362,7 @@ def add_content(
         response = render_response(msgs) if msgs else None
     if response is None:
         for family in c.RESPONSE_FAMILIES:
-            items = scan.family(family)
+            items = scan.message_parts(family)
             if items is not None:
                 msgs = messages_from_flat(items)
                 if msgs:

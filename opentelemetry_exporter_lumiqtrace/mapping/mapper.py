@@ -65,7 +65,6 @@ _MILLIS = tuple(f".{ms:03d}Z" for ms in range(1000))
 _SPAN_KIND_NAMES = {id(kind): kind.name.lower() for kind in SpanKind}
 _ZERO_TRACE = "0" * 32
 _ZERO_SPAN = "0" * 16
-_FLAT_FAMILIES = frozenset((*c.PROMPT_FAMILIES, *c.RESPONSE_FAMILIES))
 _CONTENT_BITS = 0
 for _name in c.CONTENT_FIELDS:
     _CONTENT_BITS |= F[_name].bit
@@ -237,7 +236,7 @@ class Mapper:
 
             if (
                 found.present & _CONTENT_BITS
-                or (found.families is not None and not _FLAT_FAMILIES.isdisjoint(found.families))
+                or found.messages is not None
                 or events.prompt is not None
                 or events.completion is not None
             ):
