@@ -77,7 +77,6 @@ for _name in ("input_tokens", "output_tokens", "total_tokens", "cache_read_token
 _USAGE_BITS |= F["reasoning_tokens"].bit
 _CONTEXT_BITS = F["environment"].bit | F["user_id"].bit | F["session_id"].bit
 _HTTP_METHOD_BIT = F["http_method"].bit
-_INVOCATION_BIT = F["invocation_parameters"].bit
 _USER_METADATA_BITS = F["http_target"].bit | F["oi_tags"].bit | F["metadata"].bit
 
 
@@ -326,8 +325,6 @@ class Mapper:
         """The span's model, provider and kind, memoised by the values they are read from when all are exact str
         (other types and str subclasses must reach the parsers: 1, 1.0 and True are equal dict keys)."""
         items = found.identity_items
-        if found.present & _INVOCATION_BIT:
-            return identify(found)
         for value in items[1::2]:
             if value.__class__ is not str:
                 return identify(found)
