@@ -39,6 +39,14 @@ _TEXT_TYPES = frozenset({"text", "input_text", "output_text", "reasoning", "thin
 _CALL_TYPES = frozenset({"tool_call", "function_call", "tool_use", "server_tool_call"})
 _RESULT_TYPES = frozenset({"tool_call_response", "function_call_output", "tool_result", "server_tool_call_response"})
 _MAX_DEPTH = 8
+# What json.dumps(..., ensure_ascii=False) writes for a str (C when available).
+_json_string = json.encoder.encode_basestring
+_ROLE = PartKind.ROLE
+_CONTENT = PartKind.CONTENT
+_PART_TEXT = PartKind.PART_TEXT
+_PART_TYPE = PartKind.PART_TYPE
+_CALL_NAME = PartKind.CALL_NAME
+_CALL_ARGUMENTS = PartKind.CALL_ARGUMENTS
 
 
 def _loads(value: str) -> Any:
@@ -176,36 +184,52 @@ def system_message(value: Any) -> Message | None:
 
 def messages_from_flat(items: list[tuple[FlatPart, Any]]) -> list[Message] | None:
     """Messages from flattened attributes, given as ``(part, value)`` in attribute order (see :mod:`.flat`)."""
-    by_index: dict[int, dict[str, Any]] = {}
+    # Per message index: role and content (most keys), parts and tool calls by their own index; a later key of the
+    # same part wins, except that a part's type placeholder never replaces its text.
+    roles: dict[int, Any] = {}
+    contents: dict[int, Any] = {}
+    parts: dict[int, dict[int, Any]] | None = None
+    calls: dict[int, dict[int, dict[str, Any]]] | None = None
     for flat, value in items:
-        msg = by_index.get(flat.index)
-        if msg is None:
-            msg = by_index[flat.index] = {}
         kind = flat.kind
-        if kind is PartKind.ROLE:
-            msg["role"] = value
-        elif kind is PartKind.CONTENT:
-            msg["content"] = value
-        elif kind is PartKind.PART_TEXT:
-            msg.setdefault("parts", {})[flat.sub] = value
-        elif kind is PartKind.PART_TYPE:
-            if value != "text":
-                msg.setdefault("parts", {}).setdefault(flat.sub, f"[{value}]")
+        if kind is _ROLE:
+            roles[flat.index] = value
+        elif kind is _CONTENT:
+            contents[flat.index] = value
+        elif kind is _PART_TEXT or kind is _PART_TYPE:
+            if kind is _PART_TYPE and value == "text":
+                continue
+            if parts is None:
+                parts = {}
+            by_part = parts.setdefault(flat.index, {})
+            if kind is _PART_TEXT:
+                by_part[flat.sub] = value
+            else:
+                by_part.setdefault(flat.sub, f"[{value}]")
         else:
-            call = msg.setdefault("calls", {}).setdefault(flat.sub, {})
-            if kind is PartKind.CALL_NAME:
+            if calls is None:
+                calls = {}
+            call = calls.setdefault(flat.index, {}).setdefault(flat.sub, {})
+            if kind is _CALL_NAME:
                 call["name"] = value
-            elif kind is PartKind.CALL_ARGUMENTS:
+            elif kind is _CALL_ARGUMENTS:
                 call["arguments"] = value
+    indices = roles.keys() | contents.keys()
+    if parts is not None:
+        indices |= parts.keys()
+    if calls is not None:
+        indices |= calls.keys()
     out: list[Message] = []
-    for idx in sorted(by_index):
-        msg = by_index[idx]
-        if not msg:
-            continue
-        role = msg.get("role")
+    for idx in sorted(indices):
+        role = roles.get(idx)
         role = role.lower() if isinstance(role, str) and role else "unknown"
+        content = contents.get(idx)
+        message_parts = parts.get(idx) if parts is not None else None
+        message_calls = calls.get(idx) if calls is not None else None
+        if content.__class__ is str and content[:1] != "[" and not message_parts and not message_calls:
+            out.append((role, content))  # the usual message: one plain text
+            continue
         texts: list[str] = []
-        content = msg.get("content")
         if content is not None:
             if isinstance(content, str) and content[:1] == "[":
                 # OpenLLMetry serialises multimodal content lists as JSON.
@@ -217,14 +241,12 @@ def messages_from_flat(items: list[tuple[FlatPart, Any]]) -> list[Message] | Non
                     texts.append(content)
             else:
                 texts.append(_as_text(content))
-        parts = msg.get("parts")
-        if parts:
-            texts.extend(_as_text(parts[j]) for j in sorted(parts))
-        calls = msg.get("calls")
-        if calls:
+        if message_parts:
+            texts.extend(_as_text(message_parts[j]) for j in sorted(message_parts))
+        if message_calls:
             texts.extend(
-                f"{_as_text(calls[j].get('name'))}({_canonical_arguments(calls[j].get('arguments'))})"
-                for j in sorted(calls)
+                f"{_as_text(message_calls[j].get('name'))}({_canonical_arguments(message_calls[j].get('arguments'))})"
+                for j in sorted(message_calls)
             )
         out.append((role, "\n".join(texts)))
     return out or None
@@ -295,12 +317,12 @@ def response_from_value(value: Any) -> str | None:
 
 def prompt_hash(messages: list[Message]) -> str:
     """SHA-256 hex of the canonical prompt (see the module docstring)."""
-    canonical = json.dumps(
-        [{"role": role, "text": text} for role, text in messages],
-        sort_keys=True,
-        separators=(",", ":"),
-        ensure_ascii=False,
+    # Exactly json.dumps([{"role": role, "text": text}, ...], sort_keys=True, separators=(",", ":"),
+    # ensure_ascii=False), written with the encoder's own string escaping (C) instead of building and walking dicts.
+    canonical = "[" + ",".join(
+        f'{{"role":{_json_string(role)},"text":{_json_string(text)}}}' for role, text in messages
     )
+    canonical += "]"
     return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
 
 
