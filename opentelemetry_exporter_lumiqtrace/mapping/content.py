@@ -320,7 +320,7 @@ def prompt_hash(messages: list[Message]) -> str:
     # Exactly json.dumps([{"role": role, "text": text}, ...], sort_keys=True, separators=(",", ":"),
     # ensure_ascii=False), written with the encoder's own string escaping (C) instead of building and walking dicts.
     canonical = "[" + ",".join(
-        f'{{"role":{_json_string(role)},"text":{_json_string(text)}}}' for role, text in messages
+        [f'{{"role":{_json_string(role)},"text":{_json_string(text)}}}' for role, text in messages]
     )
     canonical += "]"
     return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()

@@ -150,6 +150,9 @@ def scan(attrs: dict[Any, Any], memo: GenerationalMemo[Any, KeyInfo]) -> Scan:
     families: dict[c.Family, list[tuple[str, Any]]] | None = None
     messages: dict[c.Family, list[tuple[FlatPart, Any]]] | None = None
     context: list[tuple[int, str, Any]] = []
+    # The message family of the previous flattened message key and its list: a family's keys usually come together.
+    message_family: c.Family | None = None
+    message_items: list[tuple[FlatPart, Any]] = []
     known = memo.young
     for key, value in attrs.items():
         info = known.get(key)
@@ -161,6 +164,19 @@ def scan(attrs: dict[Any, Any], memo: GenerationalMemo[Any, KeyInfo]) -> Scan:
             known = memo.young  # a put may start a new generation
         present |= info.bits
         if info.more:
+            part = info.part
+            if part is not None:
+                # A flattened message key (the most keys of a span with messages) is nothing else.
+                if part.family is not message_family:
+                    if messages is None:
+                        messages = {}
+                    message_family = part.family
+                    found = messages.get(message_family)
+                    if found is None:
+                        found = messages[message_family] = []
+                    message_items = found
+                message_items.append((part, value))
+                continue
             if info.identity:
                 identity_items += (key, value)
             family = info.family
@@ -172,15 +188,6 @@ def scan(attrs: dict[Any, Any], memo: GenerationalMemo[Any, KeyInfo]) -> Scan:
                     families[family] = [(info.suffix, value)]
                 else:
                     items.append((info.suffix, value))
-            part = info.part
-            if part is not None:
-                if messages is None:
-                    messages = {}
-                parts = messages.get(part.family)
-                if parts is None:
-                    messages[part.family] = [(part, value)]
-                else:
-                    parts.append((part, value))
             if info.context_rank >= 0:
                 context.append((info.context_rank, key, value))
     return Scan(attrs, present, bool(present & AI_BIT), identity_items, families, messages, context)
