@@ -41,6 +41,17 @@ _RESULT_TYPES = frozenset({"tool_call_response", "function_call_output", "tool_r
 _MAX_DEPTH = 8
 # What json.dumps(..., ensure_ascii=False) writes for a str (C when available).
 _json_string = json.encoder.encode_basestring
+# The canonical JSON of a message up to its text, for the usual roles.
+_ROLE_HEADS = {
+    role: '{"role":' + _json_string(role) + ',"text":'
+    for role in ("user", "assistant", "system", "tool", "developer", "model", "function", "unknown")
+}
+
+
+def _role_head(role: str) -> str:
+    return _ROLE_HEADS.get(role) or '{"role":' + _json_string(role) + ',"text":'
+
+
 _ROLE = PartKind.ROLE
 _CONTENT = PartKind.CONTENT
 _PART_TEXT = PartKind.PART_TEXT
@@ -226,30 +237,35 @@ def messages_from_flat(items: list[tuple[FlatPart, Any]]) -> list[Message] | Non
         content = contents.get(idx)
         message_parts = parts.get(idx) if parts is not None else None
         message_calls = calls.get(idx) if calls is not None else None
-        if content.__class__ is str and content[:1] != "[" and not message_parts and not message_calls:
+        if content.__class__ is str and content[:1] != "[" and message_parts is None and message_calls is None:
             out.append((role, content))  # the usual message: one plain text
-            continue
-        texts: list[str] = []
-        if content is not None:
-            if isinstance(content, str) and content[:1] == "[":
-                # OpenLLMetry serialises multimodal content lists as JSON.
-                parsed = _loads(content)
-                if isinstance(parsed, list):
-                    for part in parsed:
-                        _part_texts(part, texts, 1)
-                else:
-                    texts.append(content)
-            else:
-                texts.append(_as_text(content))
-        if message_parts:
-            texts.extend(_as_text(message_parts[j]) for j in sorted(message_parts))
-        if message_calls:
-            texts.extend(
-                f"{_as_text(message_calls[j].get('name'))}({_canonical_arguments(message_calls[j].get('arguments'))})"
-                for j in sorted(message_calls)
-            )
-        out.append((role, "\n".join(texts)))
+        else:
+            out.append((role, _flat_text(content, message_parts, message_calls)))
     return out or None
+
+
+def _flat_text(content: Any, parts: dict[int, Any] | None, calls: dict[int, dict[str, Any]] | None) -> str:
+    """The text of a flattened message: its content, then its parts, then its tool calls."""
+    texts: list[str] = []
+    if content is not None:
+        if isinstance(content, str) and content[:1] == "[":
+            # OpenLLMetry serialises multimodal content lists as JSON.
+            parsed = _loads(content)
+            if isinstance(parsed, list):
+                for part in parsed:
+                    _part_texts(part, texts, 1)
+            else:
+                texts.append(content)
+        else:
+            texts.append(_as_text(content))
+    if parts:
+        texts.extend(_as_text(parts[j]) for j in sorted(parts))
+    if calls:
+        texts.extend(
+            f"{_as_text(calls[j].get('name'))}({_canonical_arguments(calls[j].get('arguments'))})"
+            for j in sorted(calls)
+        )
+    return "\n".join(texts)
 
 
 def messages_from_value(value: Any) -> list[Message] | None:
@@ -319,10 +335,10 @@ def prompt_hash(messages: list[Message]) -> str:
     """SHA-256 hex of the canonical prompt (see the module docstring)."""
     # Exactly json.dumps([{"role": role, "text": text}, ...], sort_keys=True, separators=(",", ":"),
     # ensure_ascii=False), written with the encoder's own string escaping (C) instead of building and walking dicts.
-    canonical = "[" + ",".join(
-        [f'{{"role":{_json_string(role)},"text":{_json_string(text)}}}' for role, text in messages]
-    )
-    canonical += "]"
+    if not messages:
+        canonical = "[]"
+    else:
+        canonical = "[" + "},".join([_role_head(role) + _json_string(text) for role, text in messages]) + "}]"
     return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
 
 
