@@ -378,7 +378,7 @@ class Mapper:
             raw_provider = identity.raw_provider
             raw_operation = identity.raw_operation
             request_model = identity.request_model
-        lqt_tags = found.family(c.Family.LQT_TAG)
+        lqt_tags = found.family(c.Family.LQT_TAG) if found.families is not None else None
         # These tags repeat across spans: filled once per options. Exact str only: a str subclass is an equal key but
         # keeps its type in the tags. A scope without name and version gives the tags of no scope.
         memo_key = None

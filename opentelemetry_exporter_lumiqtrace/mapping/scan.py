@@ -22,6 +22,7 @@ for _f in c.FIELDS.values():
     for _key in _f.keys:
         _FIELD_BITS[_key] = _FIELD_BITS.get(_key, 0) | _f.bit
 _CONTEXT_RANK = {key: rank for rank, key in enumerate(c.CONTEXT_TAG_KEYS)}
+_FAMILY_PREFIXES = tuple(prefix for prefix, _family in c.PREFIX_FAMILIES)
 _MESSAGE_FAMILIES = frozenset((*c.PROMPT_FAMILIES, *c.RESPONSE_FAMILIES))
 _IDENTITY_KEYS = frozenset(
     key
@@ -71,10 +72,11 @@ def classify(key: Any) -> KeyInfo:
         return IGNORED
     family: c.Family | None = None
     suffix = ""
-    for prefix, candidate in c.PREFIX_FAMILIES:
-        if key.startswith(prefix):
-            family, suffix = candidate, key[len(prefix) :]
-            break
+    if key.startswith(_FAMILY_PREFIXES):  # one C call for the usual key, which is in no family
+        for prefix, candidate in c.PREFIX_FAMILIES:
+            if key.startswith(prefix):
+                family, suffix = candidate, key[len(prefix) :]
+                break
     if key.startswith(c.LQT_PREFIX):
         ai = family is None and key not in c.LQT_CONTEXT_KEYS
     else:
