@@ -10,9 +10,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from opentelemetry_exporter_lumiqtrace.mapping import Mapper, MappingOptions
 from opentelemetry_exporter_lumiqtrace.mapping.content import messages_from_flat, prompt_hash
 from opentelemetry_exporter_lumiqtrace.mapping.conventions import Family
 from opentelemetry_exporter_lumiqtrace.mapping.flat import FlatPart, PartKind, flat_part
+from tests.test_mapping_support import make_span
 
 OI = Family.INPUT_OI
 
@@ -35,6 +37,8 @@ OI = Family.INPUT_OI
         ("0.message.contents.x.message_content.text", None),
         ("0.tool_calls.x.name", None),
         ("x.role", None),
+        ("\u00b2.role", None),  # a digit int() does not read
+        ("0.tool_calls.\u00b2.name", None),
         ("0", None),
         ("", None),
     ],
@@ -65,6 +69,20 @@ def test_flat_messages_in_index_order_with_parts_and_calls() -> None:
         ("assistant", 'lookup({"a":2,"b":1})'),
         ("unknown", "no role"),
     ]
+
+
+def test_a_flattened_key_with_an_odd_index_is_ignored_not_fatal() -> None:
+    span = make_span(
+        {
+            "llm.model_name": "gpt-4o",
+            "llm.input_messages.\u00b2.message.role": "user",
+            "llm.input_messages.0.message.role": "user",
+            "llm.input_messages.0.message.content": "hi",
+        }
+    )
+    event = Mapper().map_span(span, MappingOptions(compute_cost=False))
+    assert event is not None
+    assert event["prompt_hash"] == prompt_hash([("user", "hi")])
 
 
 def test_a_part_type_placeholder_never_replaces_its_text() -> None:

@@ -40,9 +40,13 @@ _LEADS = ("message.", "prompt.", "completion.")
 
 
 def flat_part(family: Family, suffix: str) -> FlatPart | None:
-    """The part a flattened key of ``family`` names by its suffix, or ``None`` when the message reader ignores it."""
+    """The part a flattened key of ``family`` names by its suffix, or ``None`` when the message reader ignores it.
+
+    Indices are decimal digits only (``isdecimal``, what ``int`` reads): a key such as ``llm.input_messages.².role``
+    is ignored rather than failing the span.
+    """
     idx_s, _, field = suffix.partition(".")
-    if not idx_s.isdigit() or not field:
+    if not idx_s.isdecimal() or not field:
         return None
     index = int(idx_s)
     for lead in _LEADS:
@@ -55,14 +59,14 @@ def flat_part(family: Family, suffix: str) -> FlatPart | None:
         return FlatPart(family, index, PartKind.CONTENT)
     if field.startswith("contents."):
         j, _, sub = field[9:].partition(".")
-        if j.isdigit() and sub.endswith("text"):
+        if j.isdecimal() and sub.endswith("text"):
             return FlatPart(family, index, PartKind.PART_TEXT, int(j))
-        if j.isdigit() and sub.endswith("type"):
+        if j.isdecimal() and sub.endswith("type"):
             return FlatPart(family, index, PartKind.PART_TYPE, int(j))
         return None
     if field.startswith("tool_calls."):
         j, _, sub = field[11:].partition(".")
-        if not j.isdigit():
+        if not j.isdecimal():
             return None
         if sub.endswith("name"):
             return FlatPart(family, index, PartKind.CALL_NAME, int(j))
