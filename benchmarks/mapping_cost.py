@@ -14,7 +14,7 @@ exporter gets them) under a provider with a resource, in batches like the batch 
 - ``openinference-10-messages``: OpenInference LLM spans with ten flattened messages and 2 KB
   ``input.value``/``output.value``.
 
-Pricing is off (``compute_cost=False``): the cost of pricing is the pricing module's (see its own benchmark). Each
+Pricing is off (``compute_cost=False``) unless ``--compute-cost``: the cost of pricing is the pricing module's. Each
 round maps spans the mapper has not seen in that round's order; spans of ``new-key-each-span`` and
 ``varying-keys`` are fresh in every round. Printed: the median over rounds of CPU microseconds per span
 (``time.thread_time``), and each workload's ratio to ``today``. The figures are for one machine at one time: on a
@@ -33,10 +33,10 @@ from typing import Any
 import _common
 
 
-def _mapper() -> tuple[str, Callable[[Any, Any], Any], Any]:
+def _mapper(*, compute_cost: bool) -> tuple[str, Callable[[Any, Any], Any], Any]:
     import opentelemetry_exporter_lumiqtrace.mapping as mapping
 
-    options = mapping.MappingOptions(compute_cost=False)
+    options = mapping.MappingOptions(compute_cost=compute_cost)
     mapper_class = getattr(mapping, "Mapper", None)
     if mapper_class is not None:
         return mapping.__file__ or "?", mapper_class().map_span, options
@@ -173,9 +173,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0] if __doc__ else None)
     parser.add_argument("--spans", type=int, default=2048, help="spans per workload and round (default: %(default)s)")
     parser.add_argument("--rounds", type=int, default=7, help="measured rounds (default: %(default)s)")
+    parser.add_argument("--compute-cost", action="store_true", help="price LLM spans as the exporter does by default")
     args = parser.parse_args()
-    where, map_span, options = _mapper()
-    print(f"python {sys.version.split()[0]}; mapping from {where}; {args.spans} spans x {args.rounds} rounds")
+    where, map_span, options = _mapper(compute_cost=args.compute_cost)
+    pricing = "on" if args.compute_cost else "off"
+    print(
+        f"python {sys.version.split()[0]}; mapping from {where}; {args.spans} spans x {args.rounds} rounds; "
+        f"pricing {pricing}"
+    )
 
     today = _common.build_span_set(args.spans)
     http = _spans(_http, args.spans)

@@ -16,9 +16,9 @@ Explicit overrides (span attributes, highest precedence): ``lumiqtrace.provider`
 
 Modules, one job each: :mod:`.conventions` (the table), :mod:`.values` (value parsers), :mod:`.scan` (the one pass
 over a span's attributes), :mod:`.identity` (model, provider, kind), :mod:`.status` (the status ladder and span
-events), :mod:`.tags` and :mod:`.redaction`, :mod:`.content` (prompt and response, ``prompt_hash``), :mod:`.cache`
-(the bounded memo) and :mod:`.mapper` (:class:`Mapper`, which owns every memo). Behaviour is pinned by the golden
-corpus in ``tests/golden/corpus/``.
+events), :mod:`.tags` and :mod:`.redaction`, :mod:`.flat` (flattened message keys, parsed once per key),
+:mod:`.content` (prompt and response, ``prompt_hash``), :mod:`.cache` (the bounded memo) and :mod:`.mapper`
+(:class:`Mapper`, which owns every memo). Behaviour is pinned by the golden corpus in ``tests/golden/corpus/``.
 
 :func:`map_span` maps one span with a fresh :class:`Mapper` (no state kept between calls); the exporter keeps one
 :class:`Mapper` and calls its ``map_span``.

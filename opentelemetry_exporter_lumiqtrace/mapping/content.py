@@ -28,6 +28,7 @@ import json
 from typing import Any
 
 from opentelemetry_exporter_lumiqtrace.mapping import conventions as c
+from opentelemetry_exporter_lumiqtrace.mapping.flat import FlatPart, PartKind
 from opentelemetry_exporter_lumiqtrace.mapping.scan import Scan
 from opentelemetry_exporter_lumiqtrace.mapping.status import SpanEvents
 from opentelemetry_exporter_lumiqtrace.mapping.values import cap, clean
@@ -38,6 +39,25 @@ _TEXT_TYPES = frozenset({"text", "input_text", "output_text", "reasoning", "thin
 _CALL_TYPES = frozenset({"tool_call", "function_call", "tool_use", "server_tool_call"})
 _RESULT_TYPES = frozenset({"tool_call_response", "function_call_output", "tool_result", "server_tool_call_response"})
 _MAX_DEPTH = 8
+# What json.dumps(..., ensure_ascii=False) writes for a str (C when available).
+_json_string = json.encoder.encode_basestring
+# The canonical JSON of a message up to its text, for the usual roles.
+_ROLE_HEADS = {
+    role: '{"role":' + _json_string(role) + ',"text":'
+    for role in ("user", "assistant", "system", "tool", "developer", "model", "function", "unknown")
+}
+
+
+def _role_head(role: str) -> str:
+    return _ROLE_HEADS.get(role) or '{"role":' + _json_string(role) + ',"text":'
+
+
+_ROLE = PartKind.ROLE
+_CONTENT = PartKind.CONTENT
+_PART_TEXT = PartKind.PART_TEXT
+_PART_TYPE = PartKind.PART_TYPE
+_CALL_NAME = PartKind.CALL_NAME
+_CALL_ARGUMENTS = PartKind.CALL_ARGUMENTS
 
 
 def _loads(value: str) -> Any:
@@ -173,72 +193,79 @@ def system_message(value: Any) -> Message | None:
     return ("system", "\n".join(out)) if out else None
 
 
-def messages_from_flat(items: list[tuple[str, Any]]) -> list[Message] | None:
-    """Messages from flattened attributes, given as ``(suffix, value)`` after the convention's prefix.
-
-    Handles OpenLLMetry legacy ``{i}.role``/``{i}.content``/``{i}.tool_calls.{j}.name|arguments`` and OpenInference
-    ``{i}.message.role``/``.content``/``.contents.{j}.message_content.text``/
-    ``.tool_calls.{k}.tool_call.function.name|arguments``, plus ``{i}.prompt.text``/``{i}.completion.text``.
-    """
-    by_index: dict[int, dict[str, Any]] = {}
-    for suffix, value in items:
-        idx_s, _, field = suffix.partition(".")
-        if not idx_s.isdigit() or not field:
-            continue
-        msg = by_index.setdefault(int(idx_s), {})
-        for lead in ("message.", "prompt.", "completion."):
-            if field.startswith(lead):
-                field = field[len(lead) :]
-                break
-        if field == "role":
-            msg["role"] = value
-        elif field in ("content", "text"):
-            msg["content"] = value
-        elif field.startswith("contents."):
-            j, _, sub = field[9:].partition(".")
-            if j.isdigit() and sub.endswith("text"):
-                msg.setdefault("parts", {})[int(j)] = value
-            elif j.isdigit() and sub.endswith("type") and value != "text":
-                msg.setdefault("parts", {}).setdefault(int(j), f"[{value}]")
-        elif field.startswith("tool_calls."):
-            j, _, sub = field[11:].partition(".")
-            if j.isdigit():
-                call = msg.setdefault("calls", {}).setdefault(int(j), {})
-                if sub.endswith("name"):
-                    call["name"] = value
-                elif sub.endswith("arguments"):
-                    call["arguments"] = value
-    out: list[Message] = []
-    for idx in sorted(by_index):
-        msg = by_index[idx]
-        if not msg:
-            continue
-        role = msg.get("role")
-        role = role.lower() if isinstance(role, str) and role else "unknown"
-        texts: list[str] = []
-        content = msg.get("content")
-        if content is not None:
-            if isinstance(content, str) and content[:1] == "[":
-                # OpenLLMetry serialises multimodal content lists as JSON.
-                parsed = _loads(content)
-                if isinstance(parsed, list):
-                    for part in parsed:
-                        _part_texts(part, texts, 1)
-                else:
-                    texts.append(content)
+def messages_from_flat(items: list[tuple[FlatPart, Any]]) -> list[Message] | None:
+    """Messages from flattened attributes, given as ``(part, value)`` in attribute order (see :mod:`.flat`)."""
+    # Per message index: role and content (most keys), parts and tool calls by their own index; a later key of the
+    # same part wins, except that a part's type placeholder never replaces its text.
+    roles: dict[int, Any] = {}
+    contents: dict[int, Any] = {}
+    parts: dict[int, dict[int, Any]] | None = None
+    calls: dict[int, dict[int, dict[str, Any]]] | None = None
+    for flat, value in items:
+        kind = flat.kind
+        if kind is _ROLE:
+            roles[flat.index] = value
+        elif kind is _CONTENT:
+            contents[flat.index] = value
+        elif kind is _PART_TEXT or kind is _PART_TYPE:
+            if kind is _PART_TYPE and value == "text":
+                continue
+            if parts is None:
+                parts = {}
+            by_part = parts.setdefault(flat.index, {})
+            if kind is _PART_TEXT:
+                by_part[flat.sub] = value
             else:
-                texts.append(_as_text(content))
-        parts = msg.get("parts")
-        if parts:
-            texts.extend(_as_text(parts[j]) for j in sorted(parts))
-        calls = msg.get("calls")
-        if calls:
-            texts.extend(
-                f"{_as_text(calls[j].get('name'))}({_canonical_arguments(calls[j].get('arguments'))})"
-                for j in sorted(calls)
-            )
-        out.append((role, "\n".join(texts)))
+                by_part.setdefault(flat.sub, f"[{value}]")
+        else:
+            if calls is None:
+                calls = {}
+            call = calls.setdefault(flat.index, {}).setdefault(flat.sub, {})
+            if kind is _CALL_NAME:
+                call["name"] = value
+            elif kind is _CALL_ARGUMENTS:
+                call["arguments"] = value
+    indices = roles.keys() | contents.keys()
+    if parts is not None:
+        indices |= parts.keys()
+    if calls is not None:
+        indices |= calls.keys()
+    out: list[Message] = []
+    for idx in sorted(indices):
+        role = roles.get(idx)
+        role = role.lower() if isinstance(role, str) and role else "unknown"
+        content = contents.get(idx)
+        message_parts = parts.get(idx) if parts is not None else None
+        message_calls = calls.get(idx) if calls is not None else None
+        if content.__class__ is str and content[:1] != "[" and message_parts is None and message_calls is None:
+            out.append((role, content))  # the usual message: one plain text
+        else:
+            out.append((role, _flat_text(content, message_parts, message_calls)))
     return out or None
+
+
+def _flat_text(content: Any, parts: dict[int, Any] | None, calls: dict[int, dict[str, Any]] | None) -> str:
+    """The text of a flattened message: its content, then its parts, then its tool calls."""
+    texts: list[str] = []
+    if content is not None:
+        if isinstance(content, str) and content[:1] == "[":
+            # OpenLLMetry serialises multimodal content lists as JSON.
+            parsed = _loads(content)
+            if isinstance(parsed, list):
+                for part in parsed:
+                    _part_texts(part, texts, 1)
+            else:
+                texts.append(content)
+        else:
+            texts.append(_as_text(content))
+    if parts:
+        texts.extend(_as_text(parts[j]) for j in sorted(parts))
+    if calls:
+        texts.extend(
+            f"{_as_text(calls[j].get('name'))}({_canonical_arguments(calls[j].get('arguments'))})"
+            for j in sorted(calls)
+        )
+    return "\n".join(texts)
 
 
 def messages_from_value(value: Any) -> list[Message] | None:
@@ -306,12 +333,12 @@ def response_from_value(value: Any) -> str | None:
 
 def prompt_hash(messages: list[Message]) -> str:
     """SHA-256 hex of the canonical prompt (see the module docstring)."""
-    canonical = json.dumps(
-        [{"role": role, "text": text} for role, text in messages],
-        sort_keys=True,
-        separators=(",", ":"),
-        ensure_ascii=False,
-    )
+    # Exactly json.dumps([{"role": role, "text": text}, ...], sort_keys=True, separators=(",", ":"),
+    # ensure_ascii=False), written with the encoder's own string escaping (C) instead of building and walking dicts.
+    if not messages:
+        canonical = "[]"
+    else:
+        canonical = "[" + "},".join([_role_head(role) + _json_string(text) for role, text in messages]) + "}]"
     return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
 
 
@@ -342,7 +369,7 @@ def add_content(
         if sys_msg is not None:
             prompt = [sys_msg, *(prompt or ())]
     for family in c.PROMPT_FAMILIES:
-        items = scan.family(family)
+        items = scan.message_parts(family)
         if prompt is None and items is not None:
             prompt = messages_from_flat(items)
     if prompt is None and events.prompt is not None:
@@ -373,7 +400,7 @@ def add_content(
         response = render_response(msgs) if msgs else None
     if response is None:
         for family in c.RESPONSE_FAMILIES:
-            items = scan.family(family)
+            items = scan.message_parts(family)
             if items is not None:
                 msgs = messages_from_flat(items)
                 if msgs:

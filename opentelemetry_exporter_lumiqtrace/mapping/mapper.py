@@ -65,7 +65,6 @@ _MILLIS = tuple(f".{ms:03d}Z" for ms in range(1000))
 _SPAN_KIND_NAMES = {id(kind): kind.name.lower() for kind in SpanKind}
 _ZERO_TRACE = "0" * 32
 _ZERO_SPAN = "0" * 16
-_FLAT_FAMILIES = frozenset((*c.PROMPT_FAMILIES, *c.RESPONSE_FAMILIES))
 _CONTENT_BITS = 0
 for _name in c.CONTENT_FIELDS:
     _CONTENT_BITS |= F[_name].bit
@@ -76,9 +75,9 @@ _USAGE_BITS = 0
 for _name in ("input_tokens", "output_tokens", "total_tokens", "cache_read_tokens", "cache_write_tokens"):
     _USAGE_BITS |= F[_name].bit
 _USAGE_BITS |= F["reasoning_tokens"].bit
+_DETAIL_USAGE_BITS = F["cache_read_tokens"].bit | F["cache_write_tokens"].bit | F["reasoning_tokens"].bit
 _CONTEXT_BITS = F["environment"].bit | F["user_id"].bit | F["session_id"].bit
 _HTTP_METHOD_BIT = F["http_method"].bit
-_INVOCATION_BIT = F["invocation_parameters"].bit
 _USER_METADATA_BITS = F["http_target"].bit | F["oi_tags"].bit | F["metadata"].bit
 
 
@@ -94,17 +93,18 @@ def event_id_for(trace_id: int, span_id: int) -> str:
 @dataclass(frozen=True, slots=True)
 class _Resource:
     resource: Any  # kept so that a recycled id() is told apart
-    environment: str | None
+    environment: str | None  # as the event's field (fit)
     service_name: str | None
 
 
 class _OptionsState:
-    """What the mapper derives from one ``MappingOptions``: the redactor and the identity tags memo."""
+    """What the mapper derives from one ``MappingOptions``: the redactor, the identity tags memo, the environment."""
 
-    __slots__ = ("head_tags", "options", "redactor")
+    __slots__ = ("environment", "head_tags", "options", "redactor")
 
     def __init__(self, options: MappingOptions, *, max_entries: int, max_bytes: int) -> None:
         self.options = options
+        self.environment = fit(options.environment) if options.environment else None  # as the event's field
         self.redactor = Redactor(options.redact_keys)
         # (span name, kind, service, scope name and version, raw provider, raw operation, requested model) -> their
         # tags, for spans without lumiqtrace.tags.*.
@@ -188,9 +188,10 @@ class Mapper:
                     total = found.first(_TOTAL_TOKENS)
                     if total is not None and total >= output_tokens:
                         input_tokens = total - output_tokens
-                cached = found.first(_CACHE_READ_TOKENS)
-                cache_write = found.first(_CACHE_WRITE_TOKENS)
-                reasoning = found.first(_REASONING_TOKENS)
+                if found.present & _DETAIL_USAGE_BITS:
+                    cached = found.first(_CACHE_READ_TOKENS)
+                    cache_write = found.first(_CACHE_WRITE_TOKENS)
+                    reasoning = found.first(_REASONING_TOKENS)
                 if input_tokens is not None:
                     event["input_tokens"] = input_tokens
                 if output_tokens is not None:
@@ -206,7 +207,7 @@ class Mapper:
             if stream is not None:
                 event["stream"] = stream
 
-            cost = _explicit_cost(found)
+            cost = _explicit_cost(found) if found.present & _COST_BITS else None
             if cost is not None:
                 cost_source = "span"
             elif (
@@ -237,7 +238,7 @@ class Mapper:
 
             if (
                 found.present & _CONTENT_BITS
-                or (found.families is not None and not _FLAT_FAMILIES.isdisjoint(found.families))
+                or found.messages is not None
                 or events.prompt is not None
                 or events.completion is not None
             ):
@@ -265,24 +266,26 @@ class Mapper:
             event["error_message"] = clean(result.error_message)
 
         resource = self._resource(span.resource)
-        environment = resource.environment or options.environment
+        environment = resource.environment or state.environment
         user = session = None
         if found.present & _CONTEXT_BITS:
-            environment = found.first(_ENVIRONMENT) or environment
+            explicit_environment = found.first(_ENVIRONMENT)
+            if explicit_environment is not None:
+                environment = fit(explicit_environment)
             user = found.first(_USER_ID)
             session = found.first(_SESSION_ID)
         if environment:
-            event["environment"] = fit(environment)
+            event["environment"] = environment
         if user is not None:
             event["user_id"] = fit(user)
         if session is not None:
             event["session_id"] = fit(session)
 
         tags = self._identity_tags(span, found, state, resource.service_name, identity)
-        pairs = _usage_tags(reasoning, cache_write, cost_source)
+        pairs = _usage_tags(reasoning, cache_write, cost_source) if identity is not None else []
         _add_context_tags(found, state, result.http_status, pairs)
         if pairs:
-            tags = self._fill(state, pairs, tags)
+            tags = fill_tags(pairs, tags, state.redactor, options.max_tags, options.max_tag_value_chars)
         if tags:
             event["tags"] = tags
         event["sdk_version"] = options.sdk_version
@@ -327,8 +330,6 @@ class Mapper:
         """The span's model, provider and kind, memoised by the values they are read from when all are exact str
         (other types and str subclasses must reach the parsers: 1, 1.0 and True are equal dict keys)."""
         items = found.identity_items
-        if found.present & _INVOCATION_BIT:
-            return identify(found)
         for value in items[1::2]:
             if value.__class__ is not str:
                 return identify(found)
@@ -355,7 +356,7 @@ class Mapper:
         service = attrs.get("service.name")
         entry = _Resource(
             resource=resource,
-            environment=environment,
+            environment=fit(environment) if environment is not None else None,
             service_name=as_str(service) if service is not None else None,
         )
         if resource is not None:
@@ -377,7 +378,7 @@ class Mapper:
             raw_provider = identity.raw_provider
             raw_operation = identity.raw_operation
             request_model = identity.request_model
-        lqt_tags = found.family(c.Family.LQT_TAG)
+        lqt_tags = found.family(c.Family.LQT_TAG) if found.families is not None else None
         # These tags repeat across spans: filled once per options. Exact str only: a str subclass is an equal key but
         # keeps its type in the tags. A scope without name and version gives the tags of no scope.
         memo_key = None
@@ -525,8 +526,6 @@ def _stream(found: Scan) -> bool | None:
 
 
 def _explicit_cost(found: Scan) -> float | None:
-    if not found.present & _COST_BITS:
-        return None
     cost: float | None = found.first(_COST_USD)
     return cost if cost is not None else found.first(_COST_DETAILS)
 

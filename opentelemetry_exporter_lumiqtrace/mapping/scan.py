@@ -15,12 +15,15 @@ from typing import Any
 
 from opentelemetry_exporter_lumiqtrace.mapping import conventions as c
 from opentelemetry_exporter_lumiqtrace.mapping.cache import GenerationalMemo
+from opentelemetry_exporter_lumiqtrace.mapping.flat import FlatPart, flat_part
 
 _FIELD_BITS: dict[str, int] = {}
 for _f in c.FIELDS.values():
     for _key in _f.keys:
         _FIELD_BITS[_key] = _FIELD_BITS.get(_key, 0) | _f.bit
 _CONTEXT_RANK = {key: rank for rank, key in enumerate(c.CONTEXT_TAG_KEYS)}
+_FAMILY_PREFIXES = tuple(prefix for prefix, _family in c.PREFIX_FAMILIES)
+_MESSAGE_FAMILIES = frozenset((*c.PROMPT_FAMILIES, *c.RESPONSE_FAMILIES))
 _IDENTITY_KEYS = frozenset(
     key
     for name in (
@@ -31,6 +34,7 @@ _IDENTITY_KEYS = frozenset(
         "explicit_model",
         "response_model",
         "request_model",
+        "invocation_parameters",
         "explicit_operation",
         "explicit_span_kind",
         "raw_operation",
@@ -51,14 +55,15 @@ class KeyInfo:
 
     bits: int  # the fields the key belongs to, and AI_BIT when the key makes the span an AI span
     identity: bool  # the key is read to identify model, provider or kind (see Mapper's identity memo)
-    family: c.Family | None  # the prefix family, with the suffix after the prefix
+    family: c.Family | None  # the prefix family of tags and association properties, with the suffix after the prefix
     suffix: str
+    part: FlatPart | None  # a flattened message key: the part it names (parsed here, once per distinct key)
     context_rank: int  # position in CONTEXT_TAG_KEYS, or -1
     # Any of identity, family or context: the pass looks at those only then (most keys only set bits).
     more: bool
 
 
-IGNORED = KeyInfo(bits=0, identity=False, family=None, suffix="", context_rank=-1, more=False)
+IGNORED = KeyInfo(bits=0, identity=False, family=None, suffix="", part=None, context_rank=-1, more=False)
 
 
 def classify(key: Any) -> KeyInfo:
@@ -67,17 +72,23 @@ def classify(key: Any) -> KeyInfo:
         return IGNORED
     family: c.Family | None = None
     suffix = ""
-    for prefix, candidate in c.PREFIX_FAMILIES:
-        if key.startswith(prefix):
-            family, suffix = candidate, key[len(prefix) :]
-            break
+    if key.startswith(_FAMILY_PREFIXES):  # one C call for the usual key, which is in no family
+        for prefix, candidate in c.PREFIX_FAMILIES:
+            if key.startswith(prefix):
+                family, suffix = candidate, key[len(prefix) :]
+                break
     if key.startswith(c.LQT_PREFIX):
         ai = family is None and key not in c.LQT_CONTEXT_KEYS
     else:
         ai = key.startswith(c.AI_PREFIXES)
+    part: FlatPart | None = None
+    if family is not None and family in _MESSAGE_FAMILIES:
+        # A flattened message key the message reader ignores (gen_ai.completion.0.finish_reason) is no part.
+        part = flat_part(family, suffix)
+        family, suffix = None, ""
     bits = _FIELD_BITS.get(key, 0) | (AI_BIT if ai else 0)
     rank = _CONTEXT_RANK.get(key, -1)
-    if not (bits or family is not None or rank >= 0):
+    if not (bits or family is not None or part is not None or rank >= 0):
         return IGNORED
     identity = key in _IDENTITY_KEYS
     return KeyInfo(
@@ -85,8 +96,9 @@ def classify(key: Any) -> KeyInfo:
         identity=identity,
         family=family,
         suffix=suffix,
+        part=part,
         context_rank=rank,
-        more=identity or family is not None or rank >= 0,
+        more=identity or family is not None or part is not None or rank >= 0,
     )
 
 
@@ -107,6 +119,7 @@ class Scan:
     ai: bool
     identity_items: list[Any]  # key, value, key, value, ... of the identity keys, in attribute order
     families: dict[c.Family, list[tuple[str, Any]]] | None  # (suffix, value) per prefix family, in attribute order
+    messages: dict[c.Family, list[tuple[FlatPart, Any]]] | None  # (part, value) per message family, attribute order
     # (position in CONTEXT_TAG_KEYS, key, value) of the context tag keys present, in attribute order.
     context: list[tuple[int, str, Any]]
 
@@ -129,12 +142,19 @@ class Scan:
     def family(self, family: c.Family) -> list[tuple[str, Any]] | None:
         return self.families.get(family) if self.families is not None else None
 
+    def message_parts(self, family: c.Family) -> list[tuple[FlatPart, Any]] | None:
+        return self.messages.get(family) if self.messages is not None else None
+
 
 def scan(attrs: dict[Any, Any], memo: GenerationalMemo[Any, KeyInfo]) -> Scan:
     present = 0
     identity_items: list[Any] = []
     families: dict[c.Family, list[tuple[str, Any]]] | None = None
+    messages: dict[c.Family, list[tuple[FlatPart, Any]]] | None = None
     context: list[tuple[int, str, Any]] = []
+    # The message family of the previous flattened message key and its list: a family's keys usually come together.
+    message_family: c.Family | None = None
+    message_items: list[tuple[FlatPart, Any]] = []
     known = memo.young
     for key, value in attrs.items():
         info = known.get(key)
@@ -146,6 +166,19 @@ def scan(attrs: dict[Any, Any], memo: GenerationalMemo[Any, KeyInfo]) -> Scan:
             known = memo.young  # a put may start a new generation
         present |= info.bits
         if info.more:
+            part = info.part
+            if part is not None:
+                # A flattened message key (the most keys of a span with messages) is nothing else.
+                if part.family is not message_family:
+                    if messages is None:
+                        messages = {}
+                    message_family = part.family
+                    found = messages.get(message_family)
+                    if found is None:
+                        found = messages[message_family] = []
+                    message_items = found
+                message_items.append((part, value))
+                continue
             if info.identity:
                 identity_items += (key, value)
             family = info.family
@@ -159,4 +192,4 @@ def scan(attrs: dict[Any, Any], memo: GenerationalMemo[Any, KeyInfo]) -> Scan:
                     items.append((info.suffix, value))
             if info.context_rank >= 0:
                 context.append((info.context_rank, key, value))
-    return Scan(attrs, present, bool(present & AI_BIT), identity_items, families, context)
+    return Scan(attrs, present, bool(present & AI_BIT), identity_items, families, messages, context)
