@@ -97,6 +97,10 @@ def assert_event_matches(got: dict[str, Any] | None, expected: dict[str, Any] | 
     """``got`` equals ``expected`` key for key, in key order and with exact types (see the module docstring)."""
     got = comparable(got, pricing=pricing)
     expected = comparable(expected, pricing=pricing)
+    if not pricing and got is not None and expected is not None and "cost_usd" in expected and "cost_usd" not in got:
+        # Under tight tag caps the cost.source tag may be cut, so comparable() cannot tell a computed cost; without
+        # genai-prices a cost can only go missing if it was computed (a cost the span carries needs no pricing).
+        expected = {k: v for k, v in expected.items() if k != "cost_usd"}
     if got is None or expected is None:
         assert got is expected, (got, expected)
         return
