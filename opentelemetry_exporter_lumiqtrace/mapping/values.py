@@ -125,14 +125,18 @@ def as_value(value: Any) -> Any:
 
 def as_finish_reason(value: Any) -> str | None:
     """The finish reason(s) of one attribute value: a sequence joins its distinct usable reasons with ``,``; so does
-    a JSON array given as a string (Logfire stores ``gen_ai.response.finish_reasons`` as ``'["stop"]'``)."""
+    a JSON array of strings given as a string (Logfire stores ``gen_ai.response.finish_reasons`` as ``'["stop"]'``);
+    any other string is the reason as it is."""
     if isinstance(value, str) and value[:1] == "[" and value[-1:] == "]" and len(value) <= _MAX_JSON_REASONS_CHARS:
         try:
             parsed = json.loads(value)
         except (ValueError, RecursionError):
             parsed = None
         if isinstance(parsed, list):
-            value = parsed
+            from_json = as_finish_reason(parsed)
+            if from_json is not None:
+                return from_json
+        return as_str(value)
     if isinstance(value, (list, tuple)):
         if len(value) == 1:
             return as_str(value[0])
