@@ -83,6 +83,7 @@ for _name in ("input_tokens", "output_tokens", "total_tokens", "cache_read_token
 _USAGE_BITS |= F["reasoning_tokens"].bit
 _CONTEXT_BITS = F["environment"].bit | F["user_id"].bit | F["session_id"].bit | F["metadata_user_id"].bit
 _HTTP_METHOD_BIT = F["http_method"].bit
+_EXPLICIT_KIND_BITS = F["explicit_operation"].bit | F["explicit_span_kind"].bit
 _INVOCATION_BIT = F["invocation_parameters"].bit
 _USER_METADATA_BITS = F["http_target"].bit | F["oi_tags"].bit | F["metadata"].bit
 
@@ -172,7 +173,12 @@ class Mapper:
         reasoning = cache_write = None
         if found.ai:
             identity = self._identity(found)
-            if identity.span_kind == "tool" and span.name.startswith(c.HANDOFF_NAME_PREFIX):
+            if (
+                identity.span_kind == "tool"
+                and not found.present & _EXPLICIT_KIND_BITS
+                and isinstance(span.name, str)
+                and span.name.startswith(c.HANDOFF_NAME_PREFIX)
+            ):
                 identity = _as_handoff(identity)
             event["provider"] = identity.provider
             if identity.wire_model is not None:
