@@ -377,6 +377,7 @@ def test_logfire_streaming_log_takes_latency_from_duration() -> None:
         (LOGFIRE_STREAM_LOG, 40, 40),  # a span with a start and an end has its own latency
         ({**LOGFIRE_STREAM_LOG, "duration": "n/a"}, 0, 0),
         ({**LOGFIRE_STREAM_LOG, "duration": -1.0}, 0, 0),
+        ({**LOGFIRE_STREAM_LOG, "duration": 1e308}, 0, 0),
         # not an AI span: a log's "duration" is whatever the application logged
         ({"logfire.span_type": "log", "logfire.msg_template": "took {duration}", "duration": 5}, 0, 0),
     ],

@@ -65,6 +65,7 @@ _MASK_64 = 2**64 - 1
 _EVENT_ID_HASHER = hashlib.blake2b(digest_size=16, person=b"lumiqtrace-evid")
 _UUID_VARIANT = {d: "89ab"[int(d, 16) & 3] for d in "0123456789abcdef"}
 _MAX_ISO_SECOND = 253_402_300_799  # 9999-12-31T23:59:59Z
+_MAX_LATENCY_MS = 2**63 - 1
 _MILLIS = tuple(f".{ms:03d}Z" for ms in range(1000))
 # By id(): hashing an Enum member runs Python code; members live as long as the process.
 _SPAN_KIND_NAMES = {id(kind): kind.name.lower() for kind in SpanKind}
@@ -551,7 +552,9 @@ def _logfire_log_latency_ms(found: Scan) -> int:
     if found.first(_LOGFIRE_SPAN_TYPE) != c.LOGFIRE_LOG:
         return 0
     seconds: float | None = found.first(_LOGFIRE_DURATION)
-    return round(seconds * 1000) if seconds is not None else 0
+    if seconds is None or seconds * 1000 > _MAX_LATENCY_MS:  # 1e308 seconds is no latency (and round(inf) raises)
+        return 0
+    return round(seconds * 1000)
 
 
 def _as_handoff(identity: Identity) -> Identity:
