@@ -4,8 +4,8 @@
 The spans were recorded by ``tests/golden/drive_frameworks.py`` against ``tests/golden/fake_providers.py``, so the
 token counts each provider call must report are known (``fake_providers.USAGE``). Every test maps the recorded spans
 with today's ``map_span`` and runs them through ``CountOnce`` as the exporter does; no framework needs to be
-installed. Where today's conventions fail a check, the case is ``xfail(strict=True)`` with the item of issue 12 that
-fixes it: the fix turns it into a pass, and strictness makes the marker go with it.
+installed. The only ``xfail(strict=True)`` cases are the documented limits (``COUNT_LIMITS``): should a framework
+change so they pass, strictness makes the marker (and the README's limit) go with it.
 """
 
 from __future__ import annotations
@@ -138,7 +138,7 @@ def test_the_event_closest_to_the_wire_keeps_the_counts() -> None:
     assert framework["tags"][COUNTED_IN_TAG] == sdk["event_id"]
 
 
-# --- items 2-7: the conventions fixes (xfail until the conventions table has them) --------------------------------
+# --- items 2-7: the conventions fixes --------------------------------------------------------------------------------
 
 FIRST_CHUNK_KEYS = (
     "gen_ai.client.operation.time_to_first_chunk",
@@ -146,21 +146,13 @@ FIRST_CHUNK_KEYS = (
     "gen_ai.server.time_to_first_token",
     "gen_ai.server.ttft",
 )
-ITEM2 = "needs the conventions fix of issue 12 item 2 (pydantic-ai's gen_ai.client.operation.time_to_first_chunk)"
 
 
 def _has_first_chunk_time(name: str) -> bool:
     return any(k in f["attributes"] for f in CASES[name].spans for k in FIRST_CHUNK_KEYS)
 
 
-@pytest.mark.parametrize(
-    "name",
-    _cases(
-        [n for n in ALL if _has_first_chunk_time(n)],
-        {"fw-pydantic-ai-stream": ITEM2, "fw-pydantic-ai+logfire-stream": ITEM2},
-        scenario="stream",
-    ),
-)
+@pytest.mark.parametrize("name", _cases([n for n in ALL if _has_first_chunk_time(n)], scenario="stream"))
 def test_streamed_calls_have_ttft_where_the_span_has_a_first_chunk_time(name: str) -> None:
     fixtures_and_events = [
         (f, e) for f, e in exported(CASES[name]) if any(k in f["attributes"] for k in FIRST_CHUNK_KEYS)
@@ -171,31 +163,14 @@ def test_streamed_calls_have_ttft_where_the_span_has_a_first_chunk_time(name: st
         assert event["stream"] is True
 
 
-ITEM3 = "needs the conventions fix of issue 12 item 3 (pydantic-ai's ModelRateLimitError is a rate limit)"
-
-
-@pytest.mark.parametrize(
-    "name", _cases(ALL, {"fw-pydantic-ai-429": ITEM3, "fw-pydantic-ai+logfire-429": ITEM3}, scenario="429")
-)
+@pytest.mark.parametrize("name", _cases(ALL, scenario="429"))
 def test_429_is_rate_limited(name: str) -> None:
     llm = [e for _, e in exported(CASES[name]) if e["span_kind"] == "llm"]
     assert llm
     assert [e["status"] for e in llm] == ["rate_limited"] * len(llm)
 
 
-ITEM6 = "needs the conventions fix of issue 12 item 6 (error_message: exception message, not the traceback)"
-TRACEBACK_CASES = {
-    name: ITEM6
-    for name in (
-        "fw-langchain-429",
-        "fw-langchain-500",
-        "fw-langchain+openinference-openai-429",
-        "fw-langchain+openinference-openai-500",
-    )
-}
-
-
-@pytest.mark.parametrize("name", _cases([n for n in ALL if n.endswith(("429", "500", "529"))], TRACEBACK_CASES))
+@pytest.mark.parametrize("name", _cases([n for n in ALL if n.endswith(("429", "500", "529"))]))
 def test_no_error_message_holds_a_traceback(name: str) -> None:
     messages = [e["error_message"] for _, e in exported(CASES[name]) if "error_message" in e]
     assert messages
@@ -204,10 +179,6 @@ def test_no_error_message_holds_a_traceback(name: str) -> None:
         assert "\n" not in message.strip()
 
 
-ITEM4 = "needs the conventions fix of issue 12 item 4 (stream omitted when nothing says so)"
-
-
-@pytest.mark.xfail(strict=True, reason=ITEM4)
 @pytest.mark.parametrize("name", ["fw-openai-agents-stream", "fw-openai-agents+openinference-openai-stream"])
 def test_stream_is_omitted_when_nothing_says_so(name: str) -> None:
     for fixture, event in exported(CASES[name]):
@@ -217,10 +188,6 @@ def test_stream_is_omitted_when_nothing_says_so(name: str) -> None:
             assert "stream" not in event, event
 
 
-ITEM5 = "needs the conventions fix of issue 12 item 5 (logfire's log span: duration, request_data, finish reasons)"
-
-
-@pytest.mark.xfail(strict=True, reason=ITEM5)
 @pytest.mark.parametrize("name", ["fw-logfire-openai-stream", "fw-pydantic-ai+logfire-stream"])
 def test_logfire_streaming_log_span(name: str) -> None:
     logs = [(f, e) for f, e in exported(CASES[name]) if f["attributes"].get("logfire.span_type") == "log"]
@@ -231,10 +198,6 @@ def test_logfire_streaming_log_span(name: str) -> None:
     assert event["finish_reason"] == "stop"
 
 
-ITEM7 = "needs the conventions fix of issue 12 item 7"
-
-
-@pytest.mark.xfail(strict=True, reason=ITEM7 + " (openai-agents handoff span)")
 @pytest.mark.parametrize("name", ["fw-openai-agents-tool", "fw-openai-agents+openinference-openai-tool"])
 def test_handoff_span_is_a_handoff(name: str) -> None:
     handoffs = [e for f, e in exported(CASES[name]) if f["name"].startswith("handoff to ")]
@@ -242,7 +205,6 @@ def test_handoff_span_is_a_handoff(name: str) -> None:
     assert {e["span_kind"] for e in handoffs} == {"handoff"}
 
 
-@pytest.mark.xfail(strict=True, reason=ITEM7 + " (anthropic.message.stop_reason)")
 @pytest.mark.parametrize("name", ["fw-anthropic-sdk-chat", "fw-anthropic-sdk-stream", "fw-anthropic-sdk-tool"])
 def test_anthropic_sdk_stop_reason_is_the_finish_reason(name: str) -> None:
     for fixture, event in exported(CASES[name]):
@@ -250,7 +212,6 @@ def test_anthropic_sdk_stop_reason_is_the_finish_reason(name: str) -> None:
         assert event.get("finish_reason") in {stop, {"end_turn": "stop", "tool_use": "tool_calls"}.get(stop)}
 
 
-@pytest.mark.xfail(strict=True, reason=ITEM7 + " (user id given as framework metadata)")
 @pytest.mark.parametrize("name", ["fw-langchain-chat", "fw-pydantic-ai-chat"])
 def test_user_id_from_framework_metadata(name: str) -> None:
     with_metadata = [e for f, e in exported(CASES[name]) if USER_ID in str(f["attributes"].get("metadata", ""))]

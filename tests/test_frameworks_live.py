@@ -55,6 +55,25 @@ def _shape(spans: list[dict[str, Any]]) -> Counter[tuple[str, str]]:
     return Counter((s["name"], (s["scope"] or {}).get("name", "")) for s in spans)
 
 
+def _conventions(pairs: list[tuple[dict[str, Any], dict[str, Any]]]) -> Counter[tuple[Any, ...]]:
+    """What the conventions read from each span (issue 12 items 2-7), without ids, times and ports."""
+    return Counter(
+        (
+            f["name"],
+            (f["scope"] or {}).get("name", ""),
+            e["span_kind"],
+            e["operation"],
+            e["status"],
+            e.get("error_code"),
+            e.get("stream"),
+            e.get("finish_reason"),
+            e.get("user_id"),
+            "ttft_ms" in e,
+        )
+        for f, e in pairs
+    )
+
+
 @pytest.mark.parametrize("framework", FRAMEWORKS)
 def test_live_spans_match_the_recording_and_count_once(framework: str) -> None:
     live = _run(framework)
@@ -71,3 +90,4 @@ def test_live_spans_match_the_recording_and_count_once(framework: str) -> None:
             if "input_tokens" in e
         )
         assert counted == expected_counts, scenario  # the golden tests tie these to the fake server's counts
+        assert _conventions(pairs) == _conventions(exported(recorded[scenario])), scenario

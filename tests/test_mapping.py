@@ -294,6 +294,8 @@ def test_unknown_values_are_omitted() -> None:
         ({}, (event_at("llm.content.completion.chunk", 77),), 77),
         ({"gen_ai.response.time_to_first_chunk": 0.1}, (event_at("First Token Stream Event", 150),), 100),
         ({"gen_ai.response.time_to_first_chunk": 99.0}, (), 1200),  # clamped to latency
+        ({"gen_ai.client.operation.time_to_first_chunk": 0.0892}, (), 89),  # pydantic-ai
+        ({"gen_ai.response.time_to_first_chunk": 0.3, "gen_ai.client.operation.time_to_first_chunk": 0.1}, (), 300),
     ],
 )
 def test_ttft_sources(attrs: dict[str, object], events: tuple[object, ...], ttft: int) -> None:
@@ -311,18 +313,79 @@ def test_ttft_sources(attrs: dict[str, object], events: tuple[object, ...], ttft
         ({"llm.is_streaming": "true"}, True),
         ({"gen_ai.request.is_stream": True}, True),
         ({"llm.invocation_parameters": json.dumps({"model": "gpt-4o", "stream": True})}, True),
-        ({"llm.invocation_parameters": json.dumps({"model": "gpt-4o"})}, False),
-        ({"llm.invocation_parameters": "{not json"}, False),
-        ({}, False),
+        # Nothing says whether the call streamed: unknown is omitted (issue 12 item 4).
+        ({"llm.invocation_parameters": json.dumps({"model": "gpt-4o"})}, None),
+        ({"llm.invocation_parameters": "{not json"}, None),
+        ({}, None),
         ({"lumiqtrace.stream": True, "gen_ai.request.stream": False}, True),
+        ({"llm.invocation_parameters": json.dumps({"model": "gpt-4o", "stream": False})}, False),
+        # Logfire: the request as JSON in request_data (older logfire), or a streamed call's log template.
+        ({"request_data": json.dumps({"model": "gpt-4o", "stream": True})}, True),
+        ({"request_data": json.dumps({"model": "gpt-4o"})}, None),
+        ({"logfire.msg_template": "streaming response from {request_data[model]!r} took {duration:.2f}s"}, True),
+        ({"logfire.msg_template": "Chat Completion with {request_data[model]!r}"}, None),
+        # A first-chunk time is evidence of streaming.
+        ({"gen_ai.client.operation.time_to_first_chunk": 0.05}, True),
+        ({"gen_ai.client.operation.time_to_first_chunk": 0.05, "gen_ai.request.stream": False}, False),
     ],
 )
-def test_stream_sources(attrs: dict[str, object], stream: bool) -> None:
-    assert mapped({**CHAT, **attrs})["stream"] is stream
+def test_stream_sources(attrs: dict[str, object], stream: bool | None) -> None:
+    assert mapped({**CHAT, **attrs}).get("stream") is stream
 
 
 def test_stream_omitted_for_tool_spans_without_information() -> None:
     assert "stream" not in mapped({"gen_ai.operation.name": "execute_tool"})
+
+
+def test_stream_omitted_for_llm_spans_without_information() -> None:
+    """Issue 12 item 4: an LLM span that says nothing about streaming (openai-agents' ``response`` span from
+    ``run_streamed``) must not claim ``stream: false``."""
+    params = json.dumps({"model": "gpt-4o-mini", "temperature": 0})
+    for attrs in (
+        {"openinference.span.kind": "LLM", "llm.model_name": "gpt-4o-mini", "llm.invocation_parameters": params},
+        {"gen_ai.operation.name": "embeddings", "gen_ai.request.model": "text-embedding-3-small"},
+        CHAT,
+    ):
+        event = mapped(attrs)
+        assert event["span_kind"] == "llm"
+        assert "stream" not in event
+
+
+# --- Logfire's streamed-call log ------------------------------------------------------------------------------------
+
+LOGFIRE_STREAM_LOG = {
+    **CHAT,
+    "logfire.span_type": "log",
+    "logfire.msg_template": "streaming response from {request_data[model]!r} took {duration:.2f}s",
+    "request_data": json.dumps({"model": "gpt-4o"}),
+    "duration": 0.126,
+    "gen_ai.response.finish_reasons": '["stop"]',
+}
+
+
+def test_logfire_streaming_log_takes_latency_from_duration() -> None:
+    event = mapped(LOGFIRE_STREAM_LOG, duration_ms=0)
+    assert event["latency_ms"] == 126
+    assert event["stream"] is True
+    assert event["finish_reason"] == "stop"
+
+
+@pytest.mark.parametrize(
+    ("attrs", "duration_ms", "latency_ms"),
+    [
+        ({**LOGFIRE_STREAM_LOG, "logfire.span_type": "span"}, 0, 0),  # a span's duration attribute is the user's
+        (LOGFIRE_STREAM_LOG, 40, 40),  # a span with a start and an end has its own latency
+        ({**LOGFIRE_STREAM_LOG, "duration": "n/a"}, 0, 0),
+        ({**LOGFIRE_STREAM_LOG, "duration": -1.0}, 0, 0),
+        ({**LOGFIRE_STREAM_LOG, "duration": 1e308}, 0, 0),
+        # not an AI span: a log's "duration" is whatever the application logged
+        ({"logfire.span_type": "log", "logfire.msg_template": "took {duration}", "duration": 5}, 0, 0),
+    ],
+)
+def test_duration_is_read_only_from_logfire_ai_logs(
+    attrs: dict[str, object], duration_ms: float, latency_ms: int
+) -> None:
+    assert mapped(attrs, duration_ms=duration_ms)["latency_ms"] == latency_ms
 
 
 # --- status ladder --------------------------------------------------------------------------------------------------
@@ -413,6 +476,71 @@ ERR = Status(StatusCode.ERROR, "boom")
             "error",
             None,
         ),
+        # issue 12 item 3: pydantic-ai's ModelRateLimitError, without error.type or an HTTP status attribute
+        (
+            {},
+            Status(
+                StatusCode.ERROR,
+                "ModelRateLimitError: status_code: 429, model_name: gpt-4o-mini, body: {'message': 'Rate limit "
+                "reached', 'type': 'requests', 'param': None, 'code': 'rate_limit_exceeded'}",
+            ),
+            (exception_event("pydantic_ai.exceptions.ModelRateLimitError", "status_code: 429, model_name: x"),),
+            SpanKind.CLIENT,
+            "rate_limited",
+            "rate_limit_exceeded",
+        ),
+        # each of its signs on its own: an identifier ending in RateLimitError, "status_code: 429", a body code/type
+        (
+            {},
+            ERR,
+            (exception_event("langchain_openai.chat_models.base.OpenAIRateLimitError", "slow down"),),
+            SpanKind.INTERNAL,
+            "rate_limited",
+            "OpenAIRateLimitError",
+        ),
+        (
+            {},
+            Status(StatusCode.ERROR, "ModelHTTPError: status_code: 429, model_name: m"),
+            (),
+            SpanKind.CLIENT,
+            "rate_limited",
+            None,
+        ),
+        (
+            {},
+            Status(StatusCode.ERROR, "boom {'code': 'rate_limit_exceeded'}"),
+            (),
+            SpanKind.CLIENT,
+            "rate_limited",
+            "rate_limit_exceeded",
+        ),
+        (
+            {},
+            Status(StatusCode.ERROR, "APIStatusError: {'type': 'error', 'error': {'type': 'rate_limit_error'}}"),
+            (),
+            SpanKind.CLIENT,
+            "rate_limited",
+            None,
+        ),
+        # and their near misses stay errors
+        (
+            {},
+            Status(StatusCode.ERROR, "ModelHTTPError: status_code: 4290, model_name: m"),
+            (),
+            SpanKind.CLIENT,
+            "error",
+            None,
+        ),
+        ({}, Status(StatusCode.ERROR, "boom {'code': 'rate_limit_exceeded_soon'}"), (), SpanKind.CLIENT, "error", None),
+        ({}, ERR, (exception_event("RateLimitErrorHandler", "x"),), SpanKind.CLIENT, "error", None),
+        (
+            {},
+            Status(StatusCode.ERROR, "ModelServerError: status_code: 500, model_name: m"),
+            (),
+            SpanKind.CLIENT,
+            "error",
+            None,
+        ),
     ],
 )
 def test_status_ladder(
@@ -450,6 +578,64 @@ def test_error_message_from_exception_event_when_no_description() -> None:
     event = mapped(CHAT, status=Status(StatusCode.ERROR), events=(exception_event("KeyError", "'x' missing"),))
     assert event["error_message"] == "'x' missing"
     assert event["error_code"] == "KeyError"
+
+
+LANGCHAIN_DESCRIPTION = (
+    "OpenAIRateLimitError('Error code: 429 - Rate limit reached')Traceback (most recent call last):\n\n\n"
+    '  File "/home/me/.venv/lib/python3.11/site-packages/langchain_openai/chat_models/base.py", line 1996, in '
+    "_generate\n    raw_response = self.client.with_raw_response.create(**payload)\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("status", "events", "message"),
+    [
+        # issue 12 item 6: the exception's own message beats a description holding a traceback...
+        (
+            Status(StatusCode.ERROR, LANGCHAIN_DESCRIPTION),
+            (exception_event("OpenAIRateLimitError", "Error code: 429 - Rate limit reached"),),
+            "Error code: 429 - Rate limit reached",
+        ),
+        # ... and without one, the description is cut where the traceback starts
+        (
+            Status(StatusCode.ERROR, LANGCHAIN_DESCRIPTION),
+            (),
+            "OpenAIRateLimitError('Error code: 429 - Rate limit reached')",
+        ),
+        (Status(StatusCode.ERROR, 'ValueError: bad\n  File "/srv/app.py", line 3'), (), "ValueError: bad"),
+        # a message that is itself a traceback is cut too (the next source is used when nothing is left)
+        (
+            Status(StatusCode.ERROR, 'Traceback (most recent call last):\n  File "/srv/app.py", line 3'),
+            (exception_event("RemoteError", 'remote failed Traceback (most recent call last): File "/srv/w.py"'),),
+            "remote failed",
+        ),
+        (Status(StatusCode.ERROR, 'Traceback (most recent call last): File "/srv/app.py"'), (), None),
+        # the last exception event is the one that ended the span
+        (ERR, (exception_event("E", "first try"), exception_event("E", "last try")), "last try"),
+    ],
+)
+def test_error_message_is_the_exception_message_or_the_first_line(
+    status: Status, events: tuple[object, ...], message: str | None
+) -> None:
+    event = mapped(CHAT, status=status, events=events)
+    assert event["status"] != "success"
+    assert event.get("error_message") == message
+
+
+def test_error_message_falls_back_to_error_type_when_the_description_is_a_traceback() -> None:
+    event = mapped(
+        {**CHAT, "error.type": "openai.RateLimitError"},
+        status=Status(StatusCode.ERROR, 'Traceback (most recent call last):\n  File "/srv/app.py", line 3'),
+    )
+    assert event["error_message"] == "openai.RateLimitError"
+
+
+def test_error_message_from_the_exception_is_capped_and_scrubbed() -> None:
+    secret = "sk-proj-" + "A1b2" * 10
+    event = mapped(CHAT, status=ERR, events=(exception_event("E", f"key {secret} " + "y" * 2000),))
+    message = event["error_message"]
+    assert len(message) == 500 and message.endswith("…")
+    assert secret not in message
 
 
 def test_error_message_is_capped_and_scrubbed() -> None:
@@ -501,6 +687,13 @@ def test_environment_precedence() -> None:
         ({"gen_ai.user": "e", "traceloop.association.properties.sessionId": "w"}, "e", "w"),
         ({"llm.user": "f", "traceloop.association.properties.conversation_id": "x"}, "f", "x"),
         ({"user.id": 42}, "42", None),
+        # issue 12 item 7: a user id given as framework metadata (OpenInference LangChain, pydantic-ai)
+        ({"metadata": json.dumps({"user_id": "u-42", "ls_provider": "openai"})}, "u-42", None),
+        ({"metadata": json.dumps({"userId": 7})}, "7", None),
+        ({"metadata": json.dumps({"user_id": "u-42"}), "user.id": "b"}, "b", None),
+        ({"metadata": json.dumps({"user": {"id": "u"}})}, None, None),
+        ({"metadata": "user_id=u-42"}, None, None),
+        ({"metadata": json.dumps({"user_id": ""})}, None, None),
     ],
 )
 def test_user_and_session(attrs: dict[str, object], user: str | None, session: str | None) -> None:
@@ -616,6 +809,20 @@ def test_cost_on_span_wins(attrs: dict[str, object], cost: float | None) -> None
     assert event.get("cost_usd") == cost
     if cost is not None:
         assert event["tags"]["cost.source"] == "span"
+
+
+@pytest.mark.parametrize(
+    ("attrs", "cost"),
+    [
+        ({"operation.cost": 2.5500000000000003e-06}, 2.55e-06),  # logfire's float sums
+        ({"lumiqtrace.cost_usd": 0.1 + 0.2}, 0.3),
+        ({"langfuse.observation.cost_details": json.dumps({"total": 1 / 3})}, 0.333333333333),
+    ],
+)
+def test_cost_on_span_is_rounded_like_a_computed_cost(attrs: dict[str, object], cost: float) -> None:
+    """Issue 14: cost_usd to 12 significant digits, wherever it comes from."""
+    event = mapped({**CHAT, "gen_ai.usage.input_tokens": 10, **attrs}, MappingOptions(compute_cost=False))
+    assert event["cost_usd"] == cost
 
 
 def test_no_cost_without_pricing() -> None:
@@ -801,6 +1008,56 @@ def test_finish_reasons_joined() -> None:
     assert mapped({**CHAT, "llm.response.finish_reason": "length"})["finish_reason"] == "length"
 
 
+@pytest.mark.parametrize(
+    ("attrs", "reason"),
+    [
+        # Logfire stores the finish reasons as a JSON string
+        ({"gen_ai.response.finish_reasons": '["stop"]'}, "stop"),
+        ({"gen_ai.response.finish_reasons": '["tool_calls", "stop", "tool_calls"]'}, "tool_calls,stop"),
+        # strings that are not a JSON array of reasons stay as they are
+        ({"gen_ai.response.finish_reasons": '[{"role": "user"}]'}, '[{"role": "user"}]'),
+        ({"gen_ai.response.finish_reasons": "[stop]"}, "[stop]"),
+        ({"gen_ai.response.finish_reasons": "[]", "llm.finish_reason": "length"}, "[]"),
+        # the Anthropic SDK's own tracing, last in precedence
+        ({"anthropic.message.stop_reason": "end_turn"}, "end_turn"),
+        ({"anthropic.message.stop_reason": "tool_use", "gen_ai.response.finish_reasons": ("stop",)}, "stop"),
+    ],
+)
+def test_finish_reason_sources(attrs: dict[str, object], reason: str) -> None:
+    assert mapped({**CHAT, **attrs})["finish_reason"] == reason
+
+
+@pytest.mark.parametrize(
+    ("name", "attrs", "operation", "span_kind"),
+    [
+        ("handoff to Forecaster", {"openinference.span.kind": "TOOL"}, "agent", "handoff"),
+        ("handoff to Forecaster", {"gen_ai.operation.name": "execute_tool"}, "agent", "handoff"),
+        ("handoff to Forecaster", {"openinference.span.kind": "AGENT"}, "agent", "agent"),  # only tool spans
+        ("handoffs", {"openinference.span.kind": "TOOL"}, "tool", "tool"),
+        ("Handoff to X", {"openinference.span.kind": "TOOL"}, "tool", "tool"),
+        # an explicit span kind is the application's word
+        ("handoff to Forecaster", {"lumiqtrace.span_kind": "tool"}, "tool", "tool"),
+    ],
+)
+def test_handoff_spans(name: str, attrs: dict[str, object], operation: str, span_kind: str) -> None:
+    event = mapped(attrs, name=name)
+    assert (event["operation"], event["span_kind"]) == (operation, span_kind)
+
+
+def test_handoff_is_not_remembered_for_tool_spans_of_the_same_attributes() -> None:
+    """The identity memo is keyed by attribute values; the span name must still decide, span by span."""
+    from opentelemetry_exporter_lumiqtrace.mapping.mapper import Mapper
+
+    mapper = Mapper()
+    options = MappingOptions(compute_cost=False)
+    attrs = {"openinference.span.kind": "TOOL", "input.value": "Triage"}
+    kinds = [
+        mapper.map_span(make_span(attrs, name=name), options)["span_kind"]  # type: ignore[index]
+        for name in ("get_weather", "handoff to Forecaster", "get_weather")
+    ]
+    assert kinds == ["tool", "handoff", "tool"]
+
+
 # --- non-AI spans ---------------------------------------------------------------------------------------------------
 
 
@@ -889,7 +1146,9 @@ def test_sdk_span_that_raised() -> None:
     event = check_event(map_span(exporter.get_finished_spans()[0], MappingOptions(compute_cost=False)))
     assert event["status"] == "error"
     assert event["error_code"] == "ConnectionError"
-    assert event["error_message"] == "ConnectionError: refused"
+    # The exception's own message; the class is the error code (the description "ConnectionError: refused" is only
+    # read when the span has no exception event).
+    assert event["error_message"] == "refused"
 
 
 def test_sdk_version_from_options() -> None:
@@ -920,7 +1179,8 @@ def test_openai_v2_2_4b0_default_shape() -> None:
         "chat",
         "llm",
     )
-    assert (event["input_tokens"], event["output_tokens"], event["stream"]) == (30, 7, False)
+    assert (event["input_tokens"], event["output_tokens"]) == (30, 7)
+    assert "stream" not in event  # nothing says whether it streamed
     assert event["finish_reason"] == "stop"
     assert "prompt_hash" not in event  # content goes to log records, which a span exporter never sees
     assert event["tags"]["gen_ai.provider.name"] == "openai"

@@ -30,6 +30,7 @@ from opentelemetry_exporter_lumiqtrace.mapping.values import (
     as_int,
     as_str,
     as_value,
+    json_object,
 )
 
 # --- wire enums -----------------------------------------------------------------------------------------------------
@@ -244,6 +245,8 @@ KIND_DEFAULT_OPERATION = {
     "guardrail": "custom",
     "general": "custom",
 }
+# OpenInference's openai-agents marks a handoff as a TOOL span named "handoff to <agent>".
+HANDOFF_NAME_PREFIX = "handoff to "
 TOOL_HINT_KEYS = ("gen_ai.tool.name", "gen_ai.tool.call.id", "tool.name")
 
 # --- usage ----------------------------------------------------------------------------------------------------------
@@ -292,6 +295,7 @@ LANGFUSE_COST_DETAILS = "langfuse.observation.cost_details"
 LQT_TTFT_MS = "lumiqtrace.ttft_ms"
 TTFT_SECONDS_KEYS = (
     "gen_ai.response.time_to_first_chunk",
+    "gen_ai.client.operation.time_to_first_chunk",  # pydantic-ai
     "gen_ai.server.time_to_first_token",
     "gen_ai.server.ttft",
 )
@@ -306,6 +310,15 @@ STREAM_KEYS = (
     "gen_ai.request.is_stream",
 )
 OI_INVOCATION_PARAMETERS = "llm.invocation_parameters"
+# Logfire's instrument_openai/anthropic: the request as a JSON object (logfire 5.x keeps only the model in it).
+LOGFIRE_REQUEST_DATA = "request_data"
+# Logfire records a streamed call's result as a log (start == end) whose "duration" attribute is the call's seconds.
+LOGFIRE_SPAN_TYPE = "logfire.span_type"
+LOGFIRE_LOG = "log"
+LOGFIRE_DURATION = "duration"
+LOGFIRE_MSG_TEMPLATE = "logfire.msg_template"
+# Message templates of Logfire's streamed-call logs (lower case).
+STREAMING_TEMPLATE_PREFIXES = ("streaming response from",)
 
 # --- status ---------------------------------------------------------------------------------------------------------
 
@@ -330,7 +343,13 @@ RATE_LIMIT_IDS = frozenset(
         "429",
     }
 )
+# Any error identifier ending so is a rate limit (OpenAIRateLimitError, ModelRateLimitError, ...).
+RATE_LIMIT_ID_SUFFIXES = ("ratelimiterror",)
+# Provider error codes/types in an error body ('code': 'rate_limit_exceeded', 'type': 'rate_limit_error').
+RATE_LIMIT_CODES = frozenset({"rate_limit_exceeded", "rate_limit_error"})
 TIMEOUT_MESSAGE = "request timed out."
+# Where a status description or exception message turns into a traceback: the error message is cut there.
+TRACEBACK_MARKERS = ("Traceback (most recent call last)",)
 # gRPC status code -> its canonical name, the error code of a failed gRPC span without a more specific one.
 GRPC_STATUS_NAMES = {
     1: "CANCELLED",
@@ -385,6 +404,8 @@ ASSOCIATION_PREFIX = "traceloop.association.properties."
 ASSOCIATION_CONTEXT_SUFFIXES = frozenset({"user_id", "userId", "session_id", "sessionId", "conversation_id"})
 OI_TAGS = "tag.tags"
 OI_METADATA = "metadata"
+# Keys of a framework's metadata JSON object (OpenInference/LangChain, pydantic-ai) that are the user id.
+METADATA_USER_KEYS = ("user_id", "userId")
 
 # Attributes copied into tags under their own name (AI context first, then HTTP/DB/RPC context).
 CONTEXT_TAG_KEYS = (
@@ -456,6 +477,7 @@ FINISH_REASON_KEYS = (
     "llm.finish_reason",
     "llm.response.finish_reason",
     "gen_ai.completion.0.finish_reason",
+    "anthropic.message.stop_reason",  # the Anthropic SDK's own tracing
 )
 
 # --- AI span detection ----------------------------------------------------------------------------------------------
@@ -485,6 +507,20 @@ def as_kind(value: Any) -> tuple[str, str] | None:
         return None
     found = _KIND_BY_SPELLING.get(value)
     return found if found is not None else KIND_TABLE.get(value.strip().lower())
+
+
+def as_metadata_user_id(value: Any) -> str | None:
+    """The user id in a framework's metadata JSON object (``{"user_id": "u-42"}``), or ``None``."""
+    if not isinstance(value, str) or "user" not in value:
+        return None
+    parsed = json_object(value)
+    if parsed is None:
+        return None
+    for key in METADATA_USER_KEYS:
+        user = as_str(parsed.get(key))
+        if user is not None:
+            return user
+    return None
 
 
 def is_present(value: Any) -> bool:
@@ -542,6 +578,10 @@ FIELDS = _fields(
     Field("ttft_ms", (LQT_TTFT_MS,), as_float),
     Field("ttft_seconds", TTFT_SECONDS_KEYS, as_float),
     Field("stream", STREAM_KEYS, as_bool),
+    Field("request_data", (LOGFIRE_REQUEST_DATA,), as_value),
+    Field("logfire_span_type", (LOGFIRE_SPAN_TYPE,), as_str),
+    Field("logfire_duration", (LOGFIRE_DURATION,), as_float),
+    Field("logfire_msg_template", (LOGFIRE_MSG_TEMPLATE,), as_str),
     Field("finish_reason", FINISH_REASON_KEYS, as_finish_reason),
     # status
     Field("explicit_status", (LQT_STATUS,), as_str),
@@ -557,6 +597,7 @@ FIELDS = _fields(
     Field("http_target", (HTTP_TARGET,), as_value),
     Field("oi_tags", (OI_TAGS,), as_value),
     Field("metadata", (OI_METADATA,), as_value),
+    Field("metadata_user_id", (OI_METADATA,), as_metadata_user_id),
     # content
     Field("system_instructions", (OT_SYSTEM_INSTRUCTIONS,), as_value),
     Field("input_messages", (OT_INPUT_MESSAGES,), as_value),

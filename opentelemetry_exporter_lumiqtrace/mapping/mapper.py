@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from opentelemetry.sdk.trace import ReadableSpan
@@ -23,7 +23,7 @@ from opentelemetry_exporter_lumiqtrace.mapping.cache import GenerationalMemo
 from opentelemetry_exporter_lumiqtrace.mapping.content import add_content
 from opentelemetry_exporter_lumiqtrace.mapping.identity import Identity, identify
 from opentelemetry_exporter_lumiqtrace.mapping.options import MappingOptions
-from opentelemetry_exporter_lumiqtrace.mapping.pricing import compute_cost
+from opentelemetry_exporter_lumiqtrace.mapping.pricing import compute_cost, round_cost
 from opentelemetry_exporter_lumiqtrace.mapping.redaction import Redactor
 from opentelemetry_exporter_lumiqtrace.mapping.scan import Scan, new_key_memo, scan
 from opentelemetry_exporter_lumiqtrace.mapping.status import NO_EVENTS, new_message_memo, outcome, read_events
@@ -41,6 +41,11 @@ _HTTP_METHOD = F["http_method"]
 _HTTP_TARGET = F["http_target"]
 _INPUT_TOKENS = F["input_tokens"]
 _INVOCATION_PARAMETERS = F["invocation_parameters"]
+_LOGFIRE_DURATION = F["logfire_duration"]
+_LOGFIRE_MSG_TEMPLATE = F["logfire_msg_template"]
+_LOGFIRE_SPAN_TYPE = F["logfire_span_type"]
+_METADATA_USER_ID = F["metadata_user_id"]
+_REQUEST_DATA = F["request_data"]
 _METADATA = F["metadata"]
 _OI_TAGS = F["oi_tags"]
 _OUTPUT_TOKENS = F["output_tokens"]
@@ -60,6 +65,7 @@ _MASK_64 = 2**64 - 1
 _EVENT_ID_HASHER = hashlib.blake2b(digest_size=16, person=b"lumiqtrace-evid")
 _UUID_VARIANT = {d: "89ab"[int(d, 16) & 3] for d in "0123456789abcdef"}
 _MAX_ISO_SECOND = 253_402_300_799  # 9999-12-31T23:59:59Z
+_MAX_LATENCY_MS = 2**63 - 1
 _MILLIS = tuple(f".{ms:03d}Z" for ms in range(1000))
 # By id(): hashing an Enum member runs Python code; members live as long as the process.
 _SPAN_KIND_NAMES = {id(kind): kind.name.lower() for kind in SpanKind}
@@ -70,14 +76,15 @@ for _name in c.CONTENT_FIELDS:
     _CONTENT_BITS |= F[_name].bit
 _TTFT_BITS = F["ttft_ms"].bit | F["ttft_seconds"].bit
 _COST_BITS = F["cost_usd"].bit | F["cost_details"].bit
-_STREAM_BITS = F["stream"].bit | F["invocation_parameters"].bit
+_STREAM_BITS = F["stream"].bit | F["invocation_parameters"].bit | F["request_data"].bit | F["logfire_msg_template"].bit
 _USAGE_BITS = 0
 for _name in ("input_tokens", "output_tokens", "total_tokens", "cache_read_tokens", "cache_write_tokens"):
     _USAGE_BITS |= F[_name].bit
 _USAGE_BITS |= F["reasoning_tokens"].bit
 _DETAIL_USAGE_BITS = F["cache_read_tokens"].bit | F["cache_write_tokens"].bit | F["reasoning_tokens"].bit
-_CONTEXT_BITS = F["environment"].bit | F["user_id"].bit | F["session_id"].bit
+_CONTEXT_BITS = F["environment"].bit | F["user_id"].bit | F["session_id"].bit | F["metadata_user_id"].bit
 _HTTP_METHOD_BIT = F["http_method"].bit
+_EXPLICIT_KIND_BITS = F["explicit_operation"].bit | F["explicit_span_kind"].bit
 _USER_METADATA_BITS = F["http_target"].bit | F["oi_tags"].bit | F["metadata"].bit
 
 
@@ -167,11 +174,20 @@ class Mapper:
         reasoning = cache_write = None
         if found.ai:
             identity = self._identity(found)
+            if (
+                identity.span_kind == "tool"
+                and not found.present & _EXPLICIT_KIND_BITS
+                and isinstance(span.name, str)
+                and span.name.startswith(c.HANDOFF_NAME_PREFIX)
+            ):
+                identity = _as_handoff(identity)
             event["provider"] = identity.provider
             if identity.wire_model is not None:
                 event["model"] = identity.wire_model
             event["operation"] = identity.operation
             event["span_kind"] = identity.span_kind
+            if latency_ms == 0 and found.present & _LOGFIRE_DURATION.bit:
+                latency_ms = _logfire_log_latency_ms(found)
             if latency_ms is not None:
                 event["latency_ms"] = latency_ms
             ttft = None
@@ -200,10 +216,9 @@ class Mapper:
                     event["cached_tokens"] = cached
 
             stream = _stream(found) if found.present & _STREAM_BITS else None
+            # Only evidence sets it: a span that says nothing about streaming has no stream field.
             if stream is None and (ttft is not None or events.first_chunk_ns is not None):
                 stream = True
-            if stream is None and identity.span_kind == "llm":
-                stream = False
             if stream is not None:
                 event["stream"] = stream
 
@@ -273,6 +288,8 @@ class Mapper:
             if explicit_environment is not None:
                 environment = fit(explicit_environment)
             user = found.first(_USER_ID)
+            if user is None:
+                user = found.first(_METADATA_USER_ID)
             session = found.first(_SESSION_ID)
         if environment:
             event["environment"] = environment
@@ -518,16 +535,41 @@ def _stream(found: Scan) -> bool | None:
     flag: bool | None = found.first(_STREAM)
     if flag is not None:
         return flag
-    params = found.first(_INVOCATION_PARAMETERS)
-    if isinstance(params, str) and '"stream"' in params:
-        parsed = json_object(params)
-        return as_bool(parsed.get("stream")) if parsed is not None else None
+    for params_field in (_INVOCATION_PARAMETERS, _REQUEST_DATA):
+        params = found.first(params_field)
+        if isinstance(params, str) and '"stream"' in params:
+            parsed = json_object(params)
+            flag = as_bool(parsed.get("stream")) if parsed is not None else None
+            if flag is not None:
+                return flag
+    template: str | None = found.first(_LOGFIRE_MSG_TEMPLATE)
+    if template is not None and template.lower().startswith(c.STREAMING_TEMPLATE_PREFIXES):
+        return True
     return None
+
+
+def _logfire_log_latency_ms(found: Scan) -> int:
+    """A Logfire log's latency: a streamed call's result is logged at one instant, its seconds in ``duration``."""
+    if found.first(_LOGFIRE_SPAN_TYPE) != c.LOGFIRE_LOG:
+        return 0
+    seconds: float | None = found.first(_LOGFIRE_DURATION)
+    if seconds is None or seconds * 1000 > _MAX_LATENCY_MS:  # 1e308 seconds is no latency (and round(inf) raises)
+        return 0
+    return round(seconds * 1000)
+
+
+def _as_handoff(identity: Identity) -> Identity:
+    """A TOOL span named "handoff to <agent>" (OpenInference's openai-agents) is a handoff."""
+    operation, span_kind = c.KIND_TABLE["handoff"]
+    return replace(identity, operation=operation, span_kind=span_kind)
 
 
 def _explicit_cost(found: Scan) -> float | None:
     cost: float | None = found.first(_COST_USD)
-    return cost if cost is not None else found.first(_COST_DETAILS)
+    if cost is None:
+        cost = found.first(_COST_DETAILS)
+    # The same 12 significant digits as a computed cost (issue 14): float sums like 2.5500000000000003e-06 are noise.
+    return round_cost(cost) if cost is not None else None
 
 
 def _identity_weight(key: tuple[Any, ...]) -> int:

@@ -3,11 +3,15 @@
 
 Ladder, first match wins: ``cancelled`` (``CancelledError``-like error identifiers, "abandoned stream", HTTP 499,
 gRPC 1), ``timeout`` (identifiers containing "timeout"/"deadline", "Request timed out.", HTTP 408/504, gRPC 4),
-``rate_limited`` (``RateLimitError``-like identifiers, "429", "Error code: 429", HTTP 429, gRPC 8), ``error`` (span
-status ERROR, ``error.type``, an escaped exception event, HTTP >= 500, or >= 400 on non-server spans), else
-``success``. An explicit ``lumiqtrace.status`` beats the ladder. Error identifiers are read from ``error.type``,
-``exception.type`` events and the ``"Name: message"`` prefix of the status description, and only count when the
-span failed.
+``rate_limited`` (``RateLimitError``-like identifiers and any ending in ``ratelimiterror``, "429", "Error code: 429"
+or "status_code: 429" in an error text, a ``rate_limit_exceeded``/``rate_limit_error`` code or type in the error body
+it quotes, HTTP 429, gRPC 8), ``error`` (span status ERROR, ``error.type``, an escaped exception event, HTTP >= 500,
+or >= 400 on non-server spans), else ``success``. An explicit ``lumiqtrace.status`` beats the ladder. Error
+identifiers are read from ``error.type``, ``exception.type`` events and the ``"Name: message"`` prefix of the status
+description, and only count when the span failed.
+
+The error message is the last exception event's ``exception.message``, else the status description's first line,
+else ``error.type``; cut where a traceback starts, whitespace collapsed, secrets scrubbed, at most 500 characters.
 """
 
 from __future__ import annotations
@@ -29,6 +33,10 @@ from opentelemetry_exporter_lumiqtrace.mapping.values import DEFAULT_MAX_ERROR_M
 F = c.FIELDS
 _ERROR_CODE_RE = re.compile(r"""["']code["']\s*:\s*["']([A-Za-z0-9_.\-]{1,100})["']""")
 _HTTP_CODE_RE = re.compile(r"Error code: (\d{3})")
+# pydantic-ai's model errors: "status_code: 429, model_name: ..."
+_RATE_LIMIT_STATUS_RE = re.compile(r"\bstatus_code: 429\b")
+# An error body's code or type ('code': 'rate_limit_exceeded', "type": "rate_limit_error").
+_BODY_CODE_RE = re.compile(r"""["'](?:code|type)["']\s*:\s*["']([A-Za-z0-9_.\-]{1,100})["']""")
 _DESCRIPTION_ID_RE = re.compile(r"^([A-Za-z_][A-Za-z0-9_.]*)(?::|$)")
 _WS_RE = re.compile(r"\s+")
 _HTTP_STATUS = F["http_status"]
@@ -155,8 +163,8 @@ def outcome(span: ReadableSpan, scan: Scan, events: SpanEvents, messages: Genera
     ):
         status = "timeout"
     elif (
-        any(i in c.RATE_LIMIT_IDS for i in ids)
-        or any("Error code: 429" in m for m in texts)
+        any(i in c.RATE_LIMIT_IDS or i.endswith(c.RATE_LIMIT_ID_SUFFIXES) for i in ids)
+        or any(_says_rate_limited(m) for m in texts)
         or http == 429
         or (failed and grpc == 8)
     ):
@@ -173,6 +181,14 @@ def outcome(span: ReadableSpan, scan: Scan, events: SpanEvents, messages: Genera
         error_message=_error_message(description, events, error_type, messages),
         http_status=http,
     )
+
+
+def _says_rate_limited(text: str) -> bool:
+    """An error text that names a rate limit: "Error code: 429" (openai/anthropic SDKs), "status_code: 429"
+    (pydantic-ai), or a rate-limit code or type in the error body it quotes."""
+    if "Error code: 429" in text or _RATE_LIMIT_STATUS_RE.search(text):
+        return True
+    return "rate_limit" in text and any(m in c.RATE_LIMIT_CODES for m in _BODY_CODE_RE.findall(text))
 
 
 def _short_id(identifier: str) -> str:
@@ -215,18 +231,31 @@ def _error_code(
 def _error_message(
     description: str | None, events: SpanEvents, error_type: str | None, memo: GenerationalMemo[str, str | None]
 ) -> str | None:
-    source = description
-    if source is None and events.exception_messages:
-        source = events.exception_messages[-1]
-    if source is None:
-        source = error_type
-    if source is None:
-        return None
+    """The exception's own message, else the description's first line, else ``error.type``: a description may hold
+    a whole traceback (OpenInference LangChain appends one) with file paths of the user's machine. Any text is cut
+    where a traceback starts; the first source left non-empty wins."""
+    if events.exception_messages:
+        message = _message(events.exception_messages[-1], memo)
+        if message is not None:
+            return message
+    if description is not None:
+        message = _message(description.split("\n", 1)[0], memo)
+        if message is not None:
+            return message
+    return _message(error_type, memo) if error_type is not None else None
+
+
+def _message(source: str, memo: GenerationalMemo[str, str | None]) -> str | None:
     # Failures come in storms of one message, and the secret-scrubbing regexes are the dearest part of a failed span.
     found = memo.young.get(source)
     if found is not None:
         return found
-    text = _WS_RE.sub(" ", source[:_MESSAGE_SCAN_CHARS]).strip()
+    text = source[:_MESSAGE_SCAN_CHARS]
+    for marker in c.TRACEBACK_MARKERS:
+        cut = text.find(marker)
+        if cut >= 0:
+            text = text[:cut]
+    text = _WS_RE.sub(" ", text).strip()
     message = cap(scrub_secrets(text), DEFAULT_MAX_ERROR_MESSAGE_CHARS) if text else None
     if message is not None:
         memo.put(source, message)

@@ -17,6 +17,8 @@ DEFAULT_MAX_TAG_KEY_CHARS = 256
 DEFAULT_MAX_ERROR_MESSAGE_CHARS = 500
 
 MAX_TOKENS = 2**63 - 1
+# A JSON-array string of finish reasons longer than this is not parsed (it is used verbatim, capped).
+_MAX_JSON_REASONS_CHARS = 4_096
 _ELLIPSIS = "…"
 
 
@@ -122,7 +124,19 @@ def as_value(value: Any) -> Any:
 
 
 def as_finish_reason(value: Any) -> str | None:
-    """The finish reason(s) of one attribute value: a sequence joins its distinct usable reasons with ``,``."""
+    """The finish reason(s) of one attribute value: a sequence joins its distinct usable reasons with ``,``; so does
+    a JSON array of strings given as a string (Logfire stores ``gen_ai.response.finish_reasons`` as ``'["stop"]'``);
+    any other string is the reason as it is."""
+    if isinstance(value, str) and value[:1] == "[" and value[-1:] == "]" and len(value) <= _MAX_JSON_REASONS_CHARS:
+        try:
+            parsed = json.loads(value)
+        except (ValueError, RecursionError):
+            parsed = None
+        if isinstance(parsed, list):
+            from_json = as_finish_reason(parsed)
+            if from_json is not None:
+                return from_json
+        return as_str(value)
     if isinstance(value, (list, tuple)):
         if len(value) == 1:
             return as_str(value[0])

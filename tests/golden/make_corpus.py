@@ -497,6 +497,130 @@ SCENARIOS: list[tuple[str, str, dict[str, Any], dict[str, Any]]] = [
         {"resource": {"service.name": "svc", "deployment.environment": "qa"}, "scope": None},
     ),
     ("no resource", "INTERNAL", {"gen_ai.request.model": "gpt-4o"}, {"resource": {}, "parent": False}),
+    # issue 12 items 2-7 and issue 14's rounding, as the frameworks emit them (see corpus/README.md)
+    (
+        "chat gpt-4o-mini",  # pydantic-ai, streamed: its first-chunk time (seconds) is ttft_ms and says stream
+        "CLIENT",
+        {
+            "gen_ai.operation.name": "chat",
+            "gen_ai.provider.name": "openai",
+            "gen_ai.request.model": "gpt-4o-mini",
+            "gen_ai.usage.input_tokens": 9,
+            "gen_ai.usage.output_tokens": 2,
+            "gen_ai.client.operation.time_to_first_chunk": 0.0892,
+            "operation.cost": 2.5500000000000003e-06,  # a float sum: rounded to 12 significant digits
+        },
+        {},
+    ),
+    (
+        "chat gpt-4o-mini",  # pydantic-ai's 429: no error.type, no HTTP status attribute
+        "CLIENT",
+        {"gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai", "gen_ai.request.model": "gpt-4o-mini"},
+        {
+            "events": [
+                (
+                    "exception",
+                    5,
+                    {
+                        "exception.type": "pydantic_ai.exceptions.ModelRateLimitError",
+                        "exception.message": "status_code: 429, model_name: gpt-4o-mini, body: {'message': 'Rate "
+                        "limit reached', 'type': 'requests', 'param': None, 'code': 'rate_limit_exceeded'}",
+                        "exception.escaped": "False",
+                    },
+                )
+            ],
+            "status": (
+                "ERROR",
+                "ModelRateLimitError: status_code: 429, model_name: gpt-4o-mini, body: {'message': 'Rate limit "
+                "reached', 'type': 'requests', 'param': None, 'code': 'rate_limit_exceeded'}",
+            ),
+        },
+    ),
+    (
+        "response",  # openai-agents + OpenInference from run_streamed: nothing says whether it streamed
+        "INTERNAL",
+        {
+            "openinference.span.kind": "LLM",
+            "llm.provider": "openai",
+            "llm.model_name": "gpt-4o-mini",
+            "llm.invocation_parameters": '{"model": "gpt-4o-mini"}',
+            "llm.token_count.prompt": 11,
+            "llm.token_count.completion": 3,
+        },
+        {},
+    ),
+    (
+        "streaming response from {request_data[model]!r} took {duration:.2f}s",  # logfire 5.x
+        "INTERNAL",
+        {
+            "logfire.span_type": "log",
+            "logfire.msg_template": "streaming response from {request_data[model]!r} took {duration:.2f}s",
+            "duration": 0.126,
+            "request_data": '{"model":"gpt-4o-mini"}',
+            "gen_ai.provider.name": "openai",
+            "gen_ai.operation.name": "chat",
+            "gen_ai.request.model": "gpt-4o-mini",
+            "gen_ai.response.finish_reasons": '["stop"]',
+            "gen_ai.usage.input_tokens": 9,
+            "gen_ai.usage.output_tokens": 2,
+        },
+        {"duration_ms": 0},
+    ),
+    (
+        "ChatOpenAI",  # OpenInference LangChain: a traceback in the description, user id in the metadata
+        "INTERNAL",
+        {
+            "openinference.span.kind": "LLM",
+            "llm.provider": "openai",
+            "llm.model_name": "gpt-4o-mini",
+            "llm.invocation_parameters": '{"model": "gpt-4o-mini", "stream": false}',
+            "metadata": '{"user_id": "u-42", "ls_provider": "openai"}',
+        },
+        {
+            "events": [
+                (
+                    "exception",
+                    5,
+                    {
+                        "exception.type": "langchain_openai.chat_models.base.OpenAIRateLimitError",
+                        "exception.message": "Error code: 429 - Rate limit reached",
+                        "exception.stacktrace": 'Traceback (most recent call last):\n  File "/home/me/app.py"',
+                    },
+                )
+            ],
+            "status": (
+                "ERROR",
+                "OpenAIRateLimitError('Error code: 429 - Rate limit reached')Traceback (most recent call last):\n"
+                '\n\n  File "/home/me/.venv/lib/python3.11/site-packages/langchain_openai/chat_models/base.py", '
+                "line 1996, in _generate\n",
+            ),
+        },
+    ),
+    (
+        "handoff to Forecaster",  # openai-agents + OpenInference
+        "INTERNAL",
+        {"openinference.span.kind": "TOOL", "input.value": "Triage", "output.value": "Forecaster"},
+        {},
+    ),
+    (
+        "anthropic.messages.create",  # the Anthropic SDK's own tracing
+        "CLIENT",
+        {
+            "gen_ai.provider.name": "anthropic",
+            "gen_ai.operation.name": "chat",
+            "gen_ai.request.model": "claude-sonnet-4-5",
+            "gen_ai.usage.input_tokens": 25,
+            "gen_ai.usage.output_tokens": 11,
+            "anthropic.message.stop_reason": "tool_use",
+        },
+        {},
+    ),
+    (
+        "invoke_agent agent",  # pydantic-ai: the user id in the agent's metadata
+        "INTERNAL",
+        {"gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": "agent", "metadata": '{"user_id":"u-42"}'},
+        {},
+    ),
 ]
 
 
