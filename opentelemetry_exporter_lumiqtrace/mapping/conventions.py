@@ -655,3 +655,21 @@ RESPONSE_FAMILIES = (Family.OUTPUT_OI, Family.CHOICES_OI, Family.COMPLETION_OL)
 def known_keys() -> frozenset[str]:
     """Every exact attribute key the mapping reads (fields and context tags)."""
     return frozenset({key for f in FIELDS.values() for key in f.keys} | set(CONTEXT_TAG_KEYS))
+
+
+# Fields the identity is read from: the identity memo is keyed by the values of their keys.
+IDENTITY_FIELDS = (
+    "explicit_provider",
+    "provider",
+    "host",
+    "oi_system",
+    "explicit_model",
+    "response_model",
+    "request_model",
+    "invocation_parameters",
+    "explicit_operation",
+    "explicit_span_kind",
+    "raw_operation",
+    "kind",
+    "tool_hint",
+)

@@ -10,22 +10,7 @@ from opentelemetry_exporter_lumiqtrace.mapping.scan import Scan
 from opentelemetry_exporter_lumiqtrace.mapping.values import as_str, fit, json_object
 
 F = c.FIELDS
-# Fields the identity is read from: the identity memo is keyed by the values of their keys.
-IDENTITY_FIELDS = (
-    "explicit_provider",
-    "provider",
-    "host",
-    "oi_system",
-    "explicit_model",
-    "response_model",
-    "request_model",
-    "invocation_parameters",
-    "explicit_operation",
-    "explicit_span_kind",
-    "raw_operation",
-    "kind",
-    "tool_hint",
-)
+IDENTITY_FIELDS = c.IDENTITY_FIELDS
 _KIND_BITS = (F["explicit_operation"].bit | F["explicit_span_kind"].bit | F["raw_operation"].bit | F["kind"].bit) | F[
     "tool_hint"
 ].bit

@@ -24,25 +24,7 @@ for _f in c.FIELDS.values():
 _CONTEXT_RANK = {key: rank for rank, key in enumerate(c.CONTEXT_TAG_KEYS)}
 _FAMILY_PREFIXES = tuple(prefix for prefix, _family in c.PREFIX_FAMILIES)
 _MESSAGE_FAMILIES = frozenset((*c.PROMPT_FAMILIES, *c.RESPONSE_FAMILIES))
-_IDENTITY_KEYS = frozenset(
-    key
-    for name in (
-        "explicit_provider",
-        "provider",
-        "host",
-        "oi_system",
-        "explicit_model",
-        "response_model",
-        "request_model",
-        "invocation_parameters",
-        "explicit_operation",
-        "explicit_span_kind",
-        "raw_operation",
-        "kind",
-        "tool_hint",
-    )
-    for key in c.FIELDS[name].keys
-)
+_IDENTITY_KEYS = frozenset(key for name in c.IDENTITY_FIELDS for key in c.FIELDS[name].keys)
 
 
 # Set in a scan's bits when a key makes the span an AI span (above every field bit).
