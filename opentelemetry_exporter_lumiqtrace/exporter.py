@@ -381,7 +381,7 @@ class LumiqTraceSpanExporter(SpanExporter):
                 if not depth:  # an export this thread is inside of cannot finish before we return
                     self._wait_for_exports(end)
                 self._backlog.close(self._clock() + max(0.0, end - time.monotonic()))
-                self._backlog.deliverer.transport.close()
+                self._backlog.deliverer.close()
             if self._poller is not None:
                 self._poller.close()
         except Exception:
