@@ -46,7 +46,7 @@ import json
 import logging
 import re
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from opentelemetry.sdk.trace import ReadableSpan
@@ -176,31 +176,45 @@ class CountOnce:
         self._by_response = _Bounded(max_entries)
 
     def observe(self, span: ReadableSpan, event: dict[str, Any]) -> dict[str, Any]:
+        with self._lock:
+            self._observe(span, event)
+        return event
+
+    def observe_all(self, spans: Sequence[ReadableSpan], events: Sequence[dict[str, Any]]) -> None:
+        """:meth:`observe` of each (span, event) pair in order, under one acquisition of the lock (the exporter's
+        case: one call per export batch)."""
+        observe = self._observe
+        with self._lock:
+            for span, event in zip(spans, events, strict=True):
+                observe(span, event)
+
+    def _observe(self, span: ReadableSpan, event: dict[str, Any]) -> None:
+        """The rule, for one pair; the caller holds the lock."""
         context = span.context
         if context is None:
-            return event
+            return
         trace_id = context.trace_id
+        carrier = self._counted_below.pop((trace_id, context.span_id))
+        counted = has_counts(event)
+        if carrier is None and not counted:
+            return  # most spans: no counts, nothing counted below them; one dict pop and done
         parent = span.parent
         parent_key = (trace_id, parent.span_id) if parent is not None else None
-        counted = has_counts(event)
-        with self._lock:
-            carrier = self._counted_below.pop((trace_id, context.span_id))
-            if counted:
-                if carrier is None and parent_key is not None:
-                    carrier = self._counted_spans.get(parent_key)  # a child that ended after its counted parent
-                response_key = _response_key(span, event) if carrier is None else None
+        if counted:
+            if carrier is None and parent_key is not None:
+                carrier = self._counted_spans.get(parent_key)  # a child that ended after its counted parent
+            response_key = _response_key(span, event) if carrier is None else None
+            if response_key is not None:
+                carrier = self._parallel_match(response_key, span.end_time)
+            if carrier is None:
+                carrier = event.get("event_id")
+                self._counted_spans.put((trace_id, context.span_id), carrier)
                 if response_key is not None:
-                    carrier = self._parallel_match(response_key, span.end_time)
-                if carrier is None:
-                    carrier = event.get("event_id")
-                    self._counted_spans.put((trace_id, context.span_id), carrier)
-                    if response_key is not None:
-                        self._by_response.put(response_key, (carrier, span.end_time))
-                else:
-                    remove_counts(event, carrier, max_tags=self._max_tags)
-            if carrier is not None and parent_key is not None:
-                self._counted_below.put(parent_key, carrier)
-        return event
+                    self._by_response.put(response_key, (carrier, span.end_time))
+            else:
+                remove_counts(event, carrier, max_tags=self._max_tags)
+        if carrier is not None and parent_key is not None:
+            self._counted_below.put(parent_key, carrier)
 
     def _parallel_match(self, key: tuple[Any, Any, str], end_ns: int | None) -> str | None:
         found = self._by_response.get(key)

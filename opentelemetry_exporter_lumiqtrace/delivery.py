@@ -45,6 +45,7 @@ from __future__ import annotations
 import calendar
 import datetime
 import enum
+import functools
 import logging
 import math
 import threading
@@ -58,6 +59,7 @@ from typing import Any
 import backoff
 
 from opentelemetry_exporter_lumiqtrace import _config
+from opentelemetry_exporter_lumiqtrace._workers import WorkerThreads
 from opentelemetry_exporter_lumiqtrace.encoding import build_body, encode_slices
 from opentelemetry_exporter_lumiqtrace.transport import (
     MAX_MESSAGE_CHARS,
@@ -498,6 +500,13 @@ class Deliverer:
         # Helper threads of all calls together: the connections in flight stay bounded however many threads export.
         self._max_helpers = max(0, policy.max_concurrent_requests - 1)
         self._helper_slots = threading.BoundedSemaphore(max(1, self._max_helpers))
+        # Reused between calls: a thread start per helper per call cost more CPU than the helper's request.
+        self._helper_threads = WorkerThreads(max_idle=self._max_helpers, name="LumiqTraceSend")
+
+    def close(self) -> None:
+        """Let idle helper threads end and close the transport's connections (shutdown)."""
+        self._helper_threads.dismiss_idle()
+        self.transport.close()
 
     def slices(self, lines: Sequence[bytes]) -> list[list[bytes]]:
         return list(
@@ -537,10 +546,8 @@ class Deliverer:
                 if not wanted or not self._helper_slots.acquire(blocking=False):
                     return
                 run.helpers += 1
-            thread = threading.Thread(target=self._helper, args=(run, deadline), name="LumiqTraceSend", daemon=True)
-            try:
-                thread.start()
-            except RuntimeError:  # no more threads (interpreter shutting down): this call goes on alone
+            if not self._helper_threads.submit(functools.partial(self._helper, run, deadline)):
+                # No more threads (interpreter shutting down): this call goes on alone.
                 self._helper_slots.release()
                 run.helper_done()
                 return

@@ -298,19 +298,23 @@ class LumiqTraceSpanExporter(SpanExporter):
         sampling = self._sampling.snapshot()
         started = self._started_traces
         options = self._mapping_options
-        if sampling.bound > _TRACE_ID_LOW_MASK and not sampling.disabled:
-            selected = [span for span in spans if span.context is not None]  # rate 1: every trace is kept
-        else:
-            keeps = sampling.keeps
-            # Above the current threshold and nothing of it sent yet: the whole trace goes. A trace of which some
-            # spans were already sent at a higher rate is finished rather than split.
-            selected = [
-                span
-                for span in spans
-                if span.context is not None and (keeps(span.context.trace_id) or span.context.trace_id in started)
-            ]
-        started.remember(span.context.trace_id for span in selected if span.context is not None)
+        keep_all = sampling.bound > _TRACE_ID_LOW_MASK and not sampling.disabled  # rate 1: every trace is kept
+        keeps = sampling.keeps
+        # One pass: the spans kept and their trace ids. Above the current threshold and nothing of it sent yet: the
+        # whole trace goes. A trace of which some spans were already sent at a higher rate is finished, not split.
+        selected: list[ReadableSpan] = []
+        trace_ids: list[int] = []
+        for span in spans:
+            context = span.context
+            if context is None:
+                continue
+            trace_id = context.trace_id
+            if keep_all or keeps(trace_id) or trace_id in started:
+                selected.append(span)
+                trace_ids.append(trace_id)
+        started.remember(trace_ids)
         filtered = len(spans) - len(selected)
+        mapped: list[ReadableSpan] = []
         events: list[dict[str, Any]] = []
         mapping_errors = 0
         map_span = self._mapper.map_span
@@ -327,7 +331,9 @@ class LumiqTraceSpanExporter(SpanExporter):
             if event is None:
                 filtered += 1
             else:
-                events.append(self._count_once.observe(span, event))  # after the mapping: see count_once.py
+                mapped.append(span)
+                events.append(event)
+        self._count_once.observe_all(mapped, events)  # after the mapping, in arrival order: see count_once.py
         if filtered:
             self._stats.add_filtered(filtered)
         lines, errors = encode_events(events, from_mapping=True)
@@ -375,7 +381,7 @@ class LumiqTraceSpanExporter(SpanExporter):
                 if not depth:  # an export this thread is inside of cannot finish before we return
                     self._wait_for_exports(end)
                 self._backlog.close(self._clock() + max(0.0, end - time.monotonic()))
-                self._backlog.deliverer.transport.close()
+                self._backlog.deliverer.close()
             if self._poller is not None:
                 self._poller.close()
         except Exception:

@@ -26,13 +26,12 @@ import json
 import logging
 import math
 import os
-import queue
 import re
 import socket
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,6 +41,7 @@ import urllib3
 from opentelemetry import context as otel_context
 
 from opentelemetry_exporter_lumiqtrace._config import INGEST_PATH
+from opentelemetry_exporter_lumiqtrace._workers import WorkerThreads
 from opentelemetry_exporter_lumiqtrace.mapping.redaction import REDACTED, scrub_secrets
 from opentelemetry_exporter_lumiqtrace.version import __version__
 
@@ -56,8 +56,6 @@ DEFAULT_MAX_ANSWER_BYTES = 64 * 1024
 # Server text kept in answers (and so in logs and ``last_error``) at most.
 MAX_MESSAGE_CHARS = 500
 _READ_CHUNK = 16 * 1024
-# An idle worker thread ends after this long; a busy exporter keeps its workers.
-_WORKER_IDLE_S = 30.0
 # A request never outlives this, whatever timeout a caller passes (an infinite wait cannot be armed).
 _MAX_REQUEST_S = 3600.0
 
@@ -205,7 +203,7 @@ class IngestTransport:
         self._lock = threading.RLock()
         self._session: requests.Session | None = None
         self._routes: dict[str, _Route] = {}
-        self._workers = _Workers(max_idle=self._max_connections)
+        self._workers = WorkerThreads(max_idle=self._max_connections, name="lumiqtrace-http")
         self._pid = os.getpid()
 
     # -- requests ---------------------------------------------------------------------------------------------
@@ -480,16 +478,40 @@ _current = threading.local()
 
 
 class _WatchedConnection:
-    """Mixed into urllib3's connection classes: hands each socket the request waits on to that request's _Call."""
+    """Mixed into urllib3's connection classes: hands each socket the request waits on to that request's _Call,
+    and sends a request's head and (bytes) body in one ``sendall``.
+
+    urllib3 sends the head and then the body: two system calls and two TCP segments per request where one does
+    (on loopback the receiving side's processing runs in the sender's system call, so each costs the sender's CPU).
+    """
+
+    _body_with_head: bytes | None = None  # the body to send together with the next head
+    _body_sent: bytes | None = None  # the body already sent with the head: its own send() is skipped
 
     def _new_conn(self) -> Any:
         sock = super()._new_conn()  # type: ignore[misc]
         _watch_current(sock)  # before any TLS handshake or proxy tunnel
         return sock
 
-    def request(self, *args: Any, **kwargs: Any) -> Any:
+    def request(self, method: str, url: str, body: Any = None, *args: Any, **kwargs: Any) -> Any:
         _watch_current(getattr(self, "sock", None))  # a kept-alive connection: its socket is already there
-        return super().request(*args, **kwargs)  # type: ignore[misc]
+        self._body_with_head = body if type(body) is bytes and body else None
+        self._body_sent = None
+        try:
+            return super().request(method, url, body, *args, **kwargs)  # type: ignore[misc]
+        finally:
+            self._body_with_head = self._body_sent = None
+
+    def send(self, data: Any) -> None:
+        body, self._body_with_head = self._body_with_head, None  # cleared first: connect() may send (a tunnel)
+        if body is not None:
+            # The first send() of a request is its head (http.client buffers the request line and headers).
+            self._body_sent = body
+            super().send(data + body)  # type: ignore[misc]
+        elif data is not None and data is self._body_sent:
+            self._body_sent = None
+        else:
+            super().send(data)  # type: ignore[misc]
 
 
 def _watch_current(sock: Any) -> None:
@@ -507,75 +529,3 @@ def _watched(base: type) -> type:
         cls = type(f"Watched{base.__name__}", (_WatchedConnection, base), {})
         _watched_classes[base] = cls
     return cls
-
-
-class _Workers:
-    """Daemon threads that do the requests' I/O, so a caller can stop waiting at its deadline whatever blocks.
-
-    Idle workers are reused (a hand-off costs a fraction of starting a thread); at most ``max_idle`` wait for work,
-    each for ``_WORKER_IDLE_S`` at most. A worker its caller gave up on finishes (or fails) on its own and is then
-    reused like any other.
-    """
-
-    def __init__(self, *, max_idle: int) -> None:
-        self._max_idle = max_idle
-        self._lock = threading.RLock()  # re-entrant for the same reason as the transport's
-        self._idle: list[_Worker] = []
-
-    def submit(self, job: Callable[[], None]) -> bool:
-        """Run ``job`` in a worker; False when no thread could be started (the caller then runs it itself)."""
-        with self._lock:
-            worker = self._idle.pop() if self._idle else None
-        if worker is None:
-            try:
-                worker = _Worker(self)
-            except RuntimeError:  # "can't start new thread", or interpreter shutdown
-                return False
-        worker.jobs.put(job)
-        return True
-
-    def dismiss_idle(self) -> None:
-        with self._lock:
-            idle, self._idle = self._idle, []
-        for worker in idle:
-            worker.jobs.put(None)
-
-    def rest(self, worker: _Worker) -> bool:
-        """A worker finished a job: True if it should wait for another."""
-        with self._lock:
-            if len(self._idle) >= self._max_idle:
-                return False
-            self._idle.append(worker)
-            return True
-
-    def retire(self, worker: _Worker) -> bool:
-        """A worker waited long enough: True if it may end (no caller took it meanwhile)."""
-        with self._lock:
-            if worker in self._idle:
-                self._idle.remove(worker)
-                return True
-            return False
-
-
-class _Worker:
-    def __init__(self, workers: _Workers) -> None:
-        self.jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
-        self._workers = workers
-        threading.Thread(target=self._run, name="lumiqtrace-http", daemon=True).start()
-
-    def _run(self) -> None:
-        while True:
-            try:
-                job = self.jobs.get(timeout=_WORKER_IDLE_S)
-            except queue.Empty:
-                if self._workers.retire(self):
-                    return
-                continue  # a caller took this worker just now: its job is on the way
-            if job is None:
-                return
-            try:
-                job()
-            except Exception:  # pragma: no cover - _exchange never raises; a worker must survive anyway
-                _logger.debug("LumiqTrace HTTP worker: unexpected error", exc_info=True)
-            if not self._workers.rest(self):
-                return

@@ -228,3 +228,30 @@ def test_the_exporter_counts_once_across_export_calls(
     assert events["client chat"]["input_tokens"] == 12
     assert "input_tokens" not in events["framework chat"]
     assert events["framework chat"]["tags"][COUNTED_IN_TAG] == events["client chat"]["event_id"]
+
+
+def test_observe_all_decides_as_observe_one_by_one(tracing: Any) -> None:
+    # The exporter hands a whole batch to observe_all(); it must make the same decisions as observe() per span:
+    # nested counts (an uncounted span between them), a late child, and a parallel response id.
+    tracer, memory = tracing
+    with tracer.start_as_current_span("agent") as agent:
+        _llm(agent)
+        with (
+            tracer.start_as_current_span("web"),
+            tracer.start_as_current_span("client chat", kind=SpanKind.CLIENT) as inner,
+        ):
+            _llm(inner, rid="resp-1")
+    with tracer.start_as_current_span("other trace chat") as twin:
+        _llm(twin, rid="resp-1")
+    with tracer.start_as_current_span("plain"):
+        pass
+    spans = list(memory.get_finished_spans())
+    one_by_one = _observe(CountOnce(), spans)
+    batch = [map_span(span, OPTIONS) for span in spans]
+    CountOnce().observe_all(spans, batch)  # type: ignore[arg-type]
+    assert batch == one_by_one
+    by_name = _by_name(spans, batch)
+    assert has_counts(by_name["client chat"])
+    assert not has_counts(by_name["agent"]) and not has_counts(by_name["other trace chat"])
+    assert by_name["agent"]["tags"][COUNTED_IN_TAG] == by_name["client chat"]["event_id"]
+    assert COUNTED_IN_TAG not in by_name["plain"].get("tags", {})

@@ -229,3 +229,18 @@ def test_the_fast_path_falls_back_for_integers_beyond_64_bits() -> None:
     event = {"event_id": "e", "ttft_ms": 2**64, "cost_usd": 4.2e-05}
     lines, errors = encode_events([dict(event)], from_mapping=True)
     assert errors == [] and lines == [_dumps_stdlib(event)]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(_events, st.lists(_events, max_size=3)))
+@example({"s": '\x00\x1f\x7f\u2028\u2029\ufeff\U0001f600"\\/', "cost_usd": 1.5e-05, "n": 2**70})
+def test_the_stdlib_writer_built_once_writes_what_json_dumps_writes(event: Any) -> None:
+    # _dumps_stdlib builds its C encoder once instead of per call (json.dumps with keywords); same bytes.
+    assert encoding._dumps_stdlib(event) == _reference(event)
+
+
+def test_the_stdlib_writer_refuses_a_cycle_with_an_encoding_error() -> None:
+    event: dict[str, Any] = {"event_id": "e"}
+    event["tags"] = event
+    with pytest.raises(EncodingError):
+        encoding._dumps_stdlib(event)

@@ -953,3 +953,39 @@ def test_behind_a_batch_span_processor_flush_and_shutdown_keep_their_budgets() -
         stats = exporter.stats()
         assert stats["buffered"] == 0 and stats["delivered"] == 0
         assert accounted(exporter) == 50
+
+
+# -- one system call per request ---------------------------------------------------------------------------------
+
+
+def test_a_request_head_and_body_go_out_in_one_sendall() -> None:
+    import urllib3
+
+    from opentelemetry_exporter_lumiqtrace.transport import _watched
+
+    body = b'{"event_id": "e"}\n' * 50
+    with RawServer(accept_everything) as server:
+        conn = _watched(urllib3.connection.HTTPConnection)("127.0.0.1", server.port)
+        conn.connect()
+        real = conn.sock
+        sent: list[bytes] = []
+
+        class Recording:
+            def sendall(self, data: bytes) -> None:
+                sent.append(bytes(data))
+                real.sendall(data)
+
+            def __getattr__(self, name: str) -> Any:
+                return getattr(real, name)
+
+        conn.sock = Recording()
+        for _ in range(2):  # a kept-alive connection: the second request too
+            sent.clear()
+            conn.request("POST", "/v1/ingest", body=body, headers={"x-api-key": KEY})
+            assert conn.getresponse().status == 202 and len(sent) == 1
+            head, _, rest = sent[0].partition(b"\r\n\r\n")
+            assert head.startswith(b"POST /v1/ingest HTTP/1.1") and rest == body
+        conn.request("GET", "/v1/sdk/config", headers={"x-api-key": KEY})  # no body: the head alone
+        assert conn.getresponse().status == 200 and len(sent) == 2 and sent[1].endswith(b"\r\n\r\n")
+        conn.close()
+        assert [r.body for r in server.requests if r.method == "POST"] == [body, body]

@@ -33,6 +33,12 @@ from opentelemetry_exporter_lumiqtrace.mapping.scan import Scan
 from opentelemetry_exporter_lumiqtrace.mapping.status import SpanEvents
 from opentelemetry_exporter_lumiqtrace.mapping.values import cap, clean
 
+_orjson: Any
+try:  # the optional `speedups` extra
+    import orjson as _orjson
+except ImportError:  # pragma: no cover - exercised by the tox env without speedups
+    _orjson = None
+
 Message = tuple[str, str]
 
 _TEXT_TYPES = frozenset({"text", "input_text", "output_text", "reasoning", "thinking", "refusal"})
@@ -336,9 +342,17 @@ def prompt_hash(messages: list[Message]) -> str:
     # Exactly json.dumps([{"role": role, "text": text}, ...], sort_keys=True, separators=(",", ":"),
     # ensure_ascii=False), written with the encoder's own string escaping (C) instead of building and walking dicts.
     if not messages:
-        canonical = "[]"
-    else:
-        canonical = "[" + "},".join([_role_head(role) + _json_string(text) for role, text in messages]) + "}]"
+        return hashlib.sha256(b"[]").hexdigest()
+    if _orjson is not None:
+        # orjson writes a str exactly as encode_basestring does, as UTF-8, ~30x faster on a long prompt
+        # (tests/test_mapping_properties.py checks the two agree); it refuses lone surrogates, which the stdlib keeps.
+        try:
+            heads = [_role_head(role).encode("utf-8", "surrogatepass") + _orjson.dumps(text) for role, text in messages]
+        except TypeError:
+            pass
+        else:
+            return hashlib.sha256(b"[" + b"},".join(heads) + b"}]").hexdigest()
+    canonical = "[" + "},".join([_role_head(role) + _json_string(text) for role, text in messages]) + "}]"
     return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
 
 
