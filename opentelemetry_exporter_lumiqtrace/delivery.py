@@ -46,6 +46,7 @@ import calendar
 import datetime
 import enum
 import functools
+import hashlib
 import logging
 import math
 import threading
@@ -58,7 +59,7 @@ from typing import Any
 
 import backoff
 
-from opentelemetry_exporter_lumiqtrace import _config
+from opentelemetry_exporter_lumiqtrace import _config, _fork
 from opentelemetry_exporter_lumiqtrace._workers import WorkerThreads
 from opentelemetry_exporter_lumiqtrace.encoding import build_body, encode_slices
 from opentelemetry_exporter_lumiqtrace.transport import (
@@ -179,6 +180,33 @@ class RequestPacer:
             if len(self._slots) > self._limit:
                 self._slots.popleft()
             return slot
+
+
+_shared_pacers: dict[tuple[Any, ...], RequestPacer] = {}
+_shared_pacers_lock = threading.Lock()
+
+
+def shared_pacer(*, api_key: str, limit: int, window_s: float, clock: Callable[[], float]) -> RequestPacer:
+    """The process-wide pacer of one API key: LumiqTrace's 1,000 requests a minute is per key, so every exporter of
+    this process that sends with the key draws from the same budget. Keyed by a digest of the key (the key itself
+    is not kept here), the bound and the clock (an injected test clock gets a pacer of its own)."""
+    digest = hashlib.sha256(api_key.encode("utf-8", "surrogatepass")).hexdigest()
+    registry_key = (digest, limit, window_s, clock)
+    with _shared_pacers_lock:
+        pacer = _shared_pacers.get(registry_key)
+        if pacer is None:
+            pacer = _shared_pacers[registry_key] = RequestPacer(limit=limit, window_s=window_s, clock=clock)
+        return pacer
+
+
+def _forget_pacers_after_fork() -> None:
+    # A forked child is another process: its own budget, and the parent's lock may have been held at fork time.
+    global _shared_pacers_lock
+    _shared_pacers_lock = threading.Lock()
+    _shared_pacers.clear()
+
+
+_fork.after_fork_in_child(_forget_pacers_after_fork)
 
 
 class Outcome(enum.Enum):
@@ -485,6 +513,7 @@ class Deliverer:
         throttled: ThrottledLog,
         on_quota_episode: Callable[[], None],
         on_cv: Callable[[int], None],
+        pacing_key: str | None = None,
     ) -> None:
         self.transport = transport
         self._gzip = gzip_body
@@ -496,7 +525,13 @@ class Deliverer:
         self._throttled = throttled
         self._on_quota_episode = on_quota_episode
         self._on_cv = on_cv
-        self._pacer = RequestPacer(limit=policy.max_requests_per_window, window_s=policy.pacing_window_s, clock=clock)
+        self._pacer = (
+            shared_pacer(
+                api_key=pacing_key, limit=policy.max_requests_per_window, window_s=policy.pacing_window_s, clock=clock
+            )
+            if pacing_key is not None
+            else RequestPacer(limit=policy.max_requests_per_window, window_s=policy.pacing_window_s, clock=clock)
+        )
         # Helper threads of all calls together: the connections in flight stay bounded however many threads export.
         self._max_helpers = max(0, policy.max_concurrent_requests - 1)
         self._helper_slots = threading.BoundedSemaphore(max(1, self._max_helpers))

@@ -217,6 +217,8 @@ class LumiqTraceSpanExporter(SpanExporter):
             throttled=self._throttled,
             on_quota_episode=self._ratchet_rate,
             on_cv=self._poller.observe_cv,
+            # The key's request budget is shared by every exporter of this process that sends with it.
+            pacing_key=self._api_key,
         )
         self._backlog = Backlog(
             deliverer=self._deliverer,

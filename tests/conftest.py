@@ -17,6 +17,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
+from opentelemetry_exporter_lumiqtrace import delivery
 from opentelemetry_exporter_lumiqtrace.delivery import RetryPolicy
 from opentelemetry_exporter_lumiqtrace.sampling import shared_sampling_state
 from opentelemetry_exporter_lumiqtrace.testing import LocalIngestServer
@@ -31,6 +32,8 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         if name.startswith("LUMIQTRACE_"):
             monkeypatch.delenv(name)
     shared_sampling_state().reset(1.0)
+    # Each test is a process of its own as far as the key's request budget goes (the pacer is per key per process).
+    delivery._shared_pacers.clear()
     yield
     shared_sampling_state().reset(1.0)
     logging.getLogger("opentelemetry_exporter_lumiqtrace").setLevel(logging.NOTSET)

@@ -104,6 +104,36 @@ def test_requests_are_paced_client_side(server: LocalIngestServer, exporter_fact
     assert stats["delivered"] == 100 * len(times) and stats["buffered"] == 3000 - stats["delivered"]
 
 
+def test_exporters_of_one_process_share_the_keys_request_budget(
+    server: LocalIngestServer, exporter_factory: Any
+) -> None:
+    # Two exporters, one key: together no more than the key's budget (10 a second here), not 10 each.
+    policy = RetryPolicy(initial_backoff_s=0.01, max_requests_per_window=10, pacing_window_s=1.0)
+    first, second = (exporter_factory(timeout=1.2, retry_policy=policy) for _ in range(2))
+    threads = [threading.Thread(target=e.export, args=(make_spans(2000, traces=200),)) for e in (first, second)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=10)
+    times = sorted(r.time for r in server.ingest_requests())
+    assert 10 <= len(times) <= 20  # one window's worth at once, then at most one more before the deadlines
+    assert all(later - earlier >= 0.8 for earlier, later in zip(times, times[10:], strict=False))
+    delivered = first.stats()["delivered"] + second.stats()["delivered"]
+    assert delivered == 100 * len(times)
+
+
+def test_exporters_with_other_keys_have_budgets_of_their_own() -> None:
+    from opentelemetry_exporter_lumiqtrace.delivery import shared_pacer
+
+    now = [0.0]
+    clock = lambda: now[0]  # noqa: E731 - one clock object for both look-ups
+    one = shared_pacer(api_key="lqt_a", limit=1, window_s=60.0, clock=clock)
+    assert shared_pacer(api_key="lqt_a", limit=1, window_s=60.0, clock=clock) is one
+    other = shared_pacer(api_key="lqt_b", limit=1, window_s=60.0, clock=clock)
+    assert one.reserve(deadline=1.0) == 0.0 and one.reserve(deadline=1.0) is None
+    assert other.reserve(deadline=1.0) == 0.0
+
+
 def test_pacer_never_allows_more_than_the_limit_in_a_window() -> None:
     from opentelemetry_exporter_lumiqtrace.delivery import RequestPacer
 
