@@ -114,7 +114,7 @@ class RetryPolicy:
     quota_probe_interval_s: float = _config.DEFAULT_QUOTA_PROBE_INTERVAL_S
     quota_rate_factor: float = _config.DEFAULT_QUOTA_RATE_FACTOR
     quota_rate_floor: float = _config.DEFAULT_QUOTA_RATE_FLOOR
-    # LumiqTrace's documented per-key limit: 1,000 requests a minute. Paced client-side, per exporter.
+    # LumiqTrace's documented per-key limit: 1,000 requests a minute. Paced client-side, per key per process.
     max_requests_per_window: int = _config.DEFAULT_MAX_REQUESTS_PER_WINDOW
     pacing_window_s: float = _config.DEFAULT_PACING_WINDOW_S
     # Requests of one export call in flight at once (the calling thread plus helpers); 1 sends them in turn.
