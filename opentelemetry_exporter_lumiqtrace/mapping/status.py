@@ -186,7 +186,8 @@ def outcome(span: ReadableSpan, scan: Scan, events: SpanEvents, messages: Genera
 def _says_rate_limited(text: str) -> bool:
     """An error text that names a rate limit: "Error code: 429" (openai/anthropic SDKs), "status_code: 429"
     (pydantic-ai), or a rate-limit code or type in the error body it quotes."""
-    if "Error code: 429" in text or _RATE_LIMIT_STATUS_RE.search(text):
+    # The literal first: the regex's leading \b makes it try every position of a text that cannot match.
+    if "Error code: 429" in text or ("status_code: 429" in text and _RATE_LIMIT_STATUS_RE.search(text)):
         return True
     return "rate_limit" in text and any(m in c.RATE_LIMIT_CODES for m in _BODY_CODE_RE.findall(text))
 
@@ -209,7 +210,7 @@ def _error_code(
     code: str | None = scan.first(F["explicit_error_code"])
     if code is None:
         for text in texts:
-            match = _ERROR_CODE_RE.search(text)
+            match = _ERROR_CODE_RE.search(text) if "code" in text else None  # the literal every match has
             if match:
                 return match.group(1)
     if code is None and error_type is not None:
