@@ -138,32 +138,30 @@ def outcome(span: ReadableSpan, scan: Scan, events: SpanEvents, messages: Genera
     if failed:
         if error_type is not None:
             ids.append(_short_id(error_type))
-        ids.extend(_short_id(t) for t in events.exception_types)
+        # Retries record one exception type many times: the ladder only asks whether any identifier matches.
+        ids.extend(_short_id(t) for t in dict.fromkeys(events.exception_types))
         if description is not None:
             texts.append(description)
             match = _DESCRIPTION_ID_RE.match(description)
             if match:
                 ids.append(_short_id(match.group(1)))
         texts.extend(events.exception_messages)
+    lowered = [m.strip().lower() for m in texts] if texts else texts
 
     if explicit is not None and explicit.strip().lower() in c.STATUSES:
         status = explicit.strip().lower()
-    elif (
-        any(i in c.CANCELLED_IDS for i in ids)
-        or any(m.strip().lower() == "abandoned stream" for m in texts)
-        or http == 499
-        or (failed and grpc == 1)
-    ):
+    elif not c.CANCELLED_IDS.isdisjoint(ids) or "abandoned stream" in lowered or http == 499 or (failed and grpc == 1):
         status = "cancelled"
     elif (
         any(i == "timeout" or "timeout" in i or "deadline" in i for i in ids)
-        or any(m.strip().lower().endswith(c.TIMEOUT_MESSAGE) for m in texts)
+        or any(m.endswith(c.TIMEOUT_MESSAGE) for m in lowered)
         or http in (408, 504)
         or (failed and grpc == 4)
     ):
         status = "timeout"
     elif (
-        any(i in c.RATE_LIMIT_IDS or i.endswith(c.RATE_LIMIT_ID_SUFFIXES) for i in ids)
+        not c.RATE_LIMIT_IDS.isdisjoint(ids)
+        or any(i.endswith(c.RATE_LIMIT_ID_SUFFIXES) for i in ids)
         or any(_says_rate_limited(m) for m in texts)
         or http == 429
         or (failed and grpc == 8)
