@@ -301,3 +301,30 @@ def test_prompt_hash_is_sha256_of_the_documented_canonical_json(messages: list[t
         ensure_ascii=False,
     )
     assert prompt_hash(messages) == hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+_SECRET_PIECES = st.sampled_from(
+    [
+        *("sk-", "sk-proj-", "lqt_", "lqtp_", "AIza", "AKIA", "ASIA", "xoxb-", "ghp_", "eyJ", "Bearer ", "basic "),
+        *("api_key", "API-KEY", "x-api-key", "password", "PassWd", "secret", "access_token", "refresh-token", "TOKEN"),
+        *("\u212aey", "pa\u017f\u017fword", "ap\u0130_key", "ey", "ke", "pa", "", " "),
+    ]
+)
+_SEPARATORS = st.sampled_from(["", "=", ":", " : ", "='", '":"', " ", "\t"])
+_VALUES = st.sampled_from(
+    ["abcdefgh", "a1B2c3D4e5F6g7H8i9J0kL", "ABCDEFGHIJKLMNOP", "0123456789abcdefghij", "x.y", "-_", "é", ""]
+)
+_NOISE = st.text(max_size=4) | st.sampled_from([",", ";", "}", "&", "'", '"', "\n"])
+_SECRET_SEGMENT = st.tuples(_NOISE, _SECRET_PIECES, _SEPARATORS, _VALUES, _VALUES).map("".join)
+
+
+@settings(max_examples=2_000, deadline=None)
+@given(st.lists(_SECRET_SEGMENT, max_size=4).map("".join))
+def test_scrub_secrets_equals_its_patterns_applied_unconditionally(text: str) -> None:
+    # scrub_secrets skips a pattern when a text lacks every literal it needs: the result must not change.
+    from opentelemetry_exporter_lumiqtrace.mapping import redaction
+
+    expected = redaction._SECRET_RE.sub(redaction.REDACTED, text)
+    expected = redaction._BEARER_RE.sub(r"\1 " + redaction.REDACTED, expected)
+    expected = redaction._KV_RE.sub(r"\1" + redaction.REDACTED, expected)
+    assert redaction.scrub_secrets(text) == expected

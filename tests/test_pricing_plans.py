@@ -245,6 +245,30 @@ def test_costs_have_at_most_twelve_significant_digits() -> None:
         assert len(digits) <= pricing.COST_SIGNIFICANT_DIGITS
 
 
+@settings(max_examples=500, deadline=None)
+@given(
+    twos=st.integers(0, 40),
+    fives=st.integers(0, 20),
+    other=st.sampled_from([1, 1, 1, 3, 7, 9]),
+    numerator=st.integers(0, 10**20),
+    near_bound=st.booleans(),
+)
+def test_exact_quotients_skip_the_rounding_only_when_it_changes_nothing(
+    twos: int, fives: int, other: int, numerator: int, near_bound: bool
+) -> None:
+    # A plan returns n / denominator unrounded below exact_below: that must be round_cost's result bit for bit.
+    denominator = 2**twos * 5**fives * other
+    bound = pricing._exact_below(denominator)
+    if other != 1:
+        assert bound == 0
+    if near_bound and bound:
+        numerator = max(bound - 1 - numerator % 3, 0)
+    if numerator < bound:
+        quotient = numerator / denominator
+        assert pricing.round_cost(quotient) == quotient
+        assert len(str(numerator * 10**40 // denominator).rstrip("0")) <= pricing.COST_SIGNIFICANT_DIGITS
+
+
 # --- the plan cache ---------------------------------------------------------------------------------------------------
 
 

@@ -290,7 +290,7 @@ class _Prices:
     writes are priced apart from, and so subtracted from, the input tokens.
     """
 
-    __slots__ = ("denominator", "read_in_input", "tier_starts", "tiers", "write_in_input")
+    __slots__ = ("denominator", "exact_below", "read_in_input", "tier_starts", "tiers", "write_in_input")
 
     def __init__(
         self,
@@ -306,6 +306,7 @@ class _Prices:
         self.denominator = denominator
         self.read_in_input = read_in_input
         self.write_in_input = write_in_input
+        self.exact_below = _exact_below(denominator)
 
     def cost(self, input_tokens: int, output_tokens: int, cache_read: int, cache_write: int) -> float | None:
         tiers = self.tiers
@@ -330,8 +331,36 @@ class _Prices:
             + rates.cache_read * cache_read
             + rates.cache_write * cache_write
         )
-        # int / int is correctly rounded: the float of the exact Decimal calc_price computes.
+        # int / int is correctly rounded: the float of the exact Decimal calc_price computes. Below exact_below that
+        # Decimal has at most COST_SIGNIFICANT_DIGITS digits, so rounding to them (a string round trip) changes nothing.
+        if 0 <= numerator < self.exact_below:
+            return numerator / self.denominator
         return float(_COST_FORMAT % (numerator / self.denominator))
+
+
+def _exact_below(denominator: int) -> int:
+    """The numerators ``n`` below which ``n / denominator`` is a decimal of at most :data:`COST_SIGNIFICANT_DIGITS`
+    significant digits (0 when the quotient need not be a finite decimal).
+
+    With ``denominator`` = 2**a * 5**b, ``n / denominator`` = ``n * scale / 10**k`` for the integer ``scale`` =
+    ``10**k // denominator``: its significant digits are at most those of ``n * scale``. The float of such a decimal
+    (12 digits, far inside a double's 15) prints back to it with ``%.12g``, so :func:`round_cost` would return it as is.
+    """
+    if denominator <= 0:
+        return 0
+    rest, twos, fives = denominator, 0, 0
+    while rest % 2 == 0:
+        rest //= 2
+        twos += 1
+    while rest % 5 == 0:
+        rest //= 5
+        fives += 1
+    if rest != 1:
+        return 0
+    scale = 10 ** max(twos, fives) // denominator
+    # n * scale < 10**12  <=>  n < ceil(10**12 / scale)
+    limit: int = -(-(10**COST_SIGNIFICANT_DIGITS) // scale)
+    return limit
 
 
 class _CannotPlan(Exception):

@@ -138,32 +138,30 @@ def outcome(span: ReadableSpan, scan: Scan, events: SpanEvents, messages: Genera
     if failed:
         if error_type is not None:
             ids.append(_short_id(error_type))
-        ids.extend(_short_id(t) for t in events.exception_types)
+        # Retries record one exception type many times: the ladder only asks whether any identifier matches.
+        ids.extend(_short_id(t) for t in dict.fromkeys(events.exception_types))
         if description is not None:
             texts.append(description)
             match = _DESCRIPTION_ID_RE.match(description)
             if match:
                 ids.append(_short_id(match.group(1)))
         texts.extend(events.exception_messages)
+    lowered = [m.strip().lower() for m in texts] if texts else texts
 
     if explicit is not None and explicit.strip().lower() in c.STATUSES:
         status = explicit.strip().lower()
-    elif (
-        any(i in c.CANCELLED_IDS for i in ids)
-        or any(m.strip().lower() == "abandoned stream" for m in texts)
-        or http == 499
-        or (failed and grpc == 1)
-    ):
+    elif not c.CANCELLED_IDS.isdisjoint(ids) or "abandoned stream" in lowered or http == 499 or (failed and grpc == 1):
         status = "cancelled"
     elif (
         any(i == "timeout" or "timeout" in i or "deadline" in i for i in ids)
-        or any(m.strip().lower().endswith(c.TIMEOUT_MESSAGE) for m in texts)
+        or any(m.endswith(c.TIMEOUT_MESSAGE) for m in lowered)
         or http in (408, 504)
         or (failed and grpc == 4)
     ):
         status = "timeout"
     elif (
-        any(i in c.RATE_LIMIT_IDS or i.endswith(c.RATE_LIMIT_ID_SUFFIXES) for i in ids)
+        not c.RATE_LIMIT_IDS.isdisjoint(ids)
+        or any(i.endswith(c.RATE_LIMIT_ID_SUFFIXES) for i in ids)
         or any(_says_rate_limited(m) for m in texts)
         or http == 429
         or (failed and grpc == 8)
@@ -186,7 +184,8 @@ def outcome(span: ReadableSpan, scan: Scan, events: SpanEvents, messages: Genera
 def _says_rate_limited(text: str) -> bool:
     """An error text that names a rate limit: "Error code: 429" (openai/anthropic SDKs), "status_code: 429"
     (pydantic-ai), or a rate-limit code or type in the error body it quotes."""
-    if "Error code: 429" in text or _RATE_LIMIT_STATUS_RE.search(text):
+    # The literal first: the regex's leading \b makes it try every position of a text that cannot match.
+    if "Error code: 429" in text or ("status_code: 429" in text and _RATE_LIMIT_STATUS_RE.search(text)):
         return True
     return "rate_limit" in text and any(m in c.RATE_LIMIT_CODES for m in _BODY_CODE_RE.findall(text))
 
@@ -209,7 +208,7 @@ def _error_code(
     code: str | None = scan.first(F["explicit_error_code"])
     if code is None:
         for text in texts:
-            match = _ERROR_CODE_RE.search(text)
+            match = _ERROR_CODE_RE.search(text) if "code" in text else None  # the literal every match has
             if match:
                 return match.group(1)
     if code is None and error_type is not None:
