@@ -140,7 +140,7 @@ def _make_exporter(config: str, base_url: str) -> Any:
         return OTLPSpanExporter(endpoint=f"{base_url}/v1/traces", compression=Compression.Gzip)
     from opentelemetry_exporter_lumiqtrace import LumiqTraceSpanExporter
 
-    return LumiqTraceSpanExporter(api_key=_common.BENCH_API_KEY, base_url=base_url)
+    return LumiqTraceSpanExporter(api_key=_common.BENCH_API_KEY, base_url=base_url, **_common.unpaced())
 
 
 def _request_thread(

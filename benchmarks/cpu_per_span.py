@@ -47,7 +47,7 @@ def _make_contenders(base_url: str) -> dict[str, Any]:
     from opentelemetry_exporter_lumiqtrace import LumiqTraceSpanExporter
 
     return {
-        "lumiqtrace": LumiqTraceSpanExporter(api_key=_common.BENCH_API_KEY, base_url=base_url),
+        "lumiqtrace": LumiqTraceSpanExporter(api_key=_common.BENCH_API_KEY, base_url=base_url, **_common.unpaced()),
         "otlp-http-gzip": OTLPSpanExporter(endpoint=f"{base_url}/v1/traces", compression=Compression.Gzip),
         "zipkin-json": ZipkinExporter(endpoint=f"{base_url}/api/v2/spans"),
     }

@@ -41,7 +41,7 @@ def main() -> int:
     logging.getLogger("opentelemetry.sdk._shared_internal").setLevel(logging.CRITICAL)
     from opentelemetry_exporter_lumiqtrace import LumiqTraceSpanExporter
 
-    kwargs: dict[str, Any] = {}
+    kwargs: dict[str, Any] = _common.unpaced()
     takes_linger = "linger" in inspect.signature(LumiqTraceSpanExporter).parameters
     if args.linger is not None:
         if not takes_linger:

@@ -58,7 +58,9 @@ def _contenders(base_url: str, exporter_kwargs: dict[str, Any]) -> dict[str, Any
     from opentelemetry_exporter_lumiqtrace import LumiqTraceSpanExporter
 
     return {
-        "lumiqtrace": LumiqTraceSpanExporter(api_key=_common.BENCH_API_KEY, base_url=base_url, **exporter_kwargs),
+        "lumiqtrace": LumiqTraceSpanExporter(
+            api_key=_common.BENCH_API_KEY, base_url=base_url, **_common.unpaced(), **exporter_kwargs
+        ),
         "otlp-http-gzip": OTLPSpanExporter(endpoint=f"{base_url}/v1/traces", compression=Compression.Gzip),
         "zipkin-json": ZipkinExporter(endpoint=f"{base_url}/api/v2/spans"),
     }

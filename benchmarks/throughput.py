@@ -97,7 +97,9 @@ def main() -> int:
     print(f"{'target/s':>9} {'made/s':>9} {'ended':>8} {'exported':>9} {'dropped':>8} {'cpu us/span':>12}")
     best = 0.0
     with _common.ServerProcess("ingest_server.py") as server:
-        exporter = LumiqTraceSpanExporter(api_key=server.banner["api_key"], base_url=server.base_url)
+        exporter = LumiqTraceSpanExporter(
+            api_key=server.banner["api_key"], base_url=server.base_url, **_common.unpaced()
+        )
         counting = _counting(exporter)
         provider = _common.make_tracer_provider(counting, batch=True)
         tracer = provider.get_tracer("benchmarks.app", "0.1.0")
