@@ -158,10 +158,9 @@ def test_zero_code_setup_that_works_is_clean(env: LocalIngestServer, monkeypatch
     assert "configurator (opentelemetry-distro)" in text and "PROBLEM" not in text
 
 
-def test_command_line_runs_the_check(server: LocalIngestServer) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "LUMIQTRACE_"))}
-    env.update({"LUMIQTRACE_API_KEY": server.api_key, "LUMIQTRACE_BASE_URL": server.base_url})
-    done = subprocess.run(
+def _run_check_command(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """``python -m opentelemetry_exporter_lumiqtrace check`` in a child process with ``env``."""
+    return subprocess.run(
         [sys.executable, "-m", "opentelemetry_exporter_lumiqtrace", "check"],
         env=env,
         capture_output=True,
@@ -169,20 +168,19 @@ def test_command_line_runs_the_check(server: LocalIngestServer) -> None:
         timeout=60,
         check=False,
     )
+
+
+def test_command_line_runs_the_check(server: LocalIngestServer) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "LUMIQTRACE_"))}
+    env.update({"LUMIQTRACE_API_KEY": server.api_key, "LUMIQTRACE_BASE_URL": server.base_url})
+    done = _run_check_command(env)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "OK: LumiqTrace accepted the test event" in done.stdout
     assert done.stderr == ""
     assert server.api_key not in done.stdout + done.stderr
     assert len(server.events()) == 1
     server.revoke_key(server.api_key)
-    done = subprocess.run(
-        [sys.executable, "-m", "opentelemetry_exporter_lumiqtrace", "check"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = _run_check_command(env)
     assert done.returncode == 1 and "Bad API key" in done.stdout
 
 
@@ -300,14 +298,7 @@ def test_command_line_exits_2_on_a_rejected_sample_rate(server: LocalIngestServe
     env.update(
         {"LUMIQTRACE_API_KEY": server.api_key, "LUMIQTRACE_BASE_URL": server.base_url, "LUMIQTRACE_SAMPLE_RATE": "2"}
     )
-    done = subprocess.run(
-        [sys.executable, "-m", "opentelemetry_exporter_lumiqtrace", "check"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = _run_check_command(env)
     assert done.returncode == EXIT_SETUP, done.stdout + done.stderr
     assert "PROBLEM: Invalid LUMIQTRACE_SAMPLE_RATE='2'" in done.stdout and done.stderr == ""
     assert len(server.events()) == 1
