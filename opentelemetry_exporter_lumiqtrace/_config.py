@@ -30,7 +30,7 @@ from opentelemetry_exporter_lumiqtrace.mapping.redaction import scrub_secrets
 _logger = logging.getLogger(__name__)
 
 # Environment variables (the vendor's own prefix; LUMIQTRACE_API_KEY and LUMIQTRACE_SAMPLE_RATE are documented by
-# LumiqTrace itself, the others are this exporter's).
+# LumiqTrace itself, the others are this exporter's). tests/test_settings.py keeps them equal to the table's.
 LUMIQTRACE_API_KEY = "LUMIQTRACE_API_KEY"
 LUMIQTRACE_BASE_URL = "LUMIQTRACE_BASE_URL"
 LUMIQTRACE_TIMEOUT = "LUMIQTRACE_TIMEOUT"
@@ -352,22 +352,6 @@ def resolve_optional_str(arg: str | None, env_name: str) -> str | None:
         return arg or None
     raw = os.environ.get(env_name, "").strip()
     return raw or None
-
-
-def resolve_bool(arg: bool | None, env_name: str, default: bool) -> bool:
-    return _from_env(arg, env_name, default, _parse_bool, check=_no_check)
-
-
-def resolve_float(arg: float | None, env_name: str, default: float, low: float, high: float) -> float:
-    return _from_env(arg, env_name, default, float, check=_range_check(low, high))
-
-
-def resolve_positive_float(arg: float | None, env_name: str, default: float) -> float:
-    return _from_env(arg, env_name, default, float, check=_positive_float_check)
-
-
-def resolve_positive_int(arg: int | None, env_name: str, default: int) -> int:
-    return _from_env(arg, env_name, default, int, check=_positive_int_check)
 
 
 def resolve_keys(arg: Iterable[str] | None, env_name: str) -> frozenset[str]:

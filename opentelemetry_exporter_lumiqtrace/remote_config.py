@@ -41,7 +41,6 @@ _logger = logging.getLogger(__name__)
 CONFIG_PATH = _config.CONFIG_PATH
 # At most one fetch per this interval, however often cv rises, and no retry sooner after a failed fetch.
 DEFAULT_MIN_FETCH_INTERVAL_S = _config.DEFAULT_CONFIG_MIN_FETCH_INTERVAL_S
-DEFAULT_RETRY_INTERVAL_S = DEFAULT_MIN_FETCH_INTERVAL_S
 DEFAULT_POLL_INTERVAL_S = _config.DEFAULT_CONFIG_POLL_INTERVAL_S
 # A config document is small; refuse to buffer an unbounded answer.
 DEFAULT_MAX_CONFIG_BYTES = _config.DEFAULT_MAX_CONFIG_BYTES
@@ -70,7 +69,6 @@ __all__ = [
     "CONFIG_PATH",
     "DEFAULT_MIN_FETCH_INTERVAL_S",
     "DEFAULT_POLL_INTERVAL_S",
-    "DEFAULT_RETRY_INTERVAL_S",
     "ConfigUpdate",
     "RemoteConfigPoller",
     "parse_config",

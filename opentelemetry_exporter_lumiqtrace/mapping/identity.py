@@ -10,7 +10,6 @@ from opentelemetry_exporter_lumiqtrace.mapping.scan import Scan
 from opentelemetry_exporter_lumiqtrace.mapping.values import as_str, fit, json_object
 
 F = c.FIELDS
-IDENTITY_FIELDS = c.IDENTITY_FIELDS
 _KIND_BITS = (F["explicit_operation"].bit | F["explicit_span_kind"].bit | F["raw_operation"].bit | F["kind"].bit) | F[
     "tool_hint"
 ].bit
