@@ -685,9 +685,10 @@ class Deliverer:
             answer = self.transport.post(body, timeout=min(remaining, self.policy.max_request_timeout_s))
             self.state.last_latency_s = self._clock() - now
             attempt += 1
-            _logger.debug(
-                "POST %s: %d events, attempt %d -> %s", self.transport.url, len(chunk), attempt, _describe(answer)
-            )
+            if _logger.isEnabledFor(logging.DEBUG):  # _describe is not free, and this runs for every request
+                _logger.debug(
+                    "POST %s: %d events, attempt %d -> %s", self.transport.url, len(chunk), attempt, _describe(answer)
+                )
             status = answer.status
             if status is not None and 200 <= status < 300:
                 self.state.healthy = True
