@@ -91,6 +91,11 @@ DEFAULT_MAX_REQUESTS_PER_WINDOW = 1000
 DEFAULT_PACING_WINDOW_S = 60.0
 # Slices of one export call in flight at once (a distant API's round trip otherwise caps throughput).
 DEFAULT_MAX_CONCURRENT_REQUESTS = 4
+# ...but only while the last request took at least this long, wall clock. A request answered sooner keeps its
+# connection busy mostly with CPU (building the body, parsing the answer): a second connection then buys no time and
+# costs thread hand-offs (~100 us of CPU per request on loopback, benchmarks/suite.py). A distant API takes 20 ms and
+# more.
+DEFAULT_PARALLEL_MIN_LATENCY_S = 0.01
 
 # Remote config (``remote_config.RemoteConfigPoller``, ``remote_config.parse_config``).
 # While tracing is disabled or the rate is 0 nothing is sent, so no cv comes back: poll this often instead.

@@ -35,9 +35,10 @@ Every request first takes a slot from the ``RequestPacer`` (at most 1,000 reques
 per-key limit); waiting for a slot counts against the deadline like any other wait.
 
 The slices of one call go out over up to ``max_concurrent_requests`` connections at once, but only while the last
-answer was a 2xx: the calling thread owns the retry loop (back-off, holds, splitting); helper threads send one
-attempt per slice and hand anything but a final answer back to it. So a failing server sees one retry loop per
-export call, as before, and a healthy distant one sees several requests in flight.
+answer was a 2xx and the last request took at least ``parallel_min_latency_s`` (a distant API; on a near one a
+second connection buys no time and costs thread hand-offs): the calling thread owns the retry loop (back-off, holds,
+splitting); helper threads send one attempt per slice and hand anything but a final answer back to it. So a failing
+server sees one retry loop per export call, as before, and a healthy distant one sees several requests in flight.
 """
 
 from __future__ import annotations
@@ -119,6 +120,8 @@ class RetryPolicy:
     pacing_window_s: float = _config.DEFAULT_PACING_WINDOW_S
     # Requests of one export call in flight at once (the calling thread plus helpers); 1 sends them in turn.
     max_concurrent_requests: int = _config.DEFAULT_MAX_CONCURRENT_REQUESTS
+    # Slices go out in parallel only while the last request took at least this long (wall clock).
+    parallel_min_latency_s: float = _config.DEFAULT_PARALLEL_MIN_LATENCY_S
 
     def backoff_delays(self) -> Iterable[float]:
         """Delays of 1, 2, 4, 8 s (from ``initial_backoff_s``, capped at ``max_backoff_s``), each up to 50 % longer
@@ -353,6 +356,8 @@ class DeliveryState:
         self._prober: int | None = None
         # The last answer was a 2xx: only then do the slices of one call go out in parallel.
         self.healthy = False
+        # Wall-clock seconds the last request took (answer or failure): parallel slices pay only on a slow link.
+        self.last_latency_s = 0.0
 
     def wall_now(self) -> float:
         return self._wall_clock()
@@ -572,8 +577,10 @@ class Deliverer:
         return result
 
     def _start_helpers(self, run: _Run, deadline: float) -> None:
-        """Open more connections for this call while answers are 2xx and slices wait (at most the bound)."""
-        if self._max_helpers == 0 or not self.state.healthy:
+        """Open more connections for this call while answers are 2xx, requests are slow and slices wait (at most the
+        bound)."""
+        state = self.state
+        if self._max_helpers == 0 or not state.healthy or state.last_latency_s < self.policy.parallel_min_latency_s:
             return
         while True:
             with run.cond:
@@ -676,10 +683,12 @@ class Deliverer:
                 return give_up, 0
             self.stats.add_request(retry=attempt > 0)
             answer = self.transport.post(body, timeout=min(remaining, self.policy.max_request_timeout_s))
+            self.state.last_latency_s = self._clock() - now
             attempt += 1
-            _logger.debug(
-                "POST %s: %d events, attempt %d -> %s", self.transport.url, len(chunk), attempt, _describe(answer)
-            )
+            if _logger.isEnabledFor(logging.DEBUG):  # _describe is not free, and this runs for every request
+                _logger.debug(
+                    "POST %s: %d events, attempt %d -> %s", self.transport.url, len(chunk), attempt, _describe(answer)
+                )
             status = answer.status
             if status is not None and 200 <= status < 300:
                 self.state.healthy = True

@@ -402,7 +402,9 @@ def test_the_slices_of_one_export_travel_over_several_connections_at_once(
     server: LocalIngestServer, exporter_factory: Any
 ) -> None:
     exporter = exporter_factory(timeout=5)
-    exporter.export(make_spans(1))  # a healthy connection first: slices go in parallel only while answers are 2xx
+    # A healthy, distant API first: slices go in parallel only while answers are 2xx and requests are slow.
+    server.script(Reply(status=202, delay_s=0.05))
+    exporter.export(make_spans(1))
     server.script(*[Reply(status=202, delay_s=0.4)] * 8)
     start = time.monotonic()
     assert exporter.export(make_spans(800, traces=80)) is SpanExportResult.SUCCESS
@@ -412,6 +414,30 @@ def test_the_slices_of_one_export_travel_over_several_connections_at_once(
     assert len(server.events()) == 801
     stats = exporter.stats()
     assert stats["delivered"] == 801 and stats["requests"] == 9 and stats["handed"] == 801
+
+
+def _send_threads() -> set[threading.Thread]:
+    return {thread for thread in threading.enumerate() if thread.name == "LumiqTraceSend"}
+
+
+def test_a_near_api_gets_the_slices_one_at_a_time_without_helper_threads(
+    server: LocalIngestServer, exporter_factory: Any
+) -> None:
+    # Answers within milliseconds: a second connection buys no time, and each hand-off to a helper thread costs CPU.
+    # (A threshold of 0.1 s instead of the default 0.01 s: a loaded CI machine may take 10 ms over a request.)
+    exporter = exporter_factory(timeout=5, retry_policy=RetryPolicy(parallel_min_latency_s=0.1))
+    exporter.export(make_spans(1))
+    before = _send_threads()
+    assert exporter.export(make_spans(800, traces=80)) is SpanExportResult.SUCCESS
+    assert _send_threads() - before == set()
+    assert exporter.stats()["delivered"] == 801 and len(server.events()) == 801
+    # The same exporter, once the API answers slowly, opens more connections again.
+    server.script(*[Reply(status=202, delay_s=0.2)] * 9)
+    exporter.export(make_spans(1))
+    start = time.monotonic()
+    assert exporter.export(make_spans(800, traces=80)) is SpanExportResult.SUCCESS
+    assert time.monotonic() - start < 0.8  # 1.6 s one after another, 0.4 s over 4 connections
+    assert exporter.stats()["delivered"] == 1602
 
 
 def test_concurrent_slices_keep_order_and_accounting_under_failures(
