@@ -163,7 +163,12 @@ class Mapper:
         start = span.start_time
         if start.__class__ is not int:
             start = start if isinstance(start, int) else None
-        event["timestamp"] = self._timestamp(start if start is not None else time.time_ns())
+        ns = start if start is not None else time.time_ns()
+        # The memo holds valid seconds only, so a hit needs no range check.
+        prefix = self._seconds.young.get(ns // 1_000_000_000)
+        event["timestamp"] = (
+            prefix + _MILLIS[ns % 1_000_000_000 // 1_000_000] if prefix is not None else self._timestamp(ns)
+        )
         end = span.end_time
         latency_ms = round((end - start) / 1e6) if start is not None and isinstance(end, int) and end >= start else None
         span_events = span.events
@@ -172,11 +177,12 @@ class Mapper:
         identity: Identity | None = None
         cost_source: str | None = None
         reasoning = cache_write = None
+        present = found.present
         if found.ai:
             identity = self._identity(found)
             if (
                 identity.span_kind == "tool"
-                and not found.present & _EXPLICIT_KIND_BITS
+                and not present & _EXPLICIT_KIND_BITS
                 and isinstance(span.name, str)
                 and span.name.startswith(c.HANDOFF_NAME_PREFIX)
             ):
@@ -186,28 +192,34 @@ class Mapper:
                 event["model"] = identity.wire_model
             event["operation"] = identity.operation
             event["span_kind"] = identity.span_kind
-            if latency_ms == 0 and found.present & _LOGFIRE_DURATION.bit:
+            if latency_ms == 0 and present & _LOGFIRE_DURATION.bit:
                 latency_ms = _logfire_log_latency_ms(found)
             if latency_ms is not None:
                 event["latency_ms"] = latency_ms
             ttft = None
-            if found.present & _TTFT_BITS or events.first_chunk_ns is not None:
+            if present & _TTFT_BITS or events.first_chunk_ns is not None:
                 ttft = _ttft_ms(found, events.first_chunk_ns, start)
             if ttft is not None:
                 event["ttft_ms"] = min(max(ttft, 0), latency_ms) if latency_ms is not None else max(ttft, 0)
 
             input_tokens = output_tokens = cached = None
-            if found.present & _USAGE_BITS:
-                input_tokens = found.first(_INPUT_TOKENS)
-                output_tokens = found.first(_OUTPUT_TOKENS)
-                if input_tokens is None and output_tokens is not None:
+            if present & _USAGE_BITS:
+                # Each read only when its bit says a key of the field is there: a call saved per absent field.
+                if present & _INPUT_TOKENS.bit:
+                    input_tokens = found.first(_INPUT_TOKENS)
+                if present & _OUTPUT_TOKENS.bit:
+                    output_tokens = found.first(_OUTPUT_TOKENS)
+                if input_tokens is None and output_tokens is not None and present & _TOTAL_TOKENS.bit:
                     total = found.first(_TOTAL_TOKENS)
                     if total is not None and total >= output_tokens:
                         input_tokens = total - output_tokens
-                if found.present & _DETAIL_USAGE_BITS:
-                    cached = found.first(_CACHE_READ_TOKENS)
-                    cache_write = found.first(_CACHE_WRITE_TOKENS)
-                    reasoning = found.first(_REASONING_TOKENS)
+                if present & _DETAIL_USAGE_BITS:
+                    if present & _CACHE_READ_TOKENS.bit:
+                        cached = found.first(_CACHE_READ_TOKENS)
+                    if present & _CACHE_WRITE_TOKENS.bit:
+                        cache_write = found.first(_CACHE_WRITE_TOKENS)
+                    if present & _REASONING_TOKENS.bit:
+                        reasoning = found.first(_REASONING_TOKENS)
                 if input_tokens is not None:
                     event["input_tokens"] = input_tokens
                 if output_tokens is not None:
@@ -215,14 +227,14 @@ class Mapper:
                 if cached is not None:
                     event["cached_tokens"] = cached
 
-            stream = _stream(found) if found.present & _STREAM_BITS else None
+            stream = _stream(found) if present & _STREAM_BITS else None
             # Only evidence sets it: a span that says nothing about streaming has no stream field.
             if stream is None and (ttft is not None or events.first_chunk_ns is not None):
                 stream = True
             if stream is not None:
                 event["stream"] = stream
 
-            cost = _explicit_cost(found) if found.present & _COST_BITS else None
+            cost = _explicit_cost(found) if present & _COST_BITS else None
             if cost is not None:
                 cost_source = "span"
             elif (
@@ -247,12 +259,13 @@ class Mapper:
             if cost is not None:
                 event["cost_usd"] = cost
 
-            finish = found.first(_FINISH_REASON)
-            if finish is not None:
-                event["finish_reason"] = fit(finish)
+            if present & _FINISH_REASON.bit:
+                finish = found.first(_FINISH_REASON)
+                if finish is not None:
+                    event["finish_reason"] = fit(finish)
 
             if (
-                found.present & _CONTENT_BITS
+                present & _CONTENT_BITS
                 or found.messages is not None
                 or events.prompt is not None
                 or events.completion is not None
@@ -280,10 +293,13 @@ class Mapper:
         if result.error_message is not None:
             event["error_message"] = clean(result.error_message)
 
-        resource = self._resource(span.resource)
+        span_resource = span.resource
+        resource = self._resources.young.get(id(span_resource))
+        if resource is None or resource.resource is not span_resource:
+            resource = self._resource(span_resource)
         environment = resource.environment or state.environment
         user = session = None
-        if found.present & _CONTEXT_BITS:
+        if present & _CONTEXT_BITS:
             explicit_environment = found.first(_ENVIRONMENT)
             if explicit_environment is not None:
                 environment = fit(explicit_environment)
