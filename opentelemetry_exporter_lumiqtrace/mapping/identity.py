@@ -25,6 +25,9 @@ class Identity:
     operation: str
     span_kind: str
     raw_operation: str | None
+    # (raw provider, raw operation, requested model), the identity's part of the identity tags memo key; None when one
+    # is a str subclass (an equal key that would keep its type in the tags).
+    tag_values: tuple[str | None, str | None, str | None] | None
 
 
 def identify(scan: Scan) -> Identity:
@@ -42,6 +45,7 @@ def identify(scan: Scan) -> Identity:
     request_model = requested if requested is not None and requested != model else None
     provider, raw_provider = _provider(scan, model)
     operation, span_kind, raw_operation = _kind(scan, model is not None)
+    tag_values = (raw_provider, raw_operation, request_model)
     return Identity(
         model=model,
         wire_model=fit(model) if model is not None else None,
@@ -51,6 +55,7 @@ def identify(scan: Scan) -> Identity:
         operation=operation,
         span_kind=span_kind,
         raw_operation=raw_operation,
+        tag_values=tag_values if all(v is None or v.__class__ is str for v in tag_values) else None,
     )
 
 

@@ -69,6 +69,7 @@ _MAX_LATENCY_MS = 2**63 - 1
 _MILLIS = tuple(f".{ms:03d}Z" for ms in range(1000))
 # By id(): hashing an Enum member runs Python code; members live as long as the process.
 _SPAN_KIND_NAMES = {id(kind): kind.name.lower() for kind in SpanKind}
+_NO_IDENTITY_TAGS = (None, None, None)  # a non-AI span's identity part of the identity tags memo key
 _ZERO_TRACE = "0" * 32
 _ZERO_SPAN = "0" * 16
 _CONTENT_BITS = 0
@@ -98,10 +99,18 @@ def event_id_for(trace_id: int, span_id: int) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class _Resource:
-    resource: Any  # kept so that a recycled id() is told apart
+class _Origin:
+    """What the mapping reads from a span's resource and instrumentation scope (shared by the spans of one tracer)."""
+
+    resource: Any  # both kept so that a recycled id() is told apart
+    scope: Any
     environment: str | None  # as the event's field (fit)
     service_name: str | None
+    scope_name: str | None
+    scope_version: str | None
+    # (service, scope name, scope version), the origin's part of the identity tags memo key; None when one is a str
+    # subclass.
+    tag_values: tuple[str | None, str | None, str | None] | None
 
 
 class _OptionsState:
@@ -113,15 +122,17 @@ class _OptionsState:
         self.options = options
         self.environment = fit(options.environment) if options.environment else None  # as the event's field
         self.redactor = Redactor(options.redact_keys)
-        # (span name, kind, service, scope name and version, raw provider, raw operation, requested model) -> their
-        # tags, for spans without lumiqtrace.tags.*.
-        self.head_tags: GenerationalMemo[tuple[str | None, ...], dict[str, str]] = GenerationalMemo(
+        # (span name, kind, the origin's and the identity's tag values) -> their tags, for spans without
+        # lumiqtrace.tags.*.
+        self.head_tags: GenerationalMemo[tuple[Any, ...], dict[str, str]] = GenerationalMemo(
             max_entries=max_entries, max_bytes=max_bytes, weigh=_strings_weight
         )
 
 
 def _strings_weight(key: tuple[Any, ...]) -> int:
-    return sum(len(part) if isinstance(part, str) else 8 for part in key)
+    return sum(
+        len(part) if isinstance(part, str) else _strings_weight(part) if isinstance(part, tuple) else 8 for part in key
+    )
 
 
 class Mapper:
@@ -143,8 +154,8 @@ class Mapper:
         self._seconds: GenerationalMemo[int, str] = GenerationalMemo(
             max_entries=4_096, max_bytes=4_096 * 24, weigh=lambda _second: 24
         )
-        self._resources: GenerationalMemo[int, _Resource] = GenerationalMemo(
-            max_entries=64, max_bytes=64 * 64, weigh=lambda _id: 64
+        self._origins: GenerationalMemo[tuple[int, int], _Origin] = GenerationalMemo(
+            max_entries=64, max_bytes=64 * 64, weigh=lambda _ids: 64
         )
         self._messages = new_message_memo(max_entries=512, max_bytes=max_memo_bytes)
         self._state: _OptionsState | None = None
@@ -294,10 +305,11 @@ class Mapper:
             event["error_message"] = clean(result.error_message)
 
         span_resource = span.resource
-        resource = self._resources.young.get(id(span_resource))
-        if resource is None or resource.resource is not span_resource:
-            resource = self._resource(span_resource)
-        environment = resource.environment or state.environment
+        scope = span.instrumentation_scope
+        origin = self._origins.young.get((id(span_resource), id(scope)))
+        if origin is None or origin.resource is not span_resource or origin.scope is not scope:
+            origin = self._origin(span_resource, scope)
+        environment = origin.environment or state.environment
         user = session = None
         if present & _CONTEXT_BITS:
             explicit_environment = found.first(_ENVIRONMENT)
@@ -314,8 +326,15 @@ class Mapper:
         if session is not None:
             event["session_id"] = fit(session)
 
-        tags = self._identity_tags(span, found, state, resource.service_name, identity)
-        pairs = _usage_tags(reasoning, cache_write, cost_source) if identity is not None else []
+        tags = self._identity_tags(span, found, state, origin, identity)
+        # The token counts without an event field, and where the cost came from.
+        pairs: list[tuple[str, Any]] = []
+        if reasoning is not None:
+            pairs.append(("tokens.reasoning", reasoning))
+        if cache_write is not None:
+            pairs.append(("tokens.cache_write", cache_write))
+        if cost_source is not None:
+            pairs.append(("cost.source", cost_source))
         _add_context_tags(found, state, result.http_status, pairs)
         if pairs:
             tags = fill_tags(pairs, tags, state.redactor, options.max_tags, options.max_tag_value_chars)
@@ -375,10 +394,7 @@ class Mapper:
                 self._identities.put(memo_key, identity)
         return identity
 
-    def _resource(self, resource: Any) -> _Resource:
-        entry = self._resources.young.get(id(resource))
-        if entry is not None and entry.resource is resource:
-            return entry
+    def _origin(self, resource: Any, scope: Any) -> _Origin:
         attrs = getattr(resource, "attributes", None) or {}
         environment = None
         for key in c.ENVIRONMENT_RESOURCE_KEYS:
@@ -387,72 +403,57 @@ class Mapper:
             if environment is not None:
                 break
         service = attrs.get("service.name")
-        entry = _Resource(
+        service_name = as_str(service) if service is not None else None
+        scope_name = scope.name if scope is not None else None
+        scope_version = scope.version if scope is not None else None
+        tag_values = (service_name, scope_name, scope_version)
+        entry = _Origin(
             resource=resource,
+            scope=scope,
             environment=fit(environment) if environment is not None else None,
-            service_name=as_str(service) if service is not None else None,
+            service_name=service_name,
+            scope_name=scope_name,
+            scope_version=scope_version,
+            tag_values=tag_values if all(v is None or v.__class__ is str for v in tag_values) else None,
         )
         if resource is not None:
-            self._resources.put(id(resource), entry)
+            self._origins.put((id(resource), id(scope)), entry)
         return entry
 
     def _identity_tags(
-        self, span: ReadableSpan, found: Scan, state: _OptionsState, service_name: str | None, identity: Identity | None
+        self, span: ReadableSpan, found: Scan, state: _OptionsState, origin: _Origin, identity: Identity | None
     ) -> dict[str, str]:
         """``lumiqtrace.tags.*``, the identity tags (span name, kind, service, scope) and the raw values of an AI
         span's identity that the wire enums lose (provider, operation, requested model)."""
         name = span.name
         kind_name = _SPAN_KIND_NAMES.get(id(span.kind), "internal")
-        scope = span.instrumentation_scope
-        scope_name = scope.name if scope is not None else None
-        scope_version = scope.version if scope is not None else None
-        raw_provider = raw_operation = request_model = None
-        if identity is not None:
-            raw_provider = identity.raw_provider
-            raw_operation = identity.raw_operation
-            request_model = identity.request_model
         lqt_tags = found.family(c.Family.LQT_TAG) if found.families is not None else None
-        # These tags repeat across spans: filled once per options. Exact str only: a str subclass is an equal key but
-        # keeps its type in the tags. A scope without name and version gives the tags of no scope.
+        identity_values = identity.tag_values if identity is not None else _NO_IDENTITY_TAGS
+        # These tags repeat across spans: filled once per options, keyed by the values they are made of (the origin's
+        # and the identity's values are tuples made once per origin and identity). Exact str only: a str subclass is
+        # an equal key but keeps its type in the tags. A scope without name and version gives the tags of no scope.
         memo_key = None
-        if (
-            lqt_tags is None
-            and name.__class__ is str
-            and (service_name is None or service_name.__class__ is str)
-            and (scope_name is None or scope_name.__class__ is str)
-            and (scope_version is None or scope_version.__class__ is str)
-            and (raw_provider is None or raw_provider.__class__ is str)
-            and (raw_operation is None or raw_operation.__class__ is str)
-            and (request_model is None or request_model.__class__ is str)
-        ):
-            memo_key = (
-                name,
-                kind_name,
-                service_name,
-                scope_name,
-                scope_version,
-                raw_provider,
-                raw_operation,
-                request_model,
-            )
+        if lqt_tags is None and name.__class__ is str and origin.tag_values is not None and identity_values is not None:
+            memo_key = (name, kind_name, origin.tag_values, identity_values)
             cached = state.head_tags.young.get(memo_key)
             if cached is None:
                 cached = state.head_tags.get(memo_key)
             if cached is not None:
                 return cached.copy()
         pairs: list[tuple[str, Any]] = [*(lqt_tags or ()), ("otel.span_name", name), ("otel.span_kind", kind_name)]
-        if service_name is not None:
-            pairs.append(("service.name", service_name))
-        if scope is not None:
-            pairs.append(("otel.scope.name", scope_name))
-            if scope_version:
-                pairs.append(("otel.scope.version", scope_version))
-        if raw_provider is not None:
-            pairs.append(("gen_ai.provider.name", raw_provider))
-        if raw_operation is not None:
-            pairs.append(("gen_ai.operation.name", raw_operation))
-        if request_model is not None:
-            pairs.append(("gen_ai.request.model", request_model))
+        if origin.service_name is not None:
+            pairs.append(("service.name", origin.service_name))
+        if origin.scope is not None:
+            pairs.append(("otel.scope.name", origin.scope_name))
+            if origin.scope_version:
+                pairs.append(("otel.scope.version", origin.scope_version))
+        if identity is not None:
+            if identity.raw_provider is not None:
+                pairs.append(("gen_ai.provider.name", identity.raw_provider))
+            if identity.raw_operation is not None:
+                pairs.append(("gen_ai.operation.name", identity.raw_operation))
+            if identity.request_model is not None:
+                pairs.append(("gen_ai.request.model", identity.request_model))
         tags = self._fill(state, pairs, {})
         if memo_key is not None:
             state.head_tags.put(memo_key, tags.copy())
@@ -462,18 +463,6 @@ class Mapper:
     def _fill(state: _OptionsState, pairs: list[tuple[str, Any]], tags: dict[str, str]) -> dict[str, str]:
         options = state.options
         return fill_tags(pairs, tags, state.redactor, options.max_tags, options.max_tag_value_chars)
-
-
-def _usage_tags(reasoning: int | None, cache_write: int | None, cost_source: str | None) -> list[tuple[str, Any]]:
-    """The token counts without an event field, and where the cost came from."""
-    pairs: list[tuple[str, Any]] = []
-    if reasoning is not None:
-        pairs.append(("tokens.reasoning", reasoning))
-    if cache_write is not None:
-        pairs.append(("tokens.cache_write", cache_write))
-    if cost_source is not None:
-        pairs.append(("cost.source", cost_source))
-    return pairs
 
 
 def _add_context_tags(found: Scan, state: _OptionsState, http_status: int | None, pairs: list[tuple[str, Any]]) -> None:

@@ -139,12 +139,16 @@ def scan(attrs: dict[Any, Any], memo: GenerationalMemo[Any, KeyInfo]) -> Scan:
     message_items: list[tuple[FlatPart, Any]] = []
     known = memo.young
     for key, value in attrs.items():
-        info = known.get(key)
-        if info is None:
-            info = memo.get(key)
-            if info is None:
+        try:
+            # A subscript, not get(): the usual key is known, and a miss costs no more than classifying it does.
+            info = known[key]
+        except KeyError:
+            remembered = memo.get(key)
+            if remembered is None:
                 info = classify(key)
                 memo.put(key, info)
+            else:
+                info = remembered
             known = memo.young  # a put may start a new generation
         present |= info.bits
         if info.more:
