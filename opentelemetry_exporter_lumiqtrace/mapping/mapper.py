@@ -69,6 +69,8 @@ _MAX_LATENCY_MS = 2**63 - 1
 _MILLIS = tuple(f".{ms:03d}Z" for ms in range(1000))
 # By id(): hashing an Enum member runs Python code; members live as long as the process.
 _SPAN_KIND_NAMES = {id(kind): kind.name.lower() for kind in SpanKind}
+# design.md: a non-AI span gets no invented model.
+_NON_AI_FIELDS = {"provider": "custom", "operation": "custom", "span_kind": "general"}
 _NO_IDENTITY_TAGS = (None, None, None)  # a non-AI span's identity part of the identity tags memo key
 _ZERO_TRACE = "0" * 32
 _ZERO_SPAN = "0" * 16
@@ -198,20 +200,17 @@ class Mapper:
                 and span.name.startswith(c.HANDOFF_NAME_PREFIX)
             ):
                 identity = _as_handoff(identity)
-            event["provider"] = identity.provider
-            if identity.wire_model is not None:
-                event["model"] = identity.wire_model
-            event["operation"] = identity.operation
-            event["span_kind"] = identity.span_kind
+            event.update(identity.event_fields)
             if latency_ms == 0 and present & _LOGFIRE_DURATION.bit:
                 latency_ms = _logfire_log_latency_ms(found)
             if latency_ms is not None:
                 event["latency_ms"] = latency_ms
+            first_chunk_ns = events.first_chunk_ns
             ttft = None
-            if present & _TTFT_BITS or events.first_chunk_ns is not None:
-                ttft = _ttft_ms(found, events.first_chunk_ns, start)
-            if ttft is not None:
-                event["ttft_ms"] = min(max(ttft, 0), latency_ms) if latency_ms is not None else max(ttft, 0)
+            if present & _TTFT_BITS or first_chunk_ns is not None:
+                ttft = _ttft_ms(found, first_chunk_ns, start)
+                if ttft is not None:
+                    event["ttft_ms"] = min(max(ttft, 0), latency_ms) if latency_ms is not None else max(ttft, 0)
 
             input_tokens = output_tokens = cached = None
             if present & _USAGE_BITS:
@@ -238,27 +237,26 @@ class Mapper:
                 if cached is not None:
                     event["cached_tokens"] = cached
 
-            stream = _stream(found) if present & _STREAM_BITS else None
-            # Only evidence sets it: a span that says nothing about streaming has no stream field.
-            if stream is None and (ttft is not None or events.first_chunk_ns is not None):
-                stream = True
-            if stream is not None:
-                event["stream"] = stream
+            if present & _STREAM_BITS or ttft is not None or first_chunk_ns is not None:
+                stream = _stream(found) if present & _STREAM_BITS else None
+                # Only evidence sets it: a span that says nothing about streaming has no stream field.
+                if stream is None and (ttft is not None or first_chunk_ns is not None):
+                    stream = True
+                if stream is not None:
+                    event["stream"] = stream
 
             cost = _explicit_cost(found) if present & _COST_BITS else None
             if cost is not None:
+                event["cost_usd"] = cost
                 cost_source = "span"
             elif (
                 options.compute_cost
-                and identity.model is not None
-                and identity.span_kind == "llm"
+                and identity.priced_model is not None
                 and (input_tokens is not None or output_tokens is not None)
             ):
-                # Agent and workflow spans that aggregate their children's usage are never priced (double counting).
                 cost = compute_cost(
-                    raw_provider=identity.raw_provider
-                    or (identity.provider if identity.provider != "custom" else None),
-                    model=identity.model,
+                    raw_provider=identity.pricing_provider,
+                    model=identity.priced_model,
                     input_tokens=input_tokens,
                     output_tokens=output_tokens,
                     cache_read_tokens=cached,
@@ -266,9 +264,8 @@ class Mapper:
                     start_time_ns=start,
                 )
                 if cost is not None:
+                    event["cost_usd"] = cost
                     cost_source = "genai-prices"
-            if cost is not None:
-                event["cost_usd"] = cost
 
             if present & _FINISH_REASON.bit:
                 finish = found.first(_FINISH_REASON)
@@ -278,8 +275,7 @@ class Mapper:
             if (
                 present & _CONTENT_BITS
                 or found.messages is not None
-                or events.prompt is not None
-                or events.completion is not None
+                or (events is not NO_EVENTS and (events.prompt is not None or events.completion is not None))
             ):
                 add_content(
                     event,
@@ -290,10 +286,7 @@ class Mapper:
                     max_chars=options.max_content_chars,
                 )
         else:
-            # design.md: a non-AI span gets no invented model.
-            event["provider"] = "custom"
-            event["operation"] = "custom"
-            event["span_kind"] = "general"
+            event.update(_NON_AI_FIELDS)
             if latency_ms is not None:
                 event["latency_ms"] = latency_ms
 
@@ -310,7 +303,6 @@ class Mapper:
         if origin is None or origin.resource is not span_resource or origin.scope is not scope:
             origin = self._origin(span_resource, scope)
         environment = origin.environment or state.environment
-        user = session = None
         if present & _CONTEXT_BITS:
             explicit_environment = found.first(_ENVIRONMENT)
             if explicit_environment is not None:
@@ -319,12 +311,14 @@ class Mapper:
             if user is None:
                 user = found.first(_METADATA_USER_ID)
             session = found.first(_SESSION_ID)
-        if environment:
+            if environment:
+                event["environment"] = environment
+            if user is not None:
+                event["user_id"] = fit(user)
+            if session is not None:
+                event["session_id"] = fit(session)
+        elif environment:
             event["environment"] = environment
-        if user is not None:
-            event["user_id"] = fit(user)
-        if session is not None:
-            event["session_id"] = fit(session)
 
         tags = self._identity_tags(span, found, state, origin, identity)
         # The token counts without an event field, and where the cost came from.
@@ -363,8 +357,10 @@ class Mapper:
         else:
             event = {"event_id": event_id_for(0, 0), "trace_id": _ZERO_TRACE, "span_id": _ZERO_SPAN}
         parent = span.parent
-        if parent is not None and parent.span_id:
-            event["parent_span_id"] = (parent.span_id & _MASK_64).to_bytes(8, "big").hex()
+        if parent is not None:
+            parent_span_id = parent.span_id
+            if parent_span_id:
+                event["parent_span_id"] = (parent_span_id & _MASK_64).to_bytes(8, "big").hex()
         return event
 
     def _timestamp(self, ns: int) -> str:
