@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import time
 from dataclasses import dataclass, replace
+from operator import itemgetter
 from typing import Any
 
 from opentelemetry.sdk.trace import ReadableSpan
@@ -72,6 +73,7 @@ _SPAN_KIND_NAMES = {id(kind): kind.name.lower() for kind in SpanKind}
 # design.md: a non-AI span gets no invented model.
 _NON_AI_FIELDS = {"provider": "custom", "operation": "custom", "span_kind": "general"}
 _NO_IDENTITY_TAGS = (None, None, None)  # a non-AI span's identity part of the identity tags memo key
+_KEY_AND_VALUE = itemgetter(1, 2)  # of a scan's (rank, key, value) context entry
 _ZERO_TRACE = "0" * 32
 _ZERO_SPAN = "0" * 16
 _CONTENT_BITS = 0
@@ -475,9 +477,8 @@ def _add_context_tags(found: Scan, state: _OptionsState, http_status: int | None
     if context:
         if len(context) > 1:
             context.sort()  # CONTEXT_TAG_KEYS order: ranks are distinct, so values are never compared
-        for _rank, key, value in context:
-            if value is not None:
-                pairs.append((key, value))
+        # (key, value) of each, made in C; fill_tags skips a None value as it skips any value without a tag text.
+        pairs += map(_KEY_AND_VALUE, context)
     if not found.present & _USER_METADATA_BITS and found.families is None:
         return
     if found.has(_HTTP_TARGET) and "http.route" not in attrs:

@@ -49,13 +49,14 @@ class KeyInfo:
     route: int
 
 
-ROUTE_BITS_ONLY = 0
-ROUTE_IDENTITY = 1
-ROUTE_CONTEXT = 2
+ROUTE_IGNORED = 0  # nothing: most keys of most spans (and no OR of a multi-digit int for them)
+ROUTE_BITS_ONLY = 1
+ROUTE_IDENTITY = 2
+ROUTE_CONTEXT = 3
 # A flattened message key, a prefix family, or several of identity and context tag (server.address is both).
-ROUTE_ANY = 3
+ROUTE_ANY = 4
 
-IGNORED = KeyInfo(bits=0, identity=False, family=None, suffix="", part=None, context_rank=-1, route=ROUTE_BITS_ONLY)
+IGNORED = KeyInfo(bits=0, identity=False, family=None, suffix="", part=None, context_rank=-1, route=ROUTE_IGNORED)
 
 
 def classify(key: Any) -> KeyInfo:
@@ -168,8 +169,10 @@ def scan(attrs: dict[Any, Any], memo: GenerationalMemo[Any, KeyInfo]) -> Scan:
             else:
                 info = remembered
             known = memo.young  # a put may start a new generation
-        present |= info.bits
         route = info.route
+        if route == ROUTE_IGNORED:
+            continue
+        present |= info.bits
         if route == ROUTE_BITS_ONLY:
             continue
         if route == ROUTE_IDENTITY:

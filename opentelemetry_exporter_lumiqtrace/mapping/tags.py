@@ -24,7 +24,8 @@ def fill_tags(
     max_value_chars: int,
 ) -> dict[str, str]:
     """Add the tags of ``pairs`` in order to ``tags`` (the result of earlier pairs) and return it."""
-    max_value_chars = max(max_value_chars, 0)
+    if max_value_chars < 0:
+        max_value_chars = 0
     if len(tags) >= max_tags:
         return tags
     plain = redactor.plain_tag_keys.young
