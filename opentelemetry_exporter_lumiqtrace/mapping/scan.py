@@ -170,7 +170,7 @@ def scan(attrs: dict[Any, Any], memo: GenerationalMemo[Any, KeyInfo]) -> Scan:
                 info = remembered
             known = memo.young  # a put may start a new generation
         route = info.route
-        if route == ROUTE_IGNORED:
+        if not route:  # ROUTE_IGNORED
             continue
         present |= info.bits
         if route == ROUTE_BITS_ONLY:

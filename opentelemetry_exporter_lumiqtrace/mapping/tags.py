@@ -44,18 +44,18 @@ def fill_tags(
         tag_key = plain.get(key)
         if tag_key is None:
             tag_key = redactor.plain_tag_key(key)
-        if tag_key is None:
-            if not key:
-                continue
-            tag_key = key[:DEFAULT_MAX_TAG_KEY_CHARS] if len(key) > DEFAULT_MAX_TAG_KEY_CHARS else key
-            if not tag_key.isascii():
-                tag_key = clean(tag_key)
-            if redactor.matches(tag_key):
-                tags[tag_key] = REDACTED
-                if len(tags) >= max_tags:
-                    break
-                continue
-            redactor.remember_plain_tag_key(key, tag_key)
+            if tag_key is None:
+                if not key:
+                    continue
+                tag_key = key[:DEFAULT_MAX_TAG_KEY_CHARS] if len(key) > DEFAULT_MAX_TAG_KEY_CHARS else key
+                if not tag_key.isascii():
+                    tag_key = clean(tag_key)
+                if redactor.matches(tag_key):
+                    tags[tag_key] = REDACTED
+                    if len(tags) >= max_tags:
+                        break
+                    continue
+                redactor.remember_plain_tag_key(key, tag_key)
             plain = redactor.plain_tag_keys.young
         if len(text) > max_value_chars:
             text = cap(text, max_value_chars)
