@@ -153,7 +153,7 @@ class Mapper:
         self._max_bytes = max_memo_bytes
         self._keys = new_key_memo(max_entries=max_memo_entries, max_bytes=max_memo_bytes)
         self._identities: GenerationalMemo[tuple[Any, ...], Identity] = GenerationalMemo(
-            max_entries=max_memo_entries, max_bytes=max_memo_bytes, weigh=_identity_weight, max_entry_bytes=1_024
+            max_entries=max_memo_entries, max_bytes=max_memo_bytes, weigh=_strings_weight, max_entry_bytes=1_024
         )
         self._seconds: GenerationalMemo[int, str] = GenerationalMemo(
             max_entries=4_096, max_bytes=4_096 * 24, weigh=lambda _second: 24
@@ -572,10 +572,6 @@ def _explicit_cost(found: Scan) -> float | None:
         cost = found.first(_COST_DETAILS)
     # The same 12 significant digits as a computed cost (issue 14): float sums like 2.5500000000000003e-06 are noise.
     return round_cost(cost) if cost is not None else None
-
-
-def _identity_weight(key: tuple[Any, ...]) -> int:
-    return sum(len(part) if isinstance(part, str) else 8 for part in key)
 
 
 __all__ = ["Mapper", "event_id_for"]
