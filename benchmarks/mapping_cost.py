@@ -12,13 +12,18 @@ exporter gets them) under a provider with a resource, in batches like the batch 
 - ``new-key-each-span``: today's set with one attribute key never seen before on every span;
 - ``http-server``: plain HTTP SERVER spans, 12 attributes;
 - ``openinference-10-messages``: OpenInference LLM spans with ten flattened messages and 2 KB
-  ``input.value``/``output.value``.
+  ``input.value``/``output.value``;
+- ``mix`` and ``tiered-prices``: the workloads of that name of ``suite.py`` (``workloads.py``).
 
 Pricing is off (``compute_cost=False``) unless ``--compute-cost``: the cost of pricing is the pricing module's. Each
 round maps spans the mapper has not seen in that round's order; spans of ``new-key-each-span`` and
 ``varying-keys`` are fresh in every round. Printed: the median over rounds of CPU microseconds per span
 (``time.thread_time``), and each workload's ratio to ``today``. The figures are for one machine at one time: on a
 shared machine, compare rows of the same run only.
+
+``--count`` adds what a busy machine cannot blur: Python function calls and bytecode instructions per span of the
+mapping (``sys.settrace`` over a warm mapper, so counted, not timed). Fewer of both is what makes the mapping cheaper;
+they do not weigh C work (hashing, copying), so the times stay the figure that counts.
 """
 
 from __future__ import annotations
@@ -162,6 +167,43 @@ def _bounded(attrs: dict[str, Any]) -> Any:
     return BoundedAttributes(attributes=attrs, immutable=True)
 
 
+def _suite_workload(name: str, count: int) -> list[Any]:
+    import workloads
+
+    maker = workloads.SpanMaker(workloads.BY_NAME[name])
+    try:
+        return maker.spans(count)
+    finally:
+        maker.close()
+
+
+def _calls_and_opcodes_per_span(
+    map_span: Callable[[Any, Any], Any], options: Any, spans: Sequence[Any]
+) -> tuple[float, float]:
+    """Python calls and bytecode instructions per span of ``map_span`` on ``spans`` (the mapper warmed on them)."""
+    for span in spans:
+        map_span(span, options)
+    calls = opcodes = 0
+
+    def trace(frame: Any, event: str, arg: Any) -> Any:
+        nonlocal calls, opcodes
+        if event == "call":
+            calls += 1
+            frame.f_trace_opcodes = True
+            frame.f_trace_lines = False
+        elif event == "opcode":
+            opcodes += 1
+        return trace
+
+    sys.settrace(trace)
+    try:
+        for span in spans:
+            map_span(span, options)
+    finally:
+        sys.settrace(None)
+    return (calls - len(spans)) / len(spans), opcodes / len(spans)  # map_span's own call is not counted
+
+
 def _cpu_us_per_span(map_span: Callable[[Any, Any], Any], options: Any, spans: Sequence[Any]) -> float:
     started = time.thread_time()
     for span in spans:
@@ -174,6 +216,9 @@ def main() -> None:
     parser.add_argument("--spans", type=int, default=2048, help="spans per workload and round (default: %(default)s)")
     parser.add_argument("--rounds", type=int, default=7, help="measured rounds (default: %(default)s)")
     parser.add_argument("--compute-cost", action="store_true", help="price LLM spans as the exporter does by default")
+    parser.add_argument(
+        "--count", action="store_true", help="also count Python calls and bytecodes per span (deterministic)"
+    )
     args = parser.parse_args()
     where, map_span, options = _mapper(compute_cost=args.compute_cost)
     pricing = "on" if args.compute_cost else "off"
@@ -188,8 +233,12 @@ def main() -> None:
     rounds = args.rounds + 1  # the first round warms up and is not counted
     varying = [_spans(_varying(seed), args.spans) for seed in range(rounds)]
     new_keys = [_with_new_key(today, r) for r in range(rounds)]
+    mix = _suite_workload("mix", args.spans)
+    tiered = _suite_workload("tiered-prices", args.spans)
     workloads: dict[str, Callable[[int], Sequence[Any]]] = {
         "today": lambda r: today,
+        "mix": lambda r: mix,
+        "tiered-prices": lambda r: tiered,
         "varying-keys": lambda r: varying[r],
         "new-key-each-span": lambda r: new_keys[r],
         "http-server": lambda r: http,
@@ -201,11 +250,21 @@ def main() -> None:
             figure = _cpu_us_per_span(map_span, options, spans_of(r))
             if r:
                 results[name].append(figure)
+    counts: dict[str, tuple[float, float]] = {}
+    if args.count:
+        # On 256 spans of the last round, with a mapper of its own (warmed on them first).
+        _, count_map_span, _ = _mapper(compute_cost=args.compute_cost)
+        counts = {
+            name: _calls_and_opcodes_per_span(count_map_span, options, spans_of(rounds - 1)[:256])
+            for name, spans_of in workloads.items()
+        }
     base = _common.median(results["today"])
-    print(f"{'workload':<28} {'µs/span':>8} {'vs today':>9}")
+    count_header = f" {'calls/span':>11} {'bytecodes/span':>15}" if counts else ""
+    print(f"{'workload':<28} {'µs/span':>8} {'vs today':>9}{count_header}")
     for name, figures in results.items():
         med = _common.median(figures)
-        print(f"{name:<28} {med:8.2f} {med / base:8.2f}x")
+        count_cells = f" {counts[name][0]:11.1f} {counts[name][1]:15.0f}" if counts else ""
+        print(f"{name:<28} {med:8.2f} {med / base:8.2f}x{count_cells}")
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from opentelemetry_exporter_lumiqtrace.mapping import conventions as c
 from opentelemetry_exporter_lumiqtrace.mapping.scan import Scan
@@ -25,6 +25,32 @@ class Identity:
     operation: str
     span_kind: str
     raw_operation: str | None
+    # Derived once per identity (the mapper memoises identities), not once per span:
+    # the event's fields provider, model, operation and span_kind, in the event's order;
+    event_fields: dict[str, str] = field(init=False, compare=False, repr=False)
+    # the model a span is priced by from its tokens, None when it is not priced (agent and workflow spans that
+    # aggregate their children's usage never are: double counting), and the provider value the pricing is asked with;
+    priced_model: str | None = field(init=False, compare=False, repr=False)
+    pricing_provider: str | None = field(init=False, compare=False, repr=False)
+    # (raw provider, raw operation, requested model), the identity's part of the identity tags memo key; None when one
+    # is a str subclass (an equal key that would keep its type in the tags).
+    tag_values: tuple[str | None, str | None, str | None] | None = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        event_fields = {"provider": self.provider}
+        if self.wire_model is not None:
+            event_fields["model"] = self.wire_model
+        event_fields["operation"] = self.operation
+        event_fields["span_kind"] = self.span_kind
+        tag_values = (self.raw_provider, self.raw_operation, self.request_model)
+        derived = {
+            "event_fields": event_fields,
+            "priced_model": self.model if self.span_kind == "llm" else None,
+            "pricing_provider": self.raw_provider or (self.provider if self.provider != "custom" else None),
+            "tag_values": tag_values if all(v is None or v.__class__ is str for v in tag_values) else None,
+        }
+        for name, value in derived.items():
+            object.__setattr__(self, name, value)
 
 
 def identify(scan: Scan) -> Identity:

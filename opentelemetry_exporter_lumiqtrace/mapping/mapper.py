@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import time
 from dataclasses import dataclass, replace
+from operator import itemgetter
 from typing import Any
 
 from opentelemetry.sdk.trace import ReadableSpan
@@ -69,6 +70,10 @@ _MAX_LATENCY_MS = 2**63 - 1
 _MILLIS = tuple(f".{ms:03d}Z" for ms in range(1000))
 # By id(): hashing an Enum member runs Python code; members live as long as the process.
 _SPAN_KIND_NAMES = {id(kind): kind.name.lower() for kind in SpanKind}
+# design.md: a non-AI span gets no invented model.
+_NON_AI_FIELDS = {"provider": "custom", "operation": "custom", "span_kind": "general"}
+_NO_IDENTITY_TAGS = (None, None, None)  # a non-AI span's identity part of the identity tags memo key
+_KEY_AND_VALUE = itemgetter(1, 2)  # of a scan's (rank, key, value) context entry
 _ZERO_TRACE = "0" * 32
 _ZERO_SPAN = "0" * 16
 _CONTENT_BITS = 0
@@ -98,10 +103,18 @@ def event_id_for(trace_id: int, span_id: int) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class _Resource:
-    resource: Any  # kept so that a recycled id() is told apart
+class _Origin:
+    """What the mapping reads from a span's resource and instrumentation scope (shared by the spans of one tracer)."""
+
+    resource: Any  # both kept so that a recycled id() is told apart
+    scope: Any
     environment: str | None  # as the event's field (fit)
     service_name: str | None
+    scope_name: str | None
+    scope_version: str | None
+    # (service, scope name, scope version), the origin's part of the identity tags memo key; None when one is a str
+    # subclass.
+    tag_values: tuple[str | None, str | None, str | None] | None
 
 
 class _OptionsState:
@@ -113,15 +126,17 @@ class _OptionsState:
         self.options = options
         self.environment = fit(options.environment) if options.environment else None  # as the event's field
         self.redactor = Redactor(options.redact_keys)
-        # (span name, kind, service, scope name and version, raw provider, raw operation, requested model) -> their
-        # tags, for spans without lumiqtrace.tags.*.
-        self.head_tags: GenerationalMemo[tuple[str | None, ...], dict[str, str]] = GenerationalMemo(
+        # (span name, kind, the origin's and the identity's tag values) -> their tags, for spans without
+        # lumiqtrace.tags.*.
+        self.head_tags: GenerationalMemo[tuple[Any, ...], dict[str, str]] = GenerationalMemo(
             max_entries=max_entries, max_bytes=max_bytes, weigh=_strings_weight
         )
 
 
 def _strings_weight(key: tuple[Any, ...]) -> int:
-    return sum(len(part) if isinstance(part, str) else 8 for part in key)
+    return sum(
+        len(part) if isinstance(part, str) else _strings_weight(part) if isinstance(part, tuple) else 8 for part in key
+    )
 
 
 class Mapper:
@@ -138,13 +153,13 @@ class Mapper:
         self._max_bytes = max_memo_bytes
         self._keys = new_key_memo(max_entries=max_memo_entries, max_bytes=max_memo_bytes)
         self._identities: GenerationalMemo[tuple[Any, ...], Identity] = GenerationalMemo(
-            max_entries=max_memo_entries, max_bytes=max_memo_bytes, weigh=_identity_weight, max_entry_bytes=1_024
+            max_entries=max_memo_entries, max_bytes=max_memo_bytes, weigh=_strings_weight, max_entry_bytes=1_024
         )
         self._seconds: GenerationalMemo[int, str] = GenerationalMemo(
             max_entries=4_096, max_bytes=4_096 * 24, weigh=lambda _second: 24
         )
-        self._resources: GenerationalMemo[int, _Resource] = GenerationalMemo(
-            max_entries=64, max_bytes=64 * 64, weigh=lambda _id: 64
+        self._origins: GenerationalMemo[tuple[int, int], _Origin] = GenerationalMemo(
+            max_entries=64, max_bytes=64 * 64, weigh=lambda _ids: 64
         )
         self._messages = new_message_memo(max_entries=512, max_bytes=max_memo_bytes)
         self._state: _OptionsState | None = None
@@ -163,7 +178,12 @@ class Mapper:
         start = span.start_time
         if start.__class__ is not int:
             start = start if isinstance(start, int) else None
-        event["timestamp"] = self._timestamp(start if start is not None else time.time_ns())
+        ns = start if start is not None else time.time_ns()
+        # The memo holds valid seconds only, so a hit needs no range check.
+        prefix = self._seconds.young.get(ns // 1_000_000_000)
+        event["timestamp"] = (
+            prefix + _MILLIS[ns % 1_000_000_000 // 1_000_000] if prefix is not None else self._timestamp(ns)
+        )
         end = span.end_time
         latency_ms = round((end - start) / 1e6) if start is not None and isinstance(end, int) and end >= start else None
         span_events = span.events
@@ -172,42 +192,46 @@ class Mapper:
         identity: Identity | None = None
         cost_source: str | None = None
         reasoning = cache_write = None
+        present = found.present
         if found.ai:
             identity = self._identity(found)
             if (
                 identity.span_kind == "tool"
-                and not found.present & _EXPLICIT_KIND_BITS
+                and not present & _EXPLICIT_KIND_BITS
                 and isinstance(span.name, str)
                 and span.name.startswith(c.HANDOFF_NAME_PREFIX)
             ):
                 identity = _as_handoff(identity)
-            event["provider"] = identity.provider
-            if identity.wire_model is not None:
-                event["model"] = identity.wire_model
-            event["operation"] = identity.operation
-            event["span_kind"] = identity.span_kind
-            if latency_ms == 0 and found.present & _LOGFIRE_DURATION.bit:
+            event.update(identity.event_fields)
+            if latency_ms == 0 and present & _LOGFIRE_DURATION.bit:
                 latency_ms = _logfire_log_latency_ms(found)
             if latency_ms is not None:
                 event["latency_ms"] = latency_ms
+            first_chunk_ns = events.first_chunk_ns
             ttft = None
-            if found.present & _TTFT_BITS or events.first_chunk_ns is not None:
-                ttft = _ttft_ms(found, events.first_chunk_ns, start)
-            if ttft is not None:
-                event["ttft_ms"] = min(max(ttft, 0), latency_ms) if latency_ms is not None else max(ttft, 0)
+            if present & _TTFT_BITS or first_chunk_ns is not None:
+                ttft = _ttft_ms(found, first_chunk_ns, start)
+                if ttft is not None:
+                    event["ttft_ms"] = min(max(ttft, 0), latency_ms) if latency_ms is not None else max(ttft, 0)
 
             input_tokens = output_tokens = cached = None
-            if found.present & _USAGE_BITS:
-                input_tokens = found.first(_INPUT_TOKENS)
-                output_tokens = found.first(_OUTPUT_TOKENS)
-                if input_tokens is None and output_tokens is not None:
+            if present & _USAGE_BITS:
+                # Each read only when its bit says a key of the field is there: a call saved per absent field.
+                if present & _INPUT_TOKENS.bit:
+                    input_tokens = found.first(_INPUT_TOKENS)
+                if present & _OUTPUT_TOKENS.bit:
+                    output_tokens = found.first(_OUTPUT_TOKENS)
+                if input_tokens is None and output_tokens is not None and present & _TOTAL_TOKENS.bit:
                     total = found.first(_TOTAL_TOKENS)
                     if total is not None and total >= output_tokens:
                         input_tokens = total - output_tokens
-                if found.present & _DETAIL_USAGE_BITS:
-                    cached = found.first(_CACHE_READ_TOKENS)
-                    cache_write = found.first(_CACHE_WRITE_TOKENS)
-                    reasoning = found.first(_REASONING_TOKENS)
+                if present & _DETAIL_USAGE_BITS:
+                    if present & _CACHE_READ_TOKENS.bit:
+                        cached = found.first(_CACHE_READ_TOKENS)
+                    if present & _CACHE_WRITE_TOKENS.bit:
+                        cache_write = found.first(_CACHE_WRITE_TOKENS)
+                    if present & _REASONING_TOKENS.bit:
+                        reasoning = found.first(_REASONING_TOKENS)
                 if input_tokens is not None:
                     event["input_tokens"] = input_tokens
                 if output_tokens is not None:
@@ -215,27 +239,26 @@ class Mapper:
                 if cached is not None:
                     event["cached_tokens"] = cached
 
-            stream = _stream(found) if found.present & _STREAM_BITS else None
-            # Only evidence sets it: a span that says nothing about streaming has no stream field.
-            if stream is None and (ttft is not None or events.first_chunk_ns is not None):
-                stream = True
-            if stream is not None:
-                event["stream"] = stream
+            if present & _STREAM_BITS or ttft is not None or first_chunk_ns is not None:
+                stream = _stream(found) if present & _STREAM_BITS else None
+                # Only evidence sets it: a span that says nothing about streaming has no stream field.
+                if stream is None and (ttft is not None or first_chunk_ns is not None):
+                    stream = True
+                if stream is not None:
+                    event["stream"] = stream
 
-            cost = _explicit_cost(found) if found.present & _COST_BITS else None
+            cost = _explicit_cost(found) if present & _COST_BITS else None
             if cost is not None:
+                event["cost_usd"] = cost
                 cost_source = "span"
             elif (
                 options.compute_cost
-                and identity.model is not None
-                and identity.span_kind == "llm"
+                and identity.priced_model is not None
                 and (input_tokens is not None or output_tokens is not None)
             ):
-                # Agent and workflow spans that aggregate their children's usage are never priced (double counting).
                 cost = compute_cost(
-                    raw_provider=identity.raw_provider
-                    or (identity.provider if identity.provider != "custom" else None),
-                    model=identity.model,
+                    raw_provider=identity.pricing_provider,
+                    model=identity.priced_model,
                     input_tokens=input_tokens,
                     output_tokens=output_tokens,
                     cache_read_tokens=cached,
@@ -243,19 +266,18 @@ class Mapper:
                     start_time_ns=start,
                 )
                 if cost is not None:
+                    event["cost_usd"] = cost
                     cost_source = "genai-prices"
-            if cost is not None:
-                event["cost_usd"] = cost
 
-            finish = found.first(_FINISH_REASON)
-            if finish is not None:
-                event["finish_reason"] = fit(finish)
+            if present & _FINISH_REASON.bit:
+                finish = found.first(_FINISH_REASON)
+                if finish is not None:
+                    event["finish_reason"] = fit(finish)
 
             if (
-                found.present & _CONTENT_BITS
+                present & _CONTENT_BITS
                 or found.messages is not None
-                or events.prompt is not None
-                or events.completion is not None
+                or (events is not NO_EVENTS and (events.prompt is not None or events.completion is not None))
             ):
                 add_content(
                     event,
@@ -266,10 +288,7 @@ class Mapper:
                     max_chars=options.max_content_chars,
                 )
         else:
-            # design.md: a non-AI span gets no invented model.
-            event["provider"] = "custom"
-            event["operation"] = "custom"
-            event["span_kind"] = "general"
+            event.update(_NON_AI_FIELDS)
             if latency_ms is not None:
                 event["latency_ms"] = latency_ms
 
@@ -280,10 +299,13 @@ class Mapper:
         if result.error_message is not None:
             event["error_message"] = clean(result.error_message)
 
-        resource = self._resource(span.resource)
-        environment = resource.environment or state.environment
-        user = session = None
-        if found.present & _CONTEXT_BITS:
+        span_resource = span.resource
+        scope = span.instrumentation_scope
+        origin = self._origins.young.get((id(span_resource), id(scope)))
+        if origin is None or origin.resource is not span_resource or origin.scope is not scope:
+            origin = self._origin(span_resource, scope)
+        environment = origin.environment or state.environment
+        if present & _CONTEXT_BITS:
             explicit_environment = found.first(_ENVIRONMENT)
             if explicit_environment is not None:
                 environment = fit(explicit_environment)
@@ -291,15 +313,24 @@ class Mapper:
             if user is None:
                 user = found.first(_METADATA_USER_ID)
             session = found.first(_SESSION_ID)
-        if environment:
+            if environment:
+                event["environment"] = environment
+            if user is not None:
+                event["user_id"] = fit(user)
+            if session is not None:
+                event["session_id"] = fit(session)
+        elif environment:
             event["environment"] = environment
-        if user is not None:
-            event["user_id"] = fit(user)
-        if session is not None:
-            event["session_id"] = fit(session)
 
-        tags = self._identity_tags(span, found, state, resource.service_name, identity)
-        pairs = _usage_tags(reasoning, cache_write, cost_source) if identity is not None else []
+        tags = self._identity_tags(span, found, state, origin, identity)
+        # The token counts without an event field, and where the cost came from.
+        pairs: list[tuple[str, Any]] = []
+        if reasoning is not None:
+            pairs.append(("tokens.reasoning", reasoning))
+        if cache_write is not None:
+            pairs.append(("tokens.cache_write", cache_write))
+        if cost_source is not None:
+            pairs.append(("cost.source", cost_source))
         _add_context_tags(found, state, result.http_status, pairs)
         if pairs:
             tags = fill_tags(pairs, tags, state.redactor, options.max_tags, options.max_tag_value_chars)
@@ -328,8 +359,10 @@ class Mapper:
         else:
             event = {"event_id": event_id_for(0, 0), "trace_id": _ZERO_TRACE, "span_id": _ZERO_SPAN}
         parent = span.parent
-        if parent is not None and parent.span_id:
-            event["parent_span_id"] = (parent.span_id & _MASK_64).to_bytes(8, "big").hex()
+        if parent is not None:
+            parent_span_id = parent.span_id
+            if parent_span_id:
+                event["parent_span_id"] = (parent_span_id & _MASK_64).to_bytes(8, "big").hex()
         return event
 
     def _timestamp(self, ns: int) -> str:
@@ -359,10 +392,7 @@ class Mapper:
                 self._identities.put(memo_key, identity)
         return identity
 
-    def _resource(self, resource: Any) -> _Resource:
-        entry = self._resources.young.get(id(resource))
-        if entry is not None and entry.resource is resource:
-            return entry
+    def _origin(self, resource: Any, scope: Any) -> _Origin:
         attrs = getattr(resource, "attributes", None) or {}
         environment = None
         for key in c.ENVIRONMENT_RESOURCE_KEYS:
@@ -371,72 +401,57 @@ class Mapper:
             if environment is not None:
                 break
         service = attrs.get("service.name")
-        entry = _Resource(
+        service_name = as_str(service) if service is not None else None
+        scope_name = scope.name if scope is not None else None
+        scope_version = scope.version if scope is not None else None
+        tag_values = (service_name, scope_name, scope_version)
+        entry = _Origin(
             resource=resource,
+            scope=scope,
             environment=fit(environment) if environment is not None else None,
-            service_name=as_str(service) if service is not None else None,
+            service_name=service_name,
+            scope_name=scope_name,
+            scope_version=scope_version,
+            tag_values=tag_values if all(v is None or v.__class__ is str for v in tag_values) else None,
         )
         if resource is not None:
-            self._resources.put(id(resource), entry)
+            self._origins.put((id(resource), id(scope)), entry)
         return entry
 
     def _identity_tags(
-        self, span: ReadableSpan, found: Scan, state: _OptionsState, service_name: str | None, identity: Identity | None
+        self, span: ReadableSpan, found: Scan, state: _OptionsState, origin: _Origin, identity: Identity | None
     ) -> dict[str, str]:
         """``lumiqtrace.tags.*``, the identity tags (span name, kind, service, scope) and the raw values of an AI
         span's identity that the wire enums lose (provider, operation, requested model)."""
         name = span.name
         kind_name = _SPAN_KIND_NAMES.get(id(span.kind), "internal")
-        scope = span.instrumentation_scope
-        scope_name = scope.name if scope is not None else None
-        scope_version = scope.version if scope is not None else None
-        raw_provider = raw_operation = request_model = None
-        if identity is not None:
-            raw_provider = identity.raw_provider
-            raw_operation = identity.raw_operation
-            request_model = identity.request_model
         lqt_tags = found.family(c.Family.LQT_TAG) if found.families is not None else None
-        # These tags repeat across spans: filled once per options. Exact str only: a str subclass is an equal key but
-        # keeps its type in the tags. A scope without name and version gives the tags of no scope.
+        identity_values = identity.tag_values if identity is not None else _NO_IDENTITY_TAGS
+        # These tags repeat across spans: filled once per options, keyed by the values they are made of (the origin's
+        # and the identity's values are tuples made once per origin and identity). Exact str only: a str subclass is
+        # an equal key but keeps its type in the tags. A scope without name and version gives the tags of no scope.
         memo_key = None
-        if (
-            lqt_tags is None
-            and name.__class__ is str
-            and (service_name is None or service_name.__class__ is str)
-            and (scope_name is None or scope_name.__class__ is str)
-            and (scope_version is None or scope_version.__class__ is str)
-            and (raw_provider is None or raw_provider.__class__ is str)
-            and (raw_operation is None or raw_operation.__class__ is str)
-            and (request_model is None or request_model.__class__ is str)
-        ):
-            memo_key = (
-                name,
-                kind_name,
-                service_name,
-                scope_name,
-                scope_version,
-                raw_provider,
-                raw_operation,
-                request_model,
-            )
+        if lqt_tags is None and name.__class__ is str and origin.tag_values is not None and identity_values is not None:
+            memo_key = (name, kind_name, origin.tag_values, identity_values)
             cached = state.head_tags.young.get(memo_key)
             if cached is None:
                 cached = state.head_tags.get(memo_key)
             if cached is not None:
                 return cached.copy()
         pairs: list[tuple[str, Any]] = [*(lqt_tags or ()), ("otel.span_name", name), ("otel.span_kind", kind_name)]
-        if service_name is not None:
-            pairs.append(("service.name", service_name))
-        if scope is not None:
-            pairs.append(("otel.scope.name", scope_name))
-            if scope_version:
-                pairs.append(("otel.scope.version", scope_version))
-        if raw_provider is not None:
-            pairs.append(("gen_ai.provider.name", raw_provider))
-        if raw_operation is not None:
-            pairs.append(("gen_ai.operation.name", raw_operation))
-        if request_model is not None:
-            pairs.append(("gen_ai.request.model", request_model))
+        if origin.service_name is not None:
+            pairs.append(("service.name", origin.service_name))
+        if origin.scope is not None:
+            pairs.append(("otel.scope.name", origin.scope_name))
+            if origin.scope_version:
+                pairs.append(("otel.scope.version", origin.scope_version))
+        if identity is not None:
+            if identity.raw_provider is not None:
+                pairs.append(("gen_ai.provider.name", identity.raw_provider))
+            if identity.raw_operation is not None:
+                pairs.append(("gen_ai.operation.name", identity.raw_operation))
+            if identity.request_model is not None:
+                pairs.append(("gen_ai.request.model", identity.request_model))
         tags = self._fill(state, pairs, {})
         if memo_key is not None:
             state.head_tags.put(memo_key, tags.copy())
@@ -446,18 +461,6 @@ class Mapper:
     def _fill(state: _OptionsState, pairs: list[tuple[str, Any]], tags: dict[str, str]) -> dict[str, str]:
         options = state.options
         return fill_tags(pairs, tags, state.redactor, options.max_tags, options.max_tag_value_chars)
-
-
-def _usage_tags(reasoning: int | None, cache_write: int | None, cost_source: str | None) -> list[tuple[str, Any]]:
-    """The token counts without an event field, and where the cost came from."""
-    pairs: list[tuple[str, Any]] = []
-    if reasoning is not None:
-        pairs.append(("tokens.reasoning", reasoning))
-    if cache_write is not None:
-        pairs.append(("tokens.cache_write", cache_write))
-    if cost_source is not None:
-        pairs.append(("cost.source", cost_source))
-    return pairs
 
 
 def _add_context_tags(found: Scan, state: _OptionsState, http_status: int | None, pairs: list[tuple[str, Any]]) -> None:
@@ -474,9 +477,8 @@ def _add_context_tags(found: Scan, state: _OptionsState, http_status: int | None
     if context:
         if len(context) > 1:
             context.sort()  # CONTEXT_TAG_KEYS order: ranks are distinct, so values are never compared
-        for _rank, key, value in context:
-            if value is not None:
-                pairs.append((key, value))
+        # (key, value) of each, made in C; fill_tags skips a None value as it skips any value without a tag text.
+        pairs += map(_KEY_AND_VALUE, context)
     if not found.present & _USER_METADATA_BITS and found.families is None:
         return
     if found.has(_HTTP_TARGET) and "http.route" not in attrs:
@@ -570,10 +572,6 @@ def _explicit_cost(found: Scan) -> float | None:
         cost = found.first(_COST_DETAILS)
     # The same 12 significant digits as a computed cost (issue 14): float sums like 2.5500000000000003e-06 are noise.
     return round_cost(cost) if cost is not None else None
-
-
-def _identity_weight(key: tuple[Any, ...]) -> int:
-    return sum(len(part) if isinstance(part, str) else 8 for part in key)
 
 
 __all__ = ["Mapper", "event_id_for"]

@@ -25,6 +25,9 @@ _CONTEXT_RANK = {key: rank for rank, key in enumerate(c.CONTEXT_TAG_KEYS)}
 _FAMILY_PREFIXES = tuple(prefix for prefix, _family in c.PREFIX_FAMILIES)
 _MESSAGE_FAMILIES = frozenset((*c.PROMPT_FAMILIES, *c.RESPONSE_FAMILIES))
 _IDENTITY_KEYS = frozenset(key for name in c.IDENTITY_FIELDS for key in c.FIELDS[name].keys)
+# A key with none of these prefixes that is no exact key of a field or context tag is ignored (most new keys).
+_NOTABLE_PREFIXES = (*_FAMILY_PREFIXES, c.LQT_PREFIX, *c.AI_PREFIXES)
+_EXACT_KEYS = frozenset((*_FIELD_BITS, *_CONTEXT_RANK))
 
 
 # Set in a scan's bits when a key makes the span an AI span (above every field bit).
@@ -41,16 +44,24 @@ class KeyInfo:
     suffix: str
     part: FlatPart | None  # a flattened message key: the part it names (parsed here, once per distinct key)
     context_rank: int  # position in CONTEXT_TAG_KEYS, or -1
-    # Any of identity, family or context: the pass looks at those only then (most keys only set bits).
-    more: bool
+    # What else the pass does with the key's value (a ROUTE_*): most keys only set bits, and most of the others are
+    # only an identity key or only a context tag key, each one test away.
+    route: int
 
 
-IGNORED = KeyInfo(bits=0, identity=False, family=None, suffix="", part=None, context_rank=-1, more=False)
+ROUTE_IGNORED = 0  # nothing: most keys of most spans (and no OR of a multi-digit int for them)
+ROUTE_BITS_ONLY = 1
+ROUTE_IDENTITY = 2
+ROUTE_CONTEXT = 3
+# A flattened message key, a prefix family, or several of identity and context tag (server.address is both).
+ROUTE_ANY = 4
+
+IGNORED = KeyInfo(bits=0, identity=False, family=None, suffix="", part=None, context_rank=-1, route=ROUTE_IGNORED)
 
 
 def classify(key: Any) -> KeyInfo:
     """The conventions' rules for one key (exact keys of the field table, prefix families, AI prefixes)."""
-    if not isinstance(key, str):
+    if not isinstance(key, str) or not (key.startswith(_NOTABLE_PREFIXES) or key in _EXACT_KEYS):
         return IGNORED
     family: c.Family | None = None
     suffix = ""
@@ -73,6 +84,14 @@ def classify(key: Any) -> KeyInfo:
     if not (bits or family is not None or part is not None or rank >= 0):
         return IGNORED
     identity = key in _IDENTITY_KEYS
+    if part is not None or family is not None or (identity and rank >= 0):
+        route = ROUTE_ANY
+    elif identity:
+        route = ROUTE_IDENTITY
+    elif rank >= 0:
+        route = ROUTE_CONTEXT
+    else:
+        route = ROUTE_BITS_ONLY
     return KeyInfo(
         bits=bits,
         identity=identity,
@@ -80,7 +99,7 @@ def classify(key: Any) -> KeyInfo:
         suffix=suffix,
         part=part,
         context_rank=rank,
-        more=identity or family is not None or part is not None or rank >= 0,
+        route=route,
     )
 
 
@@ -139,15 +158,28 @@ def scan(attrs: dict[Any, Any], memo: GenerationalMemo[Any, KeyInfo]) -> Scan:
     message_items: list[tuple[FlatPart, Any]] = []
     known = memo.young
     for key, value in attrs.items():
-        info = known.get(key)
-        if info is None:
-            info = memo.get(key)
-            if info is None:
+        try:
+            # A subscript, not get(): the usual key is known, and a miss costs no more than classifying it does.
+            info = known[key]
+        except KeyError:
+            remembered = memo.get(key)
+            if remembered is None:
                 info = classify(key)
                 memo.put(key, info)
+            else:
+                info = remembered
             known = memo.young  # a put may start a new generation
+        route = info.route
+        if not route:  # ROUTE_IGNORED
+            continue
         present |= info.bits
-        if info.more:
+        if route == ROUTE_BITS_ONLY:
+            continue
+        if route == ROUTE_IDENTITY:
+            identity_items += (key, value)
+        elif route == ROUTE_CONTEXT:
+            context.append((info.context_rank, key, value))
+        else:
             part = info.part
             if part is not None:
                 # A flattened message key (the most keys of a span with messages) is nothing else.

@@ -24,7 +24,8 @@ def fill_tags(
     max_value_chars: int,
 ) -> dict[str, str]:
     """Add the tags of ``pairs`` in order to ``tags`` (the result of earlier pairs) and return it."""
-    max_value_chars = max(max_value_chars, 0)
+    if max_value_chars < 0:
+        max_value_chars = 0
     if len(tags) >= max_tags:
         return tags
     plain = redactor.plain_tag_keys.young
@@ -43,18 +44,18 @@ def fill_tags(
         tag_key = plain.get(key)
         if tag_key is None:
             tag_key = redactor.plain_tag_key(key)
-        if tag_key is None:
-            if not key:
-                continue
-            tag_key = key[:DEFAULT_MAX_TAG_KEY_CHARS] if len(key) > DEFAULT_MAX_TAG_KEY_CHARS else key
-            if not tag_key.isascii():
-                tag_key = clean(tag_key)
-            if redactor.matches(tag_key):
-                tags[tag_key] = REDACTED
-                if len(tags) >= max_tags:
-                    break
-                continue
-            redactor.remember_plain_tag_key(key, tag_key)
+            if tag_key is None:
+                if not key:
+                    continue
+                tag_key = key[:DEFAULT_MAX_TAG_KEY_CHARS] if len(key) > DEFAULT_MAX_TAG_KEY_CHARS else key
+                if not tag_key.isascii():
+                    tag_key = clean(tag_key)
+                if redactor.matches(tag_key):
+                    tags[tag_key] = REDACTED
+                    if len(tags) >= max_tags:
+                        break
+                    continue
+                redactor.remember_plain_tag_key(key, tag_key)
             plain = redactor.plain_tag_keys.young
         if len(text) > max_value_chars:
             text = cap(text, max_value_chars)

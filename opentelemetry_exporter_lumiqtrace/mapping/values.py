@@ -51,7 +51,7 @@ def fit(text: str) -> str:
 
 def as_str(value: Any) -> str | None:
     """A non-empty identifier-like string (ids, names, models), or ``None``."""
-    if isinstance(value, str):
+    if value.__class__ is str or isinstance(value, str):
         return value if value and not value.isspace() else None
     if isinstance(value, bool):
         return None
@@ -66,6 +66,8 @@ def as_str(value: Any) -> str | None:
 
 def as_int(value: Any) -> int | None:
     """A non-negative int from an int, a finite float or a numeric string; ``None`` otherwise."""
+    if value.__class__ is int:  # the usual token count, without the isinstance ladder (bool is not exactly int)
+        return value if 0 <= value <= MAX_TOKENS else None
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
@@ -87,6 +89,8 @@ def as_int(value: Any) -> int | None:
 
 def as_float(value: Any) -> float | None:
     """A finite, non-negative float from a number or a numeric string; ``None`` otherwise."""
+    if value.__class__ is float:  # NaN fails both comparisons
+        return value if 0.0 <= value < math.inf else None
     if isinstance(value, bool):
         return None
     if isinstance(value, (int, float)):
