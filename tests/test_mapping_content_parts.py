@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from opentelemetry_exporter_lumiqtrace.mapping import Mapper, MappingOptions
+from opentelemetry_exporter_lumiqtrace.mapping import Mapper, MappingOptions, content
 from opentelemetry_exporter_lumiqtrace.mapping.content import messages_from_flat, prompt_hash
 from opentelemetry_exporter_lumiqtrace.mapping.conventions import Family
 from opentelemetry_exporter_lumiqtrace.mapping.flat import FlatPart, PartKind, flat_part
@@ -104,3 +105,59 @@ def test_prompt_hash_is_sha256_of_the_documented_canonical_json(messages: list[t
         ensure_ascii=False,
     )
     assert prompt_hash(messages) == hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+# --- JSON read with orjson when installed: exactly what json.loads reads ---------------------------------------------
+
+_JSON_NUMBERS = st.one_of(
+    st.integers(),
+    st.integers(min_value=2**62, max_value=2**80),
+    st.integers(min_value=-(2**80), max_value=-(2**62)),
+    st.floats(allow_nan=True, allow_infinity=True),
+)
+_JSON_VALUES = st.recursive(
+    st.one_of(st.none(), st.booleans(), _JSON_NUMBERS, _TEXT),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_TEXT, inner, max_size=4),
+    max_leaves=12,
+)
+
+
+def _typed(value: Any) -> Any:
+    """``value`` with the type of every leaf and float reprs, so that 1 == 1.0 == True and nan != nan do not hide a
+    difference."""
+    if isinstance(value, dict):
+        return ("dict", [(k, _typed(v)) for k, v in value.items()])
+    if isinstance(value, list):
+        return ("list", [_typed(v) for v in value])
+    return (type(value).__name__, repr(value))
+
+
+def _stdlib(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+
+
+@given(_JSON_VALUES, st.booleans())
+def test_content_json_is_read_exactly_as_the_stdlib_reads_it(value: Any, ensure_ascii: bool) -> None:
+    # orjson reads NaN, 1e400, lone surrogates and integers beyond 64 bits differently or not at all.
+    text = json.dumps(value, ensure_ascii=ensure_ascii)
+    assert _typed(content._loads(text)) == _typed(_stdlib(text))
+
+
+@given(st.text(alphabet=st.sampled_from('[]{}",:0123456789.-+eE tfnrulasx\\u\ud800'), max_size=30))
+def test_malformed_content_json_is_refused_or_read_as_the_stdlib_does(text: str) -> None:
+    assert _typed(content._loads(text)) == _typed(_stdlib(text))
+
+
+@pytest.mark.parametrize("number", [2**64, 2**64 - 1, -(2**63) - 1, -(2**63), 10**30, -(10**30)])
+def test_a_tool_call_argument_beyond_64_bits_hashes_as_the_stdlib_reads_it(number: int) -> None:
+    messages = [{"role": "assistant", "parts": [{"type": "tool_call", "name": "lookup", "arguments": {"id": number}}]}]
+    attributes = {"gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai"}
+    span = make_span({**attributes, "gen_ai.input.messages": json.dumps(messages)}, name="chat")
+    event = Mapper().map_span(span, MappingOptions(capture_content=True))
+    assert event is not None
+    assert event["prompt"] == f'assistant: lookup({{"id":{number}}})'
+    canonical = json.dumps([{"role": "assistant", "text": f'lookup({{"id":{number}}})'}], separators=(",", ":"))
+    assert event["prompt_hash"] == hashlib.sha256(canonical.encode()).hexdigest()

@@ -45,6 +45,8 @@ _TEXT_TYPES = frozenset({"text", "input_text", "output_text", "reasoning", "thin
 _CALL_TYPES = frozenset({"tool_call", "function_call", "tool_use", "server_tool_call"})
 _RESULT_TYPES = frozenset({"tool_call_response", "function_call_output", "tool_result", "server_tool_call_response"})
 _MAX_DEPTH = 8
+# orjson reads integers in [-2**63, 2**64) exactly; the others become floats at least this large in magnitude.
+_INT64_FLOAT = float(2**63)
 # What json.dumps(..., ensure_ascii=False) writes for a str (C when available).
 _json_string = json.encoder.encode_basestring
 # The canonical JSON of a message up to its text, for the usual roles.
@@ -67,10 +69,36 @@ _CALL_ARGUMENTS = PartKind.CALL_ARGUMENTS
 
 
 def _loads(value: str) -> Any:
+    """``json.loads(value)``, or ``None`` when it fails; orjson reads it when it reads it the same, 2-4x faster."""
+    if _orjson is not None:
+        try:
+            parsed = _orjson.loads(value)
+        except ValueError:  # what orjson refuses (NaN, lone surrogates, 1e400, deep nesting) the stdlib decides
+            pass
+        else:
+            if _same_as_stdlib(parsed):
+                return parsed
     try:
         return json.loads(value)
     except (ValueError, RecursionError):
         return None
+
+
+def _same_as_stdlib(parsed: Any) -> bool:
+    """Whether orjson's result is the stdlib's: orjson reads an integer beyond 64 bits as a float (2**64 becomes
+    1.8446744073709552e+19) where the stdlib keeps the int, and the canonical JSON of tool arguments would change."""
+    if parsed.__class__ is not dict and parsed.__class__ is not list:
+        return parsed.__class__ is not float or -_INT64_FLOAT < parsed < _INT64_FLOAT
+    containers = [parsed]
+    while containers:
+        container = containers.pop()
+        for value in container.values() if container.__class__ is dict else container:
+            cls = value.__class__
+            if cls is dict or cls is list:
+                containers.append(value)
+            elif cls is float and not -_INT64_FLOAT < value < _INT64_FLOAT:
+                return False
+    return True
 
 
 def _canonical_json(value: Any) -> str:
