@@ -161,3 +161,35 @@ def test_a_tool_call_argument_beyond_64_bits_hashes_as_the_stdlib_reads_it(numbe
     assert event["prompt"] == f'assistant: lookup({{"id":{number}}})'
     canonical = json.dumps([{"role": "assistant", "text": f'lookup({{"id":{number}}})'}], separators=(",", ":"))
     assert event["prompt_hash"] == hashlib.sha256(canonical.encode()).hexdigest()
+
+
+# --- the JSON string of a long text without orjson: exactly the stdlib encoder's -------------------------------------
+
+# A few characters (escaped or not, ASCII or not) spaced by ASCII filler, short or long.
+_LONG_TEXTS = st.tuples(
+    st.lists(st.sampled_from(["\n", '"', "\\", "\x00", "\x1f", "\x7f", "\t", "\u00e9", "\U0001f600", "."]), max_size=4),
+    st.integers(min_value=0, max_value=1_500),
+).map(lambda pieces_gap: ("x" * pieces_gap[1]).join(["", *pieces_gap[0], ""]))
+
+
+@given(_LONG_TEXTS)
+def test_a_json_string_is_what_the_stdlib_encoder_writes(text: str) -> None:
+    assert content._json_string(text) == json.encoder.encode_basestring(text)
+
+
+@given(st.lists(st.tuples(_ROLE, _LONG_TEXTS), max_size=3))
+def test_prompt_hash_without_orjson_is_sha256_of_the_documented_canonical_json(
+    messages: list[tuple[str, str]],
+) -> None:
+    canonical = json.dumps(
+        [{"role": role, "text": text} for role, text in messages],
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+    saved, content._orjson = content._orjson, None
+    try:
+        digest = prompt_hash(messages)
+    finally:
+        content._orjson = saved
+    assert digest == hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
