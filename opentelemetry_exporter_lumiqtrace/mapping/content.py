@@ -397,11 +397,11 @@ def prompt_hash(messages: list[Message]) -> str:
         # (tests/test_mapping_properties.py checks the two agree), and compact; the keys are in sorted order already.
         # It refuses lone surrogates, which the stdlib keeps.
         try:
-            canonical: bytes = _orjson.dumps([{"role": role, "text": text} for role, text in messages])
+            serialised: bytes = _orjson.dumps([{"role": role, "text": text} for role, text in messages])
         except TypeError:
             pass
         else:
-            return hashlib.sha256(canonical).hexdigest()
+            return hashlib.sha256(serialised).hexdigest()
     canonical = "[" + "},".join([_role_head(role) + _json_string(text) for role, text in messages]) + "}]"
     return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
 
