@@ -389,7 +389,7 @@ def response_from_value(value: Any) -> str | None:
 def prompt_hash(messages: list[Message]) -> str:
     """SHA-256 hex of the canonical prompt (see the module docstring)."""
     # Exactly json.dumps([{"role": role, "text": text}, ...], sort_keys=True, separators=(",", ":"),
-    # ensure_ascii=False), written with the encoder's own string escaping (C) instead of building and walking dicts.
+    # ensure_ascii=False); without orjson, written with the encoder's string escaping instead of walking dicts.
     if not messages:
         return hashlib.sha256(b"[]").hexdigest()
     if _orjson is not None:
@@ -408,12 +408,12 @@ def prompt_hash(messages: list[Message]) -> str:
 
 def render_prompt(messages: list[Message]) -> str:
     """Plain text for the ``prompt`` field: one ``role: text`` block per message."""
-    return "\n".join(f"{role}: {text}" for role, text in messages)
+    return "\n".join([f"{role}: {text}" for role, text in messages])
 
 
 def render_response(messages: list[Message]) -> str:
     """Plain text for the ``response`` field: the text of every output message."""
-    return "\n".join(text for _, text in messages)
+    return "\n".join([text for _, text in messages])
 
 
 # --- the event's content fields -------------------------------------------------------------------------------------
@@ -432,10 +432,13 @@ def add_content(
         sys_msg = system_message(system) if system is not None else None
         if sys_msg is not None:
             prompt = [sys_msg, *(prompt or ())]
-    for family in c.PROMPT_FAMILIES:
-        items = scan.message_parts(family)
-        if prompt is None and items is not None:
-            prompt = messages_from_flat(items)
+    if prompt is None and scan.messages is not None:
+        for family in c.PROMPT_FAMILIES:
+            items = scan.messages.get(family)
+            if items is not None:
+                prompt = messages_from_flat(items)
+                if prompt is not None:
+                    break
     if prompt is None and events.prompt is not None:
         prompt = messages_from_json(events.prompt)
     hashable = prompt is not None
@@ -462,9 +465,9 @@ def add_content(
     if ot_output is not None:
         msgs = messages_from_json(ot_output)
         response = render_response(msgs) if msgs else None
-    if response is None:
+    if response is None and scan.messages is not None:
         for family in c.RESPONSE_FAMILIES:
-            items = scan.message_parts(family)
+            items = scan.messages.get(family)
             if items is not None:
                 msgs = messages_from_flat(items)
                 if msgs:
