@@ -193,3 +193,21 @@ def test_prompt_hash_without_orjson_is_sha256_of_the_documented_canonical_json(
     finally:
         content._orjson = saved
     assert digest == hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+@pytest.mark.parametrize(
+    ("part", "text"),
+    [
+        ({"type": "text", "content": "a"}, "a"),
+        ({"type": "text", "text": "b"}, "b"),
+        ({"type": "TEXT", "content": "c"}, "c"),
+        ({"type": "text", "content": None, "text": "ignored"}, ""),
+        ({"type": "text", "content": 5}, "5"),
+        ({"type": "text", "content": ["d", {"type": "text", "content": "e"}]}, "d\ne"),
+        ({"type": "image", "content": "aGk="}, "[image]"),
+        ({"content": "f"}, "f"),
+    ],
+)
+def test_each_kind_of_message_part_gives_its_text(part: dict[str, Any], text: str) -> None:
+    value = json.dumps([{"role": "user", "parts": [part, {"type": "text", "content": "last"}]}])
+    assert content.messages_from_json(value) == [("user", f"{text}\nlast" if text else "last")]

@@ -195,7 +195,12 @@ def _message(obj: Any, depth: int = 0) -> Message | None:
     parts = obj.get("parts")
     if isinstance(parts, list):
         for part in parts:
-            _part_texts(part, out, depth + 1)
+            # The usual part, OTel's {"type": "text", "content": ...}, without the general reader's dispatch.
+            text = part.get("content") if part.__class__ is dict and part.get("type") == "text" else None
+            if text.__class__ is str and depth < _MAX_DEPTH:
+                out.append(text)
+            else:
+                _part_texts(part, out, depth + 1)
     content = obj.get("content", obj.get("text"))
     if isinstance(content, list):
         for part in content:
@@ -226,7 +231,11 @@ def messages_from_json(value: Any) -> list[Message] | None:
         inner = value.get("messages")
         value = inner if isinstance(inner, list) else [value]
     if isinstance(value, (list, tuple)):
-        out = [m for m in (_message(item) for item in value) if m is not None]
+        out: list[Message] = []
+        for item in value:
+            message = _message(item)
+            if message is not None:
+                out.append(message)
         return out or None
     return None
 
