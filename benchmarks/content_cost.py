@@ -12,7 +12,9 @@ On the spans of ``workloads.py`` (made with the real SDK):
   ``add_content`` whole (``capture_content=True``);
 - ``openinference`` LLM spans (ten flattened messages): ``prompt_hash`` against the same definition, and
   ``add_content`` whole;
-- ``exceptions`` spans (five exception events each): ``read_events`` and ``outcome`` (the status ladder).
+- ``exceptions`` spans (five exception events each): ``read_events`` and ``outcome`` (the status ladder);
+- error messages of 2,000 characters (the most an error message is scrubbed on), half of them not ASCII:
+  ``scrub_secrets`` against its definition, its three patterns applied unconditionally.
 
 Printed: the median over rounds of CPU microseconds per span (``time.thread_time``), rounds interleaved, and the
 ratio to the definition measured in the same round. On a shared machine, compare figures of one run only.
@@ -68,7 +70,7 @@ def main() -> None:
 
     import workloads
 
-    from opentelemetry_exporter_lumiqtrace.mapping import content, status
+    from opentelemetry_exporter_lumiqtrace.mapping import content, redaction, status
     from opentelemetry_exporter_lumiqtrace.mapping.identity import identify
     from opentelemetry_exporter_lumiqtrace.mapping.scan import new_key_memo, scan
 
@@ -96,6 +98,20 @@ def main() -> None:
     ]
     assert all(content.prompt_hash(p) == _reference_prompt_hash(p) for p in chat_prompts + flat_prompts)
 
+    # Long error messages (an API error quoting its request), half of them not ASCII; none holds a secret.
+    sentence = "upstream rejected the batch of documents sent to the index (request {n}, {word}); "
+    long_messages = [
+        "".join(sentence.format(n=n, word="déjà vu" if n % 2 else "again") for _ in range(30))[:2000] for n in range(64)
+    ]
+
+    def _reference_scrub(text: str) -> str:
+        """The three patterns applied unconditionally (what scrub_secrets must return)."""
+        text = redaction._SECRET_RE.sub(redaction.REDACTED, text)
+        text = redaction._BEARER_RE.sub(r"\1 " + redaction.REDACTED, text)
+        return redaction._KV_RE.sub(r"\1" + redaction.REDACTED, text)
+
+    assert all(redaction.scrub_secrets(m) == _reference_scrub(m) for m in long_messages)
+
     def add_content(capture: bool) -> Callable[[tuple[Any, Any, Any, str]], object]:
         return lambda item: content.add_content({}, item[1], item[2], item[3], capture=capture, max_chars=32_768)
 
@@ -108,6 +124,14 @@ def main() -> None:
         "openinference: prompt_hash": (_each(content.prompt_hash, flat_prompts), len(flat)),
         "openinference: prompt_hash definition": (_each(_reference_prompt_hash, flat_prompts), len(flat)),
         "openinference: add_content": (_each(add_content(False), flat), len(flat)),
+        "error message, 2,000 chars: scrub_secrets": (
+            _each(redaction.scrub_secrets, long_messages),
+            len(long_messages),
+        ),
+        "error message, 2,000 chars: scrub_secrets definition": (
+            _each(_reference_scrub, long_messages),
+            len(long_messages),
+        ),
         "exceptions: read_events": (_each(lambda item: status.read_events(item[0].events), failed), len(failed)),
         "exceptions: outcome": (
             _each(lambda item: status.outcome(item[0], item[1], item[2], messages_memo), failed),
@@ -121,10 +145,13 @@ def main() -> None:
         for name, (run, count) in stages.items():
             results[name].append(_per_span(run, count))
 
-    print(f"python {sys.version.split()[0]}; {_common.speedups_label()}; {args.rounds} rounds; CPU us per span")
+    print(
+        f"python {sys.version.split()[0]}; {_common.speedups_label()}; {args.rounds} rounds; "
+        "CPU us per span (per message for error messages)"
+    )
     medians = {name: _common.median(values) for name, values in results.items()}
     for name, value in medians.items():
-        line = f"  {name:44s} {value:7.2f} us"
+        line = f"  {name:54s} {value:7.2f} us"
         peer = name.replace("read messages JSON", "json.loads (definition)").replace(
             "prompt_hash", "prompt_hash definition"
         )
