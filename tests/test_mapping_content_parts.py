@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from opentelemetry_exporter_lumiqtrace.mapping import Mapper, MappingOptions
+from opentelemetry_exporter_lumiqtrace.mapping import Mapper, MappingOptions, content
 from opentelemetry_exporter_lumiqtrace.mapping.content import messages_from_flat, prompt_hash
 from opentelemetry_exporter_lumiqtrace.mapping.conventions import Family
 from opentelemetry_exporter_lumiqtrace.mapping.flat import FlatPart, PartKind, flat_part
@@ -104,3 +105,109 @@ def test_prompt_hash_is_sha256_of_the_documented_canonical_json(messages: list[t
         ensure_ascii=False,
     )
     assert prompt_hash(messages) == hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+# --- JSON read with orjson when installed: exactly what json.loads reads ---------------------------------------------
+
+_JSON_NUMBERS = st.one_of(
+    st.integers(),
+    st.integers(min_value=2**62, max_value=2**80),
+    st.integers(min_value=-(2**80), max_value=-(2**62)),
+    st.floats(allow_nan=True, allow_infinity=True),
+)
+_JSON_VALUES = st.recursive(
+    st.one_of(st.none(), st.booleans(), _JSON_NUMBERS, _TEXT),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_TEXT, inner, max_size=4),
+    max_leaves=12,
+)
+
+
+def _typed(value: Any) -> Any:
+    """``value`` with the type of every leaf and float reprs, so that 1 == 1.0 == True and nan != nan do not hide a
+    difference."""
+    if isinstance(value, dict):
+        return ("dict", [(k, _typed(v)) for k, v in value.items()])
+    if isinstance(value, list):
+        return ("list", [_typed(v) for v in value])
+    return (type(value).__name__, repr(value))
+
+
+def _stdlib(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+
+
+@given(_JSON_VALUES, st.booleans())
+def test_content_json_is_read_exactly_as_the_stdlib_reads_it(value: Any, ensure_ascii: bool) -> None:
+    # orjson reads NaN, 1e400, lone surrogates and integers beyond 64 bits differently or not at all.
+    text = json.dumps(value, ensure_ascii=ensure_ascii)
+    assert _typed(content._loads(text)) == _typed(_stdlib(text))
+
+
+@given(st.text(alphabet=st.sampled_from('[]{}",:0123456789.-+eE tfnrulasx\\u\ud800'), max_size=30))
+def test_malformed_content_json_is_refused_or_read_as_the_stdlib_does(text: str) -> None:
+    assert _typed(content._loads(text)) == _typed(_stdlib(text))
+
+
+@pytest.mark.parametrize("number", [2**64, 2**64 - 1, -(2**63) - 1, -(2**63), 10**30, -(10**30)])
+def test_a_tool_call_argument_beyond_64_bits_hashes_as_the_stdlib_reads_it(number: int) -> None:
+    messages = [{"role": "assistant", "parts": [{"type": "tool_call", "name": "lookup", "arguments": {"id": number}}]}]
+    attributes = {"gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai"}
+    span = make_span({**attributes, "gen_ai.input.messages": json.dumps(messages)}, name="chat")
+    event = Mapper().map_span(span, MappingOptions(capture_content=True))
+    assert event is not None
+    assert event["prompt"] == f'assistant: lookup({{"id":{number}}})'
+    canonical = json.dumps([{"role": "assistant", "text": f'lookup({{"id":{number}}})'}], separators=(",", ":"))
+    assert event["prompt_hash"] == hashlib.sha256(canonical.encode()).hexdigest()
+
+
+# --- the JSON string of a long text without orjson: exactly the stdlib encoder's -------------------------------------
+
+# A few characters (escaped or not, ASCII or not) spaced by ASCII filler, short or long.
+_LONG_TEXTS = st.tuples(
+    st.lists(st.sampled_from(["\n", '"', "\\", "\x00", "\x1f", "\x7f", "\t", "\u00e9", "\U0001f600", "."]), max_size=4),
+    st.integers(min_value=0, max_value=1_500),
+).map(lambda pieces_gap: ("x" * pieces_gap[1]).join(["", *pieces_gap[0], ""]))
+
+
+@given(_LONG_TEXTS)
+def test_a_json_string_is_what_the_stdlib_encoder_writes(text: str) -> None:
+    assert content._json_string(text) == json.encoder.encode_basestring(text)
+
+
+@given(st.lists(st.tuples(_ROLE, _LONG_TEXTS), max_size=3))
+def test_prompt_hash_without_orjson_is_sha256_of_the_documented_canonical_json(
+    messages: list[tuple[str, str]],
+) -> None:
+    canonical = json.dumps(
+        [{"role": role, "text": text} for role, text in messages],
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+    saved, content._orjson = content._orjson, None
+    try:
+        digest = prompt_hash(messages)
+    finally:
+        content._orjson = saved
+    assert digest == hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+@pytest.mark.parametrize(
+    ("part", "text"),
+    [
+        ({"type": "text", "content": "a"}, "a"),
+        ({"type": "text", "text": "b"}, "b"),
+        ({"type": "TEXT", "content": "c"}, "c"),
+        ({"type": "text", "content": None, "text": "ignored"}, ""),
+        ({"type": "text", "content": 5}, "5"),
+        ({"type": "text", "content": ["d", {"type": "text", "content": "e"}]}, "d\ne"),
+        ({"type": "image", "content": "aGk="}, "[image]"),
+        ({"content": "f"}, "f"),
+    ],
+)
+def test_each_kind_of_message_part_gives_its_text(part: dict[str, Any], text: str) -> None:
+    value = json.dumps([{"role": "user", "parts": [part, {"type": "text", "content": "last"}]}])
+    assert content.messages_from_json(value) == [("user", f"{text}\nlast" if text else "last")]

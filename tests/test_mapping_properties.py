@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
+import sys
 from typing import Any
 
 import pytest
@@ -308,6 +310,7 @@ _SECRET_PIECES = st.sampled_from(
         *("sk-", "sk-proj-", "lqt_", "lqtp_", "AIza", "AKIA", "ASIA", "xoxb-", "ghp_", "eyJ", "Bearer ", "basic "),
         *("api_key", "API-KEY", "x-api-key", "password", "PassWd", "secret", "access_token", "refresh-token", "TOKEN"),
         *("\u212aey", "pa\u017f\u017fword", "ap\u0130_key", "ey", "ke", "pa", "", " "),
+        *("ba\u017f\u0131c ", "BA\u017fIC ", "bas\u0130c ", "BEARER ", "to\u212aen", "\u0131", "\u00e9", "\u03a3"),
     ]
 )
 _SEPARATORS = st.sampled_from(["", "=", ":", " : ", "='", '":"', " ", "\t"])
@@ -316,6 +319,18 @@ _VALUES = st.sampled_from(
 )
 _NOISE = st.text(max_size=4) | st.sampled_from([",", ";", "}", "&", "'", '"', "\n"])
 _SECRET_SEGMENT = st.tuples(_NOISE, _SECRET_PIECES, _SEPARATORS, _VALUES, _VALUES).map("".join)
+
+
+def test_the_hint_text_folds_every_character_re_matches_to_an_ascii_letter() -> None:
+    # scrub_secrets skips a (?i) pattern when the hint text lacks its literal: this Python's re must match no other
+    # character to an ASCII letter than the ones the hint text folds (Unicode data changes between Pythons).
+    from opentelemetry_exporter_lumiqtrace.mapping import redaction
+
+    letter = re.compile("(?i)[a-z]")
+    matched = {chr(cp) for cp in range(0x80, sys.maxunicode + 1) if letter.fullmatch(chr(cp))}
+    assert matched == {"\u0130", "\u0131", "\u017f", "\u212a"}
+    for char in matched:
+        assert redaction._hint_text(char) in ("i", "s", "k")
 
 
 @settings(max_examples=2_000, deadline=None)
@@ -328,3 +343,73 @@ def test_scrub_secrets_equals_its_patterns_applied_unconditionally(text: str) ->
     expected = redaction._BEARER_RE.sub(r"\1 " + redaction.REDACTED, expected)
     expected = redaction._KV_RE.sub(r"\1" + redaction.REDACTED, expected)
     assert redaction.scrub_secrets(text) == expected
+
+
+# --- the status ladder's text rungs: every text is judged on its own, whatever the texts around it -------------------
+
+_LADDER_PIECES = st.sampled_from(
+    [
+        *("abandoned stream", " Abandoned Stream ", "Request timed out.", "request timed out", "Error code: 429"),
+        *("Error code: 500", "status_code: 429", "status_code: 4290", "'code': 'rate_limit_exceeded'", "rate_limit"),
+        *('"type": "rate_limit_error"', "'code': 'context_length_exceeded'", "'code'", ": ", "code", "\n", " \t "),
+        *("x", "\u03a3", "\u212a", "\u0130", "Traceback (most recent call last)", "sk-abcdefghijklmnop"),
+    ]
+)
+_LADDER_TEXTS = st.lists(_LADDER_PIECES, max_size=4).map("".join)
+
+
+class _AppError(Exception):
+    pass
+
+
+def _expected_outcome(description: str, messages: list[str]) -> tuple[str, str, str | None]:
+    """The ladder's text rungs, error code and message as documented, one text at a time (status.py's docstring)."""
+    from opentelemetry_exporter_lumiqtrace.mapping import redaction, status
+
+    # Blank texts say nothing (they are not read).
+    messages = [m for m in messages if m and not m.isspace()]
+    descriptions = [description] if description and not description.isspace() else []
+    texts = [*descriptions, *messages]
+    lowered = [t.strip().lower() for t in texts]
+    if "abandoned stream" in lowered:
+        state = "cancelled"
+    elif any(t.endswith("request timed out.") for t in lowered):
+        state = "timeout"
+    elif any(status._says_rate_limited(t) for t in texts):
+        state = "rate_limited"
+    else:
+        state = "error"
+    codes = [m.group(1) for m in (status._ERROR_CODE_RE.search(t) for t in texts) if m]
+    code = codes[0] if codes else "_AppError"
+    message = None
+    for source in [*messages[-1:], *(d.split("\n", 1)[0] for d in descriptions)]:
+        text = source[:2000].split("Traceback (most recent call last)", 1)[0]
+        text = re.sub(r"\s+", " ", text).strip()
+        if text:
+            message = redaction.scrub_secrets(text)[:500]
+            break
+    return state, code, message
+
+
+@settings(max_examples=400, deadline=None)
+@given(_LADDER_TEXTS, st.lists(_LADDER_TEXTS, min_size=1, max_size=4))
+def test_the_ladder_judges_each_text_on_its_own(description: str, messages: list[str]) -> None:
+    # Spans recorded by the real SDK (exception events with BoundedAttributes), several exceptions each.
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    memory = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    with provider.get_tracer("t").start_as_current_span("chat", record_exception=False) as span:
+        span.set_attribute("gen_ai.operation.name", "chat")
+        for text in messages:
+            span.record_exception(_AppError(text))
+        span.set_status(Status(StatusCode.ERROR, description))
+    (finished,) = memory.get_finished_spans()
+    event = Mapper().map_span(finished, MappingOptions(compute_cost=False))
+    assert event is not None
+    state, code, message = _expected_outcome(description, messages)
+    assert (event["status"], event.get("error_code")) == (state, code)
+    assert event.get("error_message") == message

@@ -119,23 +119,33 @@ _KV_RE = re.compile(
 # What each pattern cannot match without (a literal of every alternative): most texts have none, and one C-level
 # search for these costs a fraction of the patterns' own scan, which tries every alternative at every position.
 _SECRET_HINT_RE = re.compile(r"sk-|lqt|AIza|A[KS]IA|xox|gh[pousr]_|eyJ")
-# (?i) patterns: in an ASCII text only ASCII letters match case-insensitively, so the lowered text's substrings are
-# exact hints; a non-ASCII text ("K" KELVIN SIGN matches k) always runs the patterns.
+# (?i) patterns: their literals, lowered, are in the hint text (below) of every text they match.
 _BEARER_HINTS = ("bearer", "basic")
 _KV_HINTS = ("key", "pass", "secret", "token")
+# Besides the ASCII letters, the only characters Python's re matches to an ASCII letter case-insensitively (every code
+# point tried): U+0130 and U+0131 (dotted capital and dotless small I), U+017F (long s), and U+212A (KELVIN SIGN),
+# which lower() already makes k.
+_ASCII_FOLDS = (("\u0130", "i"), ("\u0131", "i"), ("\u017f", "s"))
+
+
+def _hint_text(text: str) -> str:
+    """``text`` lowered, with every character a (?i) pattern matches to an ASCII letter made that letter: a pattern's
+    literal matches only where its lowered form is a substring of this."""
+    if not text.isascii():
+        for char, letter in _ASCII_FOLDS:
+            if char in text:
+                text = text.replace(char, letter)
+    return text.lower()
 
 
 def scrub_secrets(text: str) -> str:
     """Replace obvious secrets (``sk-…``/``lqt_…`` keys, bearer tokens, ``password=…``) with ``[REDACTED]``."""
     if _SECRET_HINT_RE.search(text) is not None:
         text = _SECRET_RE.sub(REDACTED, text)
-    if not text.isascii():
-        text = _BEARER_RE.sub(r"\1 " + REDACTED, text)
-        return _KV_RE.sub(r"\1" + REDACTED, text)
-    low = text.lower()
+    low = _hint_text(text)
     if _BEARER_HINTS[0] in low or _BEARER_HINTS[1] in low:
         text = _BEARER_RE.sub(r"\1 " + REDACTED, text)
-        low = text.lower()
+        low = _hint_text(text)
     if ("=" in text or ":" in text) and any(hint in low for hint in _KV_HINTS):
         text = _KV_RE.sub(r"\1" + REDACTED, text)
     return text
