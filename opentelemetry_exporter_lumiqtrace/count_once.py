@@ -121,7 +121,10 @@ def remove_counts(event: dict[str, Any], counted_in: str, *, max_tags: int = DEF
     tags[COUNTED_IN_TAG] = counted_in
 
 
-_Record = tuple[int, str, int | None]  # (trace id, event_id, span end in ns) of an event that kept its counts
+# (trace id, event_id, span end in ns) of an event that kept its counts. The ids are the event's own hex strings.
+_Record = tuple[str, str, int | None]
+# W3C's invalid span id: what the mapping writes for a span without a context; such a span links to nothing.
+_INVALID_SPAN_ID = "0" * 16
 
 
 def _forget_oldest(table: dict[Any, Any], count: int) -> None:
@@ -132,15 +135,15 @@ def _forget_oldest(table: dict[Any, Any], count: int) -> None:
 class CountOnce:
     """Keeps the counts of each provider call on one event, across export calls, in bounded memory.
 
-    Call :meth:`observe_all` (or :meth:`observe`) with every (span, event) pair after the mapping, in the order the
-    spans arrived. It edits the events in place. Thread-safe (``SimpleSpanProcessor`` exports from the application's
-    threads).
+    Call :meth:`observe` with every (span, event) pair after the mapping, in the order the spans arrived; it edits
+    the event in place. Thread-safe (``SimpleSpanProcessor`` exports from the application's threads).
 
-    The spans that take part pay for it: a span without counts and without a counted span below it costs a dict
-    lookup or two and allocates nothing. The tables are keyed by the span id the span context already holds (a
-    plain int: no key to build per lookup); each counted event has one record, shared by every table that refers to
-    it, so what outlives the batch is one small tuple per counted event (and its response key). Every hit compares
-    the record's trace id, so spans of two traces are never linked, whatever their span ids.
+    The spans that take part pay for it. The links are read from the event the mapping made (its ``trace_id``,
+    ``span_id`` and ``parent_span_id``: dict reads, and strings whose hash Python keeps), not from the span's
+    properties. A span without counts takes no lock unless a counted span waits for it. Each counted event has one
+    record, shared by every table that refers to it, so what outlives the batch is one small tuple per counted event
+    (and its response key). Every hit compares the record's trace id, so spans of two traces are never linked,
+    whatever their span ids.
     """
 
     def __init__(
@@ -157,62 +160,55 @@ class CountOnce:
         self._trim_above = max_entries + max(1, max_entries >> 3)
         self._lock = threading.Lock()
         # Span id of a span not seen yet -> record of a counted event below it.
-        self._counted_below: dict[int, _Record] = {}
+        self._counted_below: dict[str, _Record] = {}
         # Span id of a span whose event kept its counts -> its record (for children arriving late).
-        self._counted_spans: dict[int, _Record] = {}
+        self._counted_spans: dict[str, _Record] = {}
         # (provider, model, response id) -> record of the event that kept the counts.
         self._by_response: dict[tuple[Any, Any, str], _Record] = {}
 
     def observe(self, span: ReadableSpan, event: dict[str, Any]) -> dict[str, Any]:
-        """Apply the rule to one (span, event) pair (edits the event in place) and return the event.
+        """Apply the rule to one (span, event) pair (editing the event in place) and return the event.
 
         The exporter calls it for each event as soon as it is mapped, so the event is encoded while it is still in
-        the CPU's caches and freed right after. Without counts and with no counted span waiting for a parent, a
-        span takes no lock: whether a concurrent export's child reaches the table first is a race with or without it.
+        the CPU's caches and freed right after.
         """
-        counted = has_counts(event)
-        if counted or self._counted_below:
+        if has_counts(event):
             with self._lock:
-                self._observe(span, event, counted=counted)
+                self._observe_counted(span, event)
+        elif self._counted_below:  # read without the lock: a concurrent export's child may land just after either way
+            with self._lock:
+                record = self._take_record_below(event)
+                if record is not None:
+                    self._pass_up(event, record)
         return event
 
     def observe_all(self, spans: Sequence[ReadableSpan], events: Sequence[dict[str, Any]]) -> None:
-        """:meth:`observe` of each (span, event) pair in order, under one acquisition of the lock."""
-        with self._lock:
-            for span, event in zip(spans, events, strict=True):
-                counted = has_counts(event)
-                if counted or self._counted_below:
-                    self._observe(span, event, counted=counted)
+        """:meth:`observe` of each (span, event) pair, in order."""
+        for span, event in zip(spans, events, strict=True):
+            self.observe(span, event)
 
-    def _observe(self, span: ReadableSpan, event: dict[str, Any], *, counted: bool) -> None:
-        """The rule for one pair; the caller holds the lock."""
-        context = span.context
-        if context is None:
-            return
-        span_id = context.span_id
-        below = self._counted_below
-        record = below.pop(span_id, None)
-        if record is not None and record[0] != context.trace_id:
-            below[span_id] = record  # a span of another trace with the same id: not ours
-            record = None
-        if counted:
-            self._counted(span, context.trace_id, span_id, event, record)
-        elif record is not None:
-            self._pass_up(span, context.trace_id, record)
+    def _take_record_below(self, event: dict[str, Any]) -> _Record | None:
+        """The record of a counted event below this event's span, taken out of the table; lock held."""
+        span_id = event.get("span_id")
+        if not isinstance(span_id, str):
+            return None
+        record = self._counted_below.pop(span_id, None)
+        if record is not None and record[0] != event.get("trace_id"):
+            self._counted_below[span_id] = record  # another trace's span with this id: not ours
+            return None
+        return record
 
-    def _trim(self) -> None:
-        """Forget the oldest entries of the tables past their slack; lock held."""
-        for table in (self._counted_below, self._counted_spans, self._by_response):
-            if len(table) > self._trim_above:
-                _forget_oldest(table, len(table) - self.max_entries)
-
-    def _counted(
-        self, span: ReadableSpan, trace_id: int, span_id: int, event: dict[str, Any], record: _Record | None
-    ) -> None:
-        """The rule for an event with counts (``record``: the counted event below it, if any); lock held."""
-        parent = span.parent
-        if record is None and parent is not None:
-            record = self._counted_spans.get(parent.span_id)  # a child that ended after its counted parent
+    def _observe_counted(self, span: ReadableSpan, event: dict[str, Any]) -> None:
+        """The rule for an event with counts; lock held."""
+        span_id = event.get("span_id")
+        trace_id = event.get("trace_id")
+        event_id = event.get("event_id")
+        if not isinstance(span_id, str) or span_id == _INVALID_SPAN_ID or not isinstance(event_id, str):
+            return  # nothing could link to it, or name it in a counted_in tag
+        parent_id = event.get("parent_span_id")
+        record = self._take_record_below(event) if self._counted_below else None
+        if record is None and parent_id is not None:
+            record = self._counted_spans.get(parent_id)  # a child that ended after its counted parent
             if record is not None and record[0] != trace_id:
                 record = None
         if record is None:
@@ -221,30 +217,37 @@ class CountOnce:
             if response_key is not None:
                 record = self._parallel_match(response_key, end_ns)
             if record is None:
-                event_id = event.get("event_id")
-                if not isinstance(event_id, str):
-                    return  # nothing could name this event in a counted_in tag
-                record = (trace_id, event_id, end_ns)  # this event keeps its counts
-                self._counted_spans[span_id] = record
+                record = (str(trace_id), event_id, end_ns)  # this event keeps its counts
+                counted_spans = self._counted_spans
+                counted_spans[span_id] = record
                 if response_key is not None:
                     self._by_response[response_key] = record
-                if parent is not None:
-                    self._counted_below[parent.span_id] = record
-                self._trim()
+                if parent_id is not None:
+                    self._counted_below[parent_id] = record
+                if len(counted_spans) > self._trim_above or len(self._by_response) > self._trim_above:
+                    self._trim()
                 return
         remove_counts(event, record[1], max_tags=self._max_tags)
-        self._pass_up(span, trace_id, record)
+        self._pass_up(event, record)
 
-    def _pass_up(self, span: ReadableSpan, trace_id: int, record: _Record) -> None:
-        """Tell this span's parent which event below it carries the counts; lock held."""
-        parent = span.parent
-        if parent is None:
+    def _pass_up(self, event: dict[str, Any], record: _Record) -> None:
+        """Tell the event's parent span which event below it carries the counts; lock held."""
+        parent_id = event.get("parent_span_id")
+        if parent_id is None:
             return
+        trace_id = event.get("trace_id")
         if record[0] != trace_id:  # a parallel twin's record: the link up this trace needs this trace's id
-            record = (trace_id, record[1], record[2])
-        self._counted_below[parent.span_id] = record
+            record = (str(trace_id), record[1], record[2])
+        self._counted_below[parent_id] = record
         if len(self._counted_below) > self._trim_above:
             self._trim()
+
+    def _trim(self) -> None:
+        """Forget the oldest entries of each table past its slack; lock held."""
+        limit = self._trim_above
+        for table in (self._counted_below, self._counted_spans, self._by_response):
+            if len(table) > limit:
+                _forget_oldest(table, len(table) - self.max_entries)
 
     def _parallel_match(self, key: tuple[Any, Any, str], end_ns: int | None) -> _Record | None:
         found = self._by_response.get(key)
