@@ -32,13 +32,16 @@ try:  # the optional `speedups` extra: zlib-ng, zlib's API and a gzip stream any
 except ImportError:  # pragma: no cover - exercised by the tox env without speedups
     _deflate = zlib
 
-# zlib level 3 is its fastest family (deflate_fast): about half the CPU of level 6 on NDJSON events for bodies about
-# 15 % larger. zlib-ng's level 2 makes bodies of the same size as zlib's level 3 in 60 % of its CPU
-# (benchmarks/breakdown.py). CPU is what an exporter takes from the application; the per-key rate limit counts
-# requests, not bytes. Not ISA-L (the `isal` package), though it is faster still: after it runs, the CPU of the
-# thread that called it stays ~15 % slower on other code (measured on protobuf encoding and on this exporter's
-# mapping), which took back most of its gain; zlib-ng leaves no such trace.
-GZIP_LEVEL = 3 if _deflate is zlib else 2
+# Levels 1-3 are zlib's fastest family (deflate_fast); they differ in how long a chain of earlier matches they search.
+# On varied text (capture_content with 8 KB prompts of prose, code and JSON) level 1 costs ~24 % less CPU than level 3
+# (42 against 55 us a span; level 6: 122) for bodies ~9 % larger; on short or repetitive events (today's workload, or
+# one prompt on every span) levels 1-3 cost the same. zlib-ng's level 2 makes bodies the size of zlib's level 3 in
+# a half to a third of the CPU (its level 1 is another algorithm, with bodies ~28 % larger on varied text). Figures:
+# benchmarks/gzip_levels.py. CPU is what an exporter takes from the application; the per-key rate limit counts
+# requests, not bytes. Not ISA-L (the `isal` package), though it is faster still: after it runs, the CPU of the thread
+# that called it stays ~15 % slower on other code (measured on protobuf encoding and on this exporter's mapping),
+# which took back most of its gain; zlib-ng leaves no such trace.
+GZIP_LEVEL = 1 if _deflate is zlib else 2
 GZIP_LIBRARY = "zlib" if _deflate is zlib else "zlib-ng"
 
 # The integers orjson writes natively (i64 min .. u64 max); larger ones take the stdlib path.
