@@ -176,10 +176,12 @@ class CountOnce:
             with self._lock:
                 self._observe_counted(span, event)
         elif self._counted_below:  # read without the lock: a concurrent export's child may land just after either way
-            with self._lock:
-                record = self._take_record_below(event)
-                if record is not None:
-                    self._pass_up(event, record)
+            span_id, trace_id = event.get("span_id"), event.get("trace_id")
+            if type(span_id) is str and type(trace_id) is str:
+                with self._lock:
+                    record = self._take_record_below(span_id, trace_id)
+                    if record is not None:
+                        self._pass_up(event, trace_id, record)
         return event
 
     def observe_all(self, spans: Sequence[ReadableSpan], events: Sequence[dict[str, Any]]) -> None:
@@ -187,26 +189,23 @@ class CountOnce:
         for span, event in zip(spans, events, strict=True):
             self.observe(span, event)
 
-    def _take_record_below(self, event: dict[str, Any]) -> _Record | None:
-        """The record of a counted event below this event's span, taken out of the table; lock held."""
-        span_id = event.get("span_id")
-        if not isinstance(span_id, str):
-            return None
+    def _take_record_below(self, span_id: str, trace_id: str) -> _Record | None:
+        """The record of a counted event below this span, taken out of the table; lock held."""
         record = self._counted_below.pop(span_id, None)
-        if record is not None and record[0] != event.get("trace_id"):
+        if record is not None and record[0] != trace_id:
             self._counted_below[span_id] = record  # another trace's span with this id: not ours
             return None
         return record
 
     def _observe_counted(self, span: ReadableSpan, event: dict[str, Any]) -> None:
         """The rule for an event with counts; lock held."""
-        span_id = event.get("span_id")
-        trace_id = event.get("trace_id")
-        event_id = event.get("event_id")
-        if not isinstance(span_id, str) or span_id == _INVALID_SPAN_ID or not isinstance(event_id, str):
-            return  # nothing could link to it, or name it in a counted_in tag
+        span_id, trace_id, event_id = event.get("span_id"), event.get("trace_id"), event.get("event_id")
+        if type(span_id) is not str or type(trace_id) is not str or type(event_id) is not str:
+            return  # not an event the mapping made: nothing could link to it or name it in a counted_in tag
+        if span_id == _INVALID_SPAN_ID:
+            return  # a span without a context
         parent_id = event.get("parent_span_id")
-        record = self._take_record_below(event) if self._counted_below else None
+        record = self._take_record_below(span_id, trace_id) if self._counted_below else None
         if record is None and parent_id is not None:
             record = self._counted_spans.get(parent_id)  # a child that ended after its counted parent
             if record is not None and record[0] != trace_id:
@@ -217,7 +216,7 @@ class CountOnce:
             if response_key is not None:
                 record = self._parallel_match(response_key, end_ns)
             if record is None:
-                record = (str(trace_id), event_id, end_ns)  # this event keeps its counts
+                record = (trace_id, event_id, end_ns)  # this event keeps its counts
                 counted_spans = self._counted_spans
                 counted_spans[span_id] = record
                 if response_key is not None:
@@ -228,16 +227,15 @@ class CountOnce:
                     self._trim()
                 return
         remove_counts(event, record[1], max_tags=self._max_tags)
-        self._pass_up(event, record)
+        self._pass_up(event, trace_id, record)
 
-    def _pass_up(self, event: dict[str, Any], record: _Record) -> None:
+    def _pass_up(self, event: dict[str, Any], trace_id: str, record: _Record) -> None:
         """Tell the event's parent span which event below it carries the counts; lock held."""
         parent_id = event.get("parent_span_id")
         if parent_id is None:
             return
-        trace_id = event.get("trace_id")
         if record[0] != trace_id:  # a parallel twin's record: the link up this trace needs this trace's id
-            record = (str(trace_id), record[1], record[2])
+            record = (trace_id, record[1], record[2])
         self._counted_below[parent_id] = record
         if len(self._counted_below) > self._trim_above:
             self._trim()
