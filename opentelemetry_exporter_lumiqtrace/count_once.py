@@ -46,7 +46,7 @@ import json
 import logging
 import re
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 from opentelemetry.sdk.trace import ReadableSpan
@@ -183,11 +183,6 @@ class CountOnce:
                     if record is not None:
                         self._pass_up(event, trace_id, record)
         return event
-
-    def observe_all(self, spans: Sequence[ReadableSpan], events: Sequence[dict[str, Any]]) -> None:
-        """:meth:`observe` of each (span, event) pair, in order."""
-        for span, event in zip(spans, events, strict=True):
-            self.observe(span, event)
 
     def _take_record_below(self, span_id: str, trace_id: str) -> _Record | None:
         """The record of a counted event below this span, taken out of the table; lock held."""

@@ -230,9 +230,11 @@ def test_the_exporter_counts_once_across_export_calls(
     assert events["framework chat"]["tags"][COUNTED_IN_TAG] == events["client chat"]["event_id"]
 
 
-def test_observe_all_decides_as_observe_one_by_one(tracing: Any) -> None:
-    # The exporter hands a whole batch to observe_all(); it must make the same decisions as observe() per span:
-    # nested counts (an uncounted span between them), a late child, and a parallel response id.
+def test_the_exporter_decides_as_observe_one_by_one(
+    tracing: Any, exporter_factory: Callable[..., Any], server: LocalIngestServer
+) -> None:
+    # The exporter counts each event once as it maps it, within one pass over the batch; it must make the decisions
+    # observe() makes span after span: nested counts (an uncounted span between them), a parallel response id.
     tracer, memory = tracing
     with tracer.start_as_current_span("agent") as agent:
         _llm(agent)
@@ -246,15 +248,15 @@ def test_observe_all_decides_as_observe_one_by_one(tracing: Any) -> None:
     with tracer.start_as_current_span("plain"):
         pass
     spans = list(memory.get_finished_spans())
-    one_by_one = _observe(CountOnce(), spans)
-    batch = [map_span(span, OPTIONS) for span in spans]
-    CountOnce().observe_all(spans, batch)  # type: ignore[arg-type]
-    assert batch == one_by_one
-    by_name = _by_name(spans, batch)
-    assert has_counts(by_name["client chat"])
-    assert not has_counts(by_name["agent"]) and not has_counts(by_name["other trace chat"])
-    assert by_name["agent"]["tags"][COUNTED_IN_TAG] == by_name["client chat"]["event_id"]
-    assert COUNTED_IN_TAG not in by_name["plain"].get("tags", {})
+    one_by_one = _by_name(spans, _observe(CountOnce(), spans))
+    exporter = exporter_factory()
+    exporter.export(spans)
+    sent = {e["tags"]["otel.span_name"]: e for e in server.events()}
+    assert sent == json.loads(json.dumps(one_by_one))
+    assert has_counts(sent["client chat"])
+    assert not has_counts(sent["agent"]) and not has_counts(sent["other trace chat"])
+    assert sent["agent"]["tags"][COUNTED_IN_TAG] == sent["client chat"]["event_id"]
+    assert COUNTED_IN_TAG not in sent["plain"].get("tags", {})
 
 
 def _hand_made_llm_span(name: str, trace_id: int, span_id: int, parent_id: int | None = None) -> ReadableSpan:
