@@ -233,6 +233,8 @@ def _dumps_mapped(event: dict[str, Any]) -> bytes:
         if cost is not None:
             event["cost_usd"] = cost
         return _dumps_orjson(event)
+    # The copy (as in _dumps_orjson) also lets orjson's buffer be freed and reused at once: 2,048 lines each keeping
+    # their 8 KiB buffer made encoding 3x dearer (1.6 against 4.9 us a span: fresh pages for every buffer).
     return memoryview(line).tobytes()
 
 
