@@ -148,15 +148,18 @@ def emit_request(tracer: Any, n: int) -> int:
     return calls + 1
 
 
-def build_span_set(count: int) -> list[Any]:
-    """About ``count`` finished ReadableSpans made by the real SDK (built once, reused by every contender)."""
+def build_span_set(count: int, *, first_request: int = 0) -> list[Any]:
+    """About ``count`` finished ReadableSpans made by the real SDK (built once, reused by every contender).
+
+    Requests are numbered from ``first_request``: sets made from different numbers hold different response ids.
+    """
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
     memory = InMemorySpanExporter()
     provider = make_tracer_provider(memory, batch=False)
     tracer = provider.get_tracer("benchmarks.app", "0.1.0")
     made = 0
-    n = 0
+    n = first_request
     while made < count:
         made += emit_request(tracer, n)
         n += 1

@@ -5,14 +5,15 @@
     python benchmarks/cpu_per_span.py --no-speedups   # as if they were not installed
     python benchmarks/cpu_per_span.py --profile       # cProfile of this exporter's export() instead
 
-One realistic span set (HTTP SERVER spans with GenAI CLIENT spans below them, about one trace in sixteen failing)
-is made once with the real SDK and reused. Each exporter sends it in batches of 512 (the batch processor's size)
-to the same loopback sink running in its own process. Rounds are interleaved (the order rotates every round) and
-the CPU time of the whole process (``time.process_time()``: mapping, encoding, compression and the HTTP client, in
-whichever thread they run: this exporter does its HTTP I/O in transport worker threads and may send slices from
-helper threads, which the calling thread's clock would not see; the sink is another process) is measured around each
-``export()`` call. Printed: the median CPU microseconds per span over the rounds and the ratio to OTLP/HTTP (the
-median of the per-round ratios).
+A realistic span set (HTTP SERVER spans with GenAI CLIENT spans below them, about one trace in sixteen failing) is
+made with the real SDK for every round, with new ids and new response ids, so that no exporter sees a span twice (as
+in a process: sent again, a span would look to count_once like a duplicate of itself). Each exporter sends the
+round's set in batches of 512 (the batch processor's size) to the same loopback sink running in its own process.
+Rounds are interleaved (the order rotates every round) and the CPU time of the whole process
+(``time.process_time()``: mapping, encoding, compression and the HTTP client, in whichever thread they run: this
+exporter does its HTTP I/O in transport worker threads and may send slices from helper threads, which the calling
+thread's clock would not see; the sink is another process) is measured around each ``export()`` call. Printed: the
+median CPU microseconds per span over the rounds and the ratio to OTLP/HTTP (the median of the per-round ratios).
 """
 
 from __future__ import annotations
@@ -71,14 +72,15 @@ def _one_round(exporter: Any, batches: Sequence[Sequence[Any]]) -> float:
     return cpu
 
 
-def _profile(exporter: Any, batches: Sequence[Sequence[Any]], top: int) -> None:
+def _profile(exporter: Any, rounds: Sequence[Sequence[Sequence[Any]]], top: int) -> None:
+    """cProfile of ``exporter`` over every round but the first (which warms the connection and caches)."""
     import cProfile
     import pstats
 
-    _one_round(exporter, batches)  # warm: connection, caches
+    _one_round(exporter, rounds[0])
     profiler = cProfile.Profile()
     profiler.enable()
-    for _ in range(5):
+    for batches in rounds[1:]:
         _one_round(exporter, batches)
     profiler.disable()
     stats = pstats.Stats(profiler, stream=sys.stdout)
@@ -90,23 +92,30 @@ def main() -> int:
     args = _parse_args()
     if args.no_speedups:
         _common.block_speedups()
-    spans = _common.build_span_set(args.spans)
-    batches = _common.batches(spans, args.batch)
+    requests_per_set = args.spans  # more than a set needs: the sets' request numbers never overlap
+
+    def span_set(round_no: int) -> list[Any]:
+        return _common.build_span_set(args.spans, first_request=round_no * requests_per_set)
+
+    spans = span_set(0)
     print(
-        f"python {sys.version.split()[0]}; {len(spans)} spans in batches of {args.batch}; "
+        f"python {sys.version.split()[0]}; {len(spans)} new spans per round in batches of {args.batch}; "
         f"{_common.speedups_label()}; {args.rounds} rounds"
     )
     with _common.ServerProcess("sink_server.py") as sink:
         contenders = _make_contenders(sink.base_url)
         try:
             if args.profile:
-                _profile(contenders["lumiqtrace"], batches, args.profile_top)
+                rounds = [_common.batches(span_set(n), args.batch) for n in range(6)]
+                _profile(contenders["lumiqtrace"], rounds, args.profile_top)
                 return 0
             names = list(contenders)
             for name in names:  # warm-up: connections, imports, caches
-                _one_round(contenders[name], batches)
+                _one_round(contenders[name], _common.batches(spans, args.batch))
             per_span: dict[str, list[float]] = {name: [] for name in names}
             for round_no in range(args.rounds):
+                spans = span_set(round_no + 1)
+                batches = _common.batches(spans, args.batch)
                 order = names[round_no % len(names) :] + names[: round_no % len(names)]
                 for name in order:
                     per_span[name].append(_one_round(contenders[name], batches) / len(spans) * 1e6)

@@ -46,7 +46,7 @@ import json
 import logging
 import re
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 from opentelemetry.sdk.trace import ReadableSpan
@@ -121,41 +121,29 @@ def remove_counts(event: dict[str, Any], counted_in: str, *, max_tags: int = DEF
     tags[COUNTED_IN_TAG] = counted_in
 
 
-class _Bounded:
-    """An insertion-ordered map that forgets its oldest entries past ``max_entries``.
+# (trace id, event_id, span end in ns) of an event that kept its counts. The ids are the event's own hex strings.
+_Record = tuple[str, str, int | None]
+# W3C's invalid span id: what the mapping writes for a span without a context; such a span links to nothing.
+_INVALID_SPAN_ID = "0" * 16
 
-    A plain dict trimmed in batches (an eighth of slack), so an insertion costs a dict store, not a reordering.
-    """
 
-    __slots__ = ("_items", "_limit", "max_entries")
-
-    def __init__(self, max_entries: int) -> None:
-        self._items: dict[Any, Any] = {}
-        self.max_entries = max_entries
-        self._limit = max_entries + max(1, max_entries >> 3)
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def get(self, key: Any) -> Any:
-        return self._items.get(key)
-
-    def pop(self, key: Any) -> Any:
-        return self._items.pop(key, None)
-
-    def put(self, key: Any, value: Any) -> None:
-        items = self._items
-        items[key] = value
-        if len(items) > self._limit:
-            for old in list(itertools.islice(items, len(items) - self.max_entries)):
-                del items[old]
+def _forget_oldest(table: dict[Any, Any], count: int) -> None:
+    for key in list(itertools.islice(table, count)):
+        del table[key]
 
 
 class CountOnce:
     """Keeps the counts of each provider call on one event, across export calls, in bounded memory.
 
-    Call :meth:`observe` with every (span, event) pair after the mapping, in the order the spans arrived. It edits
-    the event in place and returns it. Thread-safe (``SimpleSpanProcessor`` exports from the application's threads).
+    Call :meth:`observe` with every (span, event) pair after the mapping, in the order the spans arrived; it edits
+    the event in place. Thread-safe (``SimpleSpanProcessor`` exports from the application's threads).
+
+    The spans that take part pay for it. The links are read from the event the mapping made (its ``trace_id``,
+    ``span_id`` and ``parent_span_id``: dict reads, and strings whose hash Python keeps), not from the span's
+    properties. A span without counts takes no lock unless a counted span waits for it. Each counted event has one
+    record, shared by every table that refers to it, so what outlives the batch is one small tuple per counted event
+    (and its response key). Every hit compares the record's trace id, so spans of two traces are never linked,
+    whatever their span ids.
     """
 
     def __init__(
@@ -167,64 +155,102 @@ class CountOnce:
     ) -> None:
         self._max_tags = max_tags
         self._window_ns = int(parallel_window_s * 1e9)
+        self.max_entries = max_entries
+        # Tables are trimmed past an eighth of slack: a store costs a dict store, not a reordering.
+        self._trim_above = max_entries + max(1, max_entries >> 3)
         self._lock = threading.Lock()
-        # (trace id, span id) of a span not yet seen -> event_id of a counted event below it.
-        self._counted_below = _Bounded(max_entries)
-        # (trace id, span id) of a span whose event kept counts -> its event_id (for children arriving late).
-        self._counted_spans = _Bounded(max_entries)
-        # (provider, model, response id) -> (event_id, span end in ns) of the event that kept the counts.
-        self._by_response = _Bounded(max_entries)
+        # Span id of a span not seen yet -> record of a counted event below it.
+        self._counted_below: dict[str, _Record] = {}
+        # Span id of a span whose event kept its counts -> its record (for children arriving late).
+        self._counted_spans: dict[str, _Record] = {}
+        # (provider, model, response id) -> record of the event that kept the counts.
+        self._by_response: dict[tuple[Any, Any, str], _Record] = {}
 
     def observe(self, span: ReadableSpan, event: dict[str, Any]) -> dict[str, Any]:
-        with self._lock:
-            self._observe(span, event)
+        """Apply the rule to one (span, event) pair (editing the event in place) and return the event.
+
+        The exporter calls it for each event as soon as it is mapped, so the event is encoded while it is still in
+        the CPU's caches and freed right after.
+        """
+        if has_counts(event):
+            with self._lock:
+                self._observe_counted(span, event)
+        elif self._counted_below:  # read without the lock: a concurrent export's child may land just after either way
+            span_id, trace_id = event.get("span_id"), event.get("trace_id")
+            if type(span_id) is str and type(trace_id) is str:
+                with self._lock:
+                    record = self._take_record_below(span_id, trace_id)
+                    if record is not None:
+                        self._pass_up(event, trace_id, record)
         return event
 
-    def observe_all(self, spans: Sequence[ReadableSpan], events: Sequence[dict[str, Any]]) -> None:
-        """:meth:`observe` of each (span, event) pair in order, under one acquisition of the lock (the exporter's
-        case: one call per export batch)."""
-        observe = self._observe
-        with self._lock:
-            for span, event in zip(spans, events, strict=True):
-                observe(span, event)
+    def _take_record_below(self, span_id: str, trace_id: str) -> _Record | None:
+        """The record of a counted event below this span, taken out of the table; lock held."""
+        record = self._counted_below.pop(span_id, None)
+        if record is not None and record[0] != trace_id:
+            self._counted_below[span_id] = record  # another trace's span with this id: not ours
+            return None
+        return record
 
-    def _observe(self, span: ReadableSpan, event: dict[str, Any]) -> None:
-        """The rule, for one pair; the caller holds the lock."""
-        context = span.context
-        if context is None:
-            return
-        trace_id = context.trace_id
-        carrier = self._counted_below.pop((trace_id, context.span_id))
-        counted = has_counts(event)
-        if carrier is None and not counted:
-            return  # most spans: no counts, nothing counted below them; one dict pop and done
-        parent = span.parent
-        parent_key = (trace_id, parent.span_id) if parent is not None else None
-        if counted:
-            if carrier is None and parent_key is not None:
-                carrier = self._counted_spans.get(parent_key)  # a child that ended after its counted parent
-            response_key = _response_key(span, event) if carrier is None else None
+    def _observe_counted(self, span: ReadableSpan, event: dict[str, Any]) -> None:
+        """The rule for an event with counts; lock held."""
+        span_id, trace_id, event_id = event.get("span_id"), event.get("trace_id"), event.get("event_id")
+        if type(span_id) is not str or type(trace_id) is not str or type(event_id) is not str:
+            return  # not an event the mapping made: nothing could link to it or name it in a counted_in tag
+        if span_id == _INVALID_SPAN_ID:
+            return  # a span without a context
+        parent_id = event.get("parent_span_id")
+        record = self._take_record_below(span_id, trace_id) if self._counted_below else None
+        if record is None and parent_id is not None:
+            record = self._counted_spans.get(parent_id)  # a child that ended after its counted parent
+            if record is not None and record[0] != trace_id:
+                record = None
+        if record is None:
+            response_key = _response_key(span, event)
+            end_ns = span.end_time
             if response_key is not None:
-                carrier = self._parallel_match(response_key, span.end_time)
-            if carrier is None:
-                carrier = event.get("event_id")
-                self._counted_spans.put((trace_id, context.span_id), carrier)
+                record = self._parallel_match(response_key, end_ns)
+            if record is None:
+                record = (trace_id, event_id, end_ns)  # this event keeps its counts
+                counted_spans = self._counted_spans
+                counted_spans[span_id] = record
                 if response_key is not None:
-                    self._by_response.put(response_key, (carrier, span.end_time))
-            else:
-                remove_counts(event, carrier, max_tags=self._max_tags)
-        if carrier is not None and parent_key is not None:
-            self._counted_below.put(parent_key, carrier)
+                    self._by_response[response_key] = record
+                if parent_id is not None:
+                    self._counted_below[parent_id] = record
+                if len(counted_spans) > self._trim_above or len(self._by_response) > self._trim_above:
+                    self._trim()
+                return
+        remove_counts(event, record[1], max_tags=self._max_tags)
+        self._pass_up(event, trace_id, record)
 
-    def _parallel_match(self, key: tuple[Any, Any, str], end_ns: int | None) -> str | None:
+    def _pass_up(self, event: dict[str, Any], trace_id: str, record: _Record) -> None:
+        """Tell the event's parent span which event below it carries the counts; lock held."""
+        parent_id = event.get("parent_span_id")
+        if parent_id is None:
+            return
+        if record[0] != trace_id:  # a parallel twin's record: the link up this trace needs this trace's id
+            record = (trace_id, record[1], record[2])
+        self._counted_below[parent_id] = record
+        if len(self._counted_below) > self._trim_above:
+            self._trim()
+
+    def _trim(self) -> None:
+        """Forget the oldest entries of each table past its slack; lock held."""
+        limit = self._trim_above
+        for table in (self._counted_below, self._counted_spans, self._by_response):
+            if len(table) > limit:
+                _forget_oldest(table, len(table) - self.max_entries)
+
+    def _parallel_match(self, key: tuple[Any, Any, str], end_ns: int | None) -> _Record | None:
         found = self._by_response.get(key)
         if found is None:
             return None
-        event_id, kept_end_ns = found
+        kept_end_ns = found[2]
         if end_ns is not None and kept_end_ns is not None and abs(end_ns - kept_end_ns) > self._window_ns:
             return None
-        _logger.debug("Counts of response %s are on event %s", key[2], event_id)
-        return str(event_id)
+        _logger.debug("Counts of response %s are on event %s", key[2], found[1])
+        return found
 
 
 def _response_key(span: ReadableSpan, event: Mapping[str, Any]) -> tuple[Any, Any, str] | None:

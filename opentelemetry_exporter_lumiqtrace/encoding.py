@@ -32,13 +32,16 @@ try:  # the optional `speedups` extra: zlib-ng, zlib's API and a gzip stream any
 except ImportError:  # pragma: no cover - exercised by the tox env without speedups
     _deflate = zlib
 
-# zlib level 3 is its fastest family (deflate_fast): about half the CPU of level 6 on NDJSON events for bodies about
-# 15 % larger. zlib-ng's level 2 makes bodies of the same size as zlib's level 3 in 60 % of its CPU
-# (benchmarks/breakdown.py). CPU is what an exporter takes from the application; the per-key rate limit counts
-# requests, not bytes. Not ISA-L (the `isal` package), though it is faster still: after it runs, the CPU of the
-# thread that called it stays ~15 % slower on other code (measured on protobuf encoding and on this exporter's
-# mapping), which took back most of its gain; zlib-ng leaves no such trace.
-GZIP_LEVEL = 3 if _deflate is zlib else 2
+# Levels 1-3 are zlib's fastest family (deflate_fast); they differ in how long a chain of earlier matches they search.
+# On varied text (capture_content with 8 KB prompts of prose, code and JSON) level 1 costs ~24 % less CPU than level 3
+# (42 against 55 us a span; level 6: 122) for bodies ~9 % larger; on short or repetitive events (today's workload, or
+# one prompt on every span) levels 1-3 cost the same. zlib-ng's level 2 makes bodies the size of zlib's level 3 in
+# a half to a third of the CPU (its level 1 is another algorithm, with bodies ~28 % larger on varied text). Figures:
+# benchmarks/gzip_levels.py. CPU is what an exporter takes from the application; the per-key rate limit counts
+# requests, not bytes. Not ISA-L (the `isal` package), though it is faster still: after it runs, the CPU of the thread
+# that called it stays ~15 % slower on other code (measured on protobuf encoding and on this exporter's mapping),
+# which took back most of its gain; zlib-ng leaves no such trace.
+GZIP_LEVEL = 1 if _deflate is zlib else 2
 GZIP_LIBRARY = "zlib" if _deflate is zlib else "zlib-ng"
 
 # The integers orjson writes natively (i64 min .. u64 max); larger ones take the stdlib path.
@@ -77,6 +80,66 @@ def _dumps_stdlib(event: Mapping[str, Any]) -> bytes:
     try:
         return _write_stdlib(event).encode("utf-8")
     except (TypeError, ValueError, UnicodeEncodeError, RecursionError) as exc:
+        raise EncodingError(str(exc)) from exc
+
+
+# The event fields that hold captured texts (prompt and response, up to 32 KiB each with capture_content).
+CONTENT_FIELDS = ("prompt", "response")
+# From this length a text is escaped by the str methods below rather than by the C encoder, whose per-character loop
+# costs about 2 ns a character (15.8 us for an 8 KB prompt on CPython 3.11): a missing character is found by memchr
+# (~0.1 us per 8 KB) and each character present costs one str.replace pass. Below it, the fixed cost of ~34 searches
+# is not repaid.
+LONG_TEXT_CHARS = 2048
+# JSON's escapes for what must be escaped (ensure_ascii=False writes everything else as is): what the C encoder
+# writes, lowercase hex included. The backslash goes first: the other escapes add backslashes of their own.
+_SHORT_ESCAPES = {"\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r"}
+_TEXT_ESCAPES = (
+    ("\\", "\\\\"),
+    ('"', '\\"'),
+    *((chr(code), _SHORT_ESCAPES.get(chr(code), f"\\u{code:04x}")) for code in range(32)),
+)
+# Stand-ins for long texts while the C encoder writes the rest of the event: control characters make them
+# unlikely in real text, and each must appear exactly once in the written line to be replaced.
+_STAND_INS = {name: f"\x00lumiqtrace:{name}\x00" for name in CONTENT_FIELDS}
+_WRITTEN_STAND_INS = {name: json.dumps(stand_in) for name, stand_in in _STAND_INS.items()}
+
+
+def escape_text(text: str) -> str:
+    """``text`` as the inside of a JSON string, exactly as ``json.dumps(text, ensure_ascii=False)[1:-1]``."""
+    for char, escaped in _TEXT_ESCAPES:
+        if char in text:
+            text = text.replace(char, escaped)
+    return text
+
+
+def _dumps_mapped_stdlib(event: dict[str, Any]) -> bytes:
+    """``_dumps_stdlib`` for an event straight from the mapping, with long captured texts escaped by
+    :func:`escape_text` and the rest of the event by the C encoder. Same bytes."""
+    if event.keys().isdisjoint(CONTENT_FIELDS):
+        return _dumps_stdlib(event)  # no captured text: one C-level check, the usual case
+    long_texts: list[tuple[str, str]] = []
+    for name in CONTENT_FIELDS:
+        text = event.get(name)
+        if type(text) is str and len(text) >= LONG_TEXT_CHARS:
+            long_texts.append((name, text))
+            event[name] = _STAND_INS[name]
+    if not long_texts:
+        return _dumps_stdlib(event)
+    try:
+        line = _write_stdlib(event)
+    except (TypeError, ValueError, RecursionError):
+        line = ""  # the general path below decides, on the event as the mapping made it
+    finally:
+        for name, text in long_texts:
+            event[name] = text
+    for name, text in long_texts:
+        before, found, after = line.partition(_WRITTEN_STAND_INS[name])
+        if not found or _WRITTEN_STAND_INS[name] in after:
+            return _dumps_stdlib(event)  # the stand-in is not where only the text can be: take no chance
+        line = "".join((before, '"', escape_text(text), '"', after))
+    try:
+        return line.encode("utf-8")
+    except UnicodeEncodeError as exc:  # a lone surrogate, refused as the stdlib path refuses it
         raise EncodingError(str(exc)) from exc
 
 
@@ -170,6 +233,8 @@ def _dumps_mapped(event: dict[str, Any]) -> bytes:
         if cost is not None:
             event["cost_usd"] = cost
         return _dumps_orjson(event)
+    # The copy (as in _dumps_orjson) also lets orjson's buffer be freed and reused at once: 2,048 lines each keeping
+    # their 8 KiB buffer made encoding 3x dearer (1.6 against 4.9 us a span: fresh pages for every buffer).
     return memoryview(line).tobytes()
 
 
@@ -180,8 +245,11 @@ def encode_events(events: Iterable[Mapping[str, Any]], *, from_mapping: bool = F
     may then take a faster path and may modify them. The bytes are the same either way.
     """
     dumps: Any = dumps_event
-    if from_mapping and _orjson is not None and _Fragment is not None:
-        dumps = _dumps_mapped
+    if from_mapping:
+        if _orjson is None:
+            dumps = _dumps_mapped_stdlib
+        elif _Fragment is not None:
+            dumps = _dumps_mapped
     lines: list[bytes] = []
     errors: list[str] = []
     for event in events:

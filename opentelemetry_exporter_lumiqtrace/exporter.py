@@ -9,7 +9,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from opentelemetry.sdk.trace import ReadableSpan
@@ -47,6 +47,14 @@ _TRACE_ID_LOW_MASK = 2**64 - 1
 DROP_BAD_BASE_URL = "bad_base_url"
 # How many trace ids are remembered as "partly sent": enough for the traces in flight in a busy process.
 _STARTED_TRACES_MAX = 65_536
+
+
+@dataclasses.dataclass
+class _MappingTally:
+    """Spans the mapping left out on purpose (``ai_only``) and spans it failed on, in one export call."""
+
+    filtered: int = 0
+    errors: int = 0
 
 
 class RecentTraces:
@@ -299,7 +307,6 @@ class LumiqTraceSpanExporter(SpanExporter):
         """Filter, map and encode; returns the encoded lines and how many spans were lost on the way."""
         sampling = self._sampling.snapshot()
         started = self._started_traces
-        options = self._mapping_options
         keep_all = sampling.bound > _TRACE_ID_LOW_MASK and not sampling.disabled  # rate 1: every trace is kept
         keeps = sampling.keeps
         # One pass: the spans kept and their trace ids. Above the current threshold and nothing of it sent yet: the
@@ -315,30 +322,13 @@ class LumiqTraceSpanExporter(SpanExporter):
                 selected.append(span)
                 trace_ids.append(trace_id)
         started.remember(trace_ids)
-        filtered = len(spans) - len(selected)
-        mapped: list[ReadableSpan] = []
-        events: list[dict[str, Any]] = []
-        mapping_errors = 0
-        map_span = self._mapper.map_span
-        for span in selected:
-            try:
-                event = map_span(span, options)
-            except Exception as exc:
-                mapping_errors += 1
-                self._stats.add_dropped(DROP_MAPPING, 1, f"{type(exc).__name__}: {exc}")
-                self._throttled.log(
-                    logging.WARNING, DROP_MAPPING, "Span %r could not be mapped and was dropped: %r", span.name, exc
-                )
-                continue
-            if event is None:
-                filtered += 1
-            else:
-                mapped.append(span)
-                events.append(event)
-        self._count_once.observe_all(mapped, events)  # after the mapping, in arrival order: see count_once.py
+        tally = _MappingTally()
+        # Each event is counted once and encoded as soon as it is mapped, and freed then: it is read again while still
+        # in the CPU's caches, and a batch's events never pile up for the garbage collector to walk.
+        lines, errors = encode_events(self._mapped(selected, tally), from_mapping=True)
+        filtered = len(spans) - len(selected) + tally.filtered
         if filtered:
             self._stats.add_filtered(filtered)
-        lines, errors = encode_events(events, from_mapping=True)
         if errors:
             self._stats.add_dropped(DROP_ENCODING, len(errors), errors[-1])
             self._throttled.log(
@@ -348,7 +338,28 @@ class LumiqTraceSpanExporter(SpanExporter):
                 len(errors),
                 errors[-1],
             )
-        return lines, mapping_errors + len(errors)
+        return lines, tally.errors + len(errors)
+
+    def _mapped(self, spans: Iterable[ReadableSpan], tally: _MappingTally) -> Iterator[dict[str, Any]]:
+        """Map each span and count its provider call once (in arrival order: see count_once.py); a span that cannot
+        be mapped is dropped and counted, losing nothing else."""
+        options = self._mapping_options
+        map_span = self._mapper.map_span
+        observe = self._count_once.observe
+        for span in spans:
+            try:
+                event = map_span(span, options)
+            except Exception as exc:
+                tally.errors += 1
+                self._stats.add_dropped(DROP_MAPPING, 1, f"{type(exc).__name__}: {exc}")
+                self._throttled.log(
+                    logging.WARNING, DROP_MAPPING, "Span %r could not be mapped and was dropped: %r", span.name, exc
+                )
+                continue
+            if event is None:
+                tally.filtered += 1
+            else:
+                yield observe(span, event)
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         """Send everything buffered now, within ``timeout_millis``. True when nothing is left waiting.

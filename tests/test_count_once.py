@@ -230,9 +230,11 @@ def test_the_exporter_counts_once_across_export_calls(
     assert events["framework chat"]["tags"][COUNTED_IN_TAG] == events["client chat"]["event_id"]
 
 
-def test_observe_all_decides_as_observe_one_by_one(tracing: Any) -> None:
-    # The exporter hands a whole batch to observe_all(); it must make the same decisions as observe() per span:
-    # nested counts (an uncounted span between them), a late child, and a parallel response id.
+def test_the_exporter_decides_as_observe_one_by_one(
+    tracing: Any, exporter_factory: Callable[..., Any], server: LocalIngestServer
+) -> None:
+    # The exporter counts each event once as it maps it, within one pass over the batch; it must make the decisions
+    # observe() makes span after span: nested counts (an uncounted span between them), a parallel response id.
     tracer, memory = tracing
     with tracer.start_as_current_span("agent") as agent:
         _llm(agent)
@@ -246,12 +248,48 @@ def test_observe_all_decides_as_observe_one_by_one(tracing: Any) -> None:
     with tracer.start_as_current_span("plain"):
         pass
     spans = list(memory.get_finished_spans())
-    one_by_one = _observe(CountOnce(), spans)
-    batch = [map_span(span, OPTIONS) for span in spans]
-    CountOnce().observe_all(spans, batch)  # type: ignore[arg-type]
-    assert batch == one_by_one
-    by_name = _by_name(spans, batch)
-    assert has_counts(by_name["client chat"])
-    assert not has_counts(by_name["agent"]) and not has_counts(by_name["other trace chat"])
-    assert by_name["agent"]["tags"][COUNTED_IN_TAG] == by_name["client chat"]["event_id"]
-    assert COUNTED_IN_TAG not in by_name["plain"].get("tags", {})
+    one_by_one = _by_name(spans, _observe(CountOnce(), spans))
+    exporter = exporter_factory()
+    exporter.export(spans)
+    sent = {e["tags"]["otel.span_name"]: e for e in server.events()}
+    assert sent == json.loads(json.dumps(one_by_one))
+    assert has_counts(sent["client chat"])
+    assert not has_counts(sent["agent"]) and not has_counts(sent["other trace chat"])
+    assert sent["agent"]["tags"][COUNTED_IN_TAG] == sent["client chat"]["event_id"]
+    assert COUNTED_IN_TAG not in sent["plain"].get("tags", {})
+
+
+def _hand_made_llm_span(name: str, trace_id: int, span_id: int, parent_id: int | None = None) -> ReadableSpan:
+    from opentelemetry.trace import SpanContext, TraceFlags
+
+    sampled = TraceFlags(TraceFlags.SAMPLED)
+    return ReadableSpan(
+        name=name,
+        context=SpanContext(trace_id, span_id, is_remote=False, trace_flags=sampled),
+        parent=SpanContext(trace_id, parent_id, is_remote=False, trace_flags=sampled) if parent_id else None,
+        resource=Resource({"service.name": "count-once"}),
+        attributes={
+            "gen_ai.operation.name": "chat",
+            "gen_ai.provider.name": "openai",
+            "gen_ai.request.model": "gpt-4o",
+            "gen_ai.usage.input_tokens": 12,
+            "gen_ai.usage.output_tokens": 5,
+        },
+        start_time=1_000,
+        end_time=2_000,
+    )
+
+
+def test_spans_of_two_traces_with_the_same_span_ids_are_never_linked() -> None:
+    # Span ids are unique within a trace only: hand-made ids (tests, replays) repeat across traces.
+    spans = [
+        _hand_made_llm_span("A client", trace_id=0xA, span_id=2, parent_id=1),  # waits for span 1 of trace A
+        _hand_made_llm_span("B call", trace_id=0xB, span_id=1),  # span 1 of trace B: not A's parent
+        _hand_made_llm_span("B late child", trace_id=0xB, span_id=3, parent_id=2),  # not the child of A's span 2
+        _hand_made_llm_span("A framework", trace_id=0xA, span_id=1),  # A's parent, which the counts are below
+    ]
+    events = _by_name(spans, _observe(CountOnce(), spans))
+    for name in ("A client", "B call", "B late child"):
+        assert has_counts(events[name]) and COUNTED_IN_TAG not in events[name]["tags"], name
+    assert not has_counts(events["A framework"])
+    assert events["A framework"]["tags"][COUNTED_IN_TAG] == events["A client"]["event_id"]

@@ -167,7 +167,7 @@ def test_both_gzip_libraries_make_bodies_any_gzip_reader_takes(library: str, mon
         deflate = pytest.importorskip("zlib_ng.zlib_ng")
         level = 2
     else:
-        deflate, level = zlib, 3
+        deflate, level = zlib, 1  # the levels the encoding module picks for each library
     monkeypatch.setattr(encoding, "_deflate", deflate)
     monkeypatch.setattr(encoding, "GZIP_LEVEL", level)
     lines = [
@@ -212,6 +212,22 @@ def test_encoded_lines_hold_about_their_length_in_memory() -> None:
     assert held < 1.5 * total
 
 
+def test_the_exporters_lines_hold_about_their_length_in_memory() -> None:
+    # The exporter's fast path copies orjson's answer too: a line holding orjson's whole write buffer (8 KiB for these
+    # events) would break the retry buffer's byte bound, and made encoding 3x dearer (fresh pages for every buffer).
+    import tracemalloc
+
+    events = [{"event_id": f"{i:036d}", "model": "m" * 600, "latency_ms": 12, "tags": {"k": "v"}} for i in range(500)]
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        lines, _ = encode_events(events, from_mapping=True)
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert held < 1.5 * sum(len(line) for line in lines)
+
+
 @pytest.mark.parametrize("cost", [4.2e-05, 0.0034, 1.0, 0.1 + 0.2, 1e-12, 123456789.5])
 def test_the_exporters_fast_path_writes_the_stdlib_bytes(cost: float) -> None:
     from opentelemetry_exporter_lumiqtrace.encoding import _dumps_stdlib
@@ -244,3 +260,68 @@ def test_the_stdlib_writer_refuses_a_cycle_with_an_encoding_error() -> None:
     event["tags"] = event
     with pytest.raises(EncodingError):
         encoding._dumps_stdlib(event)
+
+
+# Long captured texts (capture_content): without orjson they are escaped by escape_text, the rest of the event by the
+# C encoder; the bytes must be the stdlib's.
+_long_text = st.builds(
+    lambda head, pad: head + ((pad or "x") * encoding.LONG_TEXT_CHARS)[: encoding.LONG_TEXT_CHARS], _text, _text
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(st.characters(min_codepoint=0, max_codepoint=0x10FFFF), max_size=80))
+@example('\x00\x07\x08\t\n\x0b\x0c\r\x1f\x7f"\\/\u2028\ud800é\U0001f600')
+def test_escape_text_writes_what_the_c_encoder_writes(text: str) -> None:
+    assert encoding.escape_text(text) == json.dumps(text, ensure_ascii=False)[1:-1]
+
+
+@settings(max_examples=200, deadline=None)
+@given(_events, _long_text, st.one_of(st.none(), _long_text, _text))
+def test_long_captured_texts_are_written_as_the_stdlib_writes_them(
+    event: dict[str, Any], prompt: str, response: str | None
+) -> None:
+    event = {**event, "prompt": prompt}
+    if response is not None:
+        event["response"] = response
+    expected = _reference(event)
+    assert len(prompt) >= encoding.LONG_TEXT_CHARS
+    assert encoding._dumps_mapped_stdlib(dict(event)) == expected
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"tags": {"k": "\x00lumiqtrace:prompt\x00"}},  # the stand-in as a value elsewhere: written twice
+        {"\x00lumiqtrace:prompt\x00": "v"},  # as a key
+        {"note": 'x"\x00lumiqtrace:prompt\x00"'},  # inside another text, quotes escaped
+        {"response": "\x00lumiqtrace:prompt\x00" * 300},  # a long text made of stand-ins
+    ],
+)
+def test_a_stand_in_found_elsewhere_in_the_event_changes_nothing(extra: dict[str, Any]) -> None:
+    event = {"event_id": "e", "prompt": "line\n" * 1000, **extra}
+    assert encoding._dumps_mapped_stdlib(dict(event)) == _reference(event)
+
+
+def test_a_lone_surrogate_in_a_long_text_is_refused_and_the_event_kept_as_it_was() -> None:
+    event = {"event_id": "e", "prompt": "a" * 5000 + "\ud800", "response": "b" * 3000}
+    with pytest.raises(EncodingError):
+        encoding._dumps_mapped_stdlib(event)
+    assert event == {"event_id": "e", "prompt": "a" * 5000 + "\ud800", "response": "b" * 3000}
+    with pytest.raises(EncodingError):
+        encoding._dumps_mapped_stdlib({"prompt": "a" * 5000, "n": float("nan")})
+
+
+def test_without_orjson_the_exporters_path_escapes_long_texts_itself(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(encoding, "_orjson", None)
+    escaped: list[int] = []
+    real = encoding.escape_text
+    monkeypatch.setattr(encoding, "escape_text", lambda text: escaped.append(len(text)) or real(text))
+    events = [
+        {"event_id": "a", "prompt": 'say "hi"\n' * 400, "response": "short", "cost_usd": 0.5, "tags": {"k": "v"}},
+        {"event_id": "b", "latency_ms": 3},
+        {"event_id": "c", "prompt": "p" * 100, "response": "r\t" * 2000},
+    ]
+    lines, errors = encode_events([dict(e) for e in events], from_mapping=True)
+    assert errors == [] and lines == [_reference(e) for e in events]
+    assert escaped == [len(events[0]["prompt"]), len(events[2]["response"])]
