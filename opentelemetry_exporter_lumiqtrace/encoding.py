@@ -15,6 +15,8 @@ import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
+from opentelemetry_exporter_lumiqtrace.jsontext import LONG_TEXT_CHARS, escape_text
+
 _logger = logging.getLogger(__name__)
 
 _orjson: Any
@@ -85,31 +87,10 @@ def _dumps_stdlib(event: Mapping[str, Any]) -> bytes:
 
 # The event fields that hold captured texts (prompt and response, up to 32 KiB each with capture_content).
 CONTENT_FIELDS = ("prompt", "response")
-# From this length a text is escaped by the str methods below rather than by the C encoder, whose per-character loop
-# costs about 2 ns a character (15.8 us for an 8 KB prompt on CPython 3.11): a missing character is found by memchr
-# (~0.1 us per 8 KB) and each character present costs one str.replace pass. Below it, the fixed cost of ~34 searches
-# is not repaid.
-LONG_TEXT_CHARS = 2048
-# JSON's escapes for what must be escaped (ensure_ascii=False writes everything else as is): what the C encoder
-# writes, lowercase hex included. The backslash goes first: the other escapes add backslashes of their own.
-_SHORT_ESCAPES = {"\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r"}
-_TEXT_ESCAPES = (
-    ("\\", "\\\\"),
-    ('"', '\\"'),
-    *((chr(code), _SHORT_ESCAPES.get(chr(code), f"\\u{code:04x}")) for code in range(32)),
-)
 # Stand-ins for long texts while the C encoder writes the rest of the event: control characters make them
 # unlikely in real text, and each must appear exactly once in the written line to be replaced.
 _STAND_INS = {name: f"\x00lumiqtrace:{name}\x00" for name in CONTENT_FIELDS}
 _WRITTEN_STAND_INS = {name: json.dumps(stand_in) for name, stand_in in _STAND_INS.items()}
-
-
-def escape_text(text: str) -> str:
-    """``text`` as the inside of a JSON string, exactly as ``json.dumps(text, ensure_ascii=False)[1:-1]``."""
-    for char, escaped in _TEXT_ESCAPES:
-        if char in text:
-            text = text.replace(char, escaped)
-    return text
 
 
 def _dumps_mapped_stdlib(event: dict[str, Any]) -> bytes:

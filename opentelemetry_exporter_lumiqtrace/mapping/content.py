@@ -27,6 +27,7 @@ import hashlib
 import json
 from typing import Any
 
+from opentelemetry_exporter_lumiqtrace.jsontext import json_string as _json_string
 from opentelemetry_exporter_lumiqtrace.mapping import conventions as c
 from opentelemetry_exporter_lumiqtrace.mapping.flat import FlatPart, PartKind
 from opentelemetry_exporter_lumiqtrace.mapping.scan import Scan
@@ -47,29 +48,6 @@ _RESULT_TYPES = frozenset({"tool_call_response", "function_call_output", "tool_r
 _MAX_DEPTH = 8
 # orjson reads integers in [-2**63, 2**64) exactly; the others become floats at least this large in magnitude.
 _INT64_FLOAT = float(2**63)
-# What json.dumps(..., ensure_ascii=False) writes for a str (C when available).
-_encode_basestring = json.encoder.encode_basestring
-# What that encoder escapes, the backslash first (the other escapes hold one).
-_JSON_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t", "\b": "\\b", "\f": "\\f"}
-_JSON_ESCAPES.update({chr(i): f"\\u{i:04x}" for i in range(32) if chr(i) not in _JSON_ESCAPES})
-# From this length on, searching an ASCII text for each escaped character beats the encoder's character loop.
-_LONG_TEXT = 1_024
-
-
-def _json_string(text: str) -> str:
-    """``json.encoder.encode_basestring(text)``: the JSON string ``json.dumps(..., ensure_ascii=False)`` writes."""
-    if len(text) < _LONG_TEXT or not text.isascii():
-        return _encode_basestring(text)  # type: ignore[no-any-return]
-    # A long prompt usually holds one or two of the characters JSON escapes (newlines, quotes): memchr-fast searches
-    # for each and str.replace of those take half the time of the encoder's loop (benchmarks, no speedups).
-    present = [char for char in _JSON_ESCAPES if char in text]
-    if len(present) > 2:
-        return _encode_basestring(text)  # type: ignore[no-any-return]
-    for char in present:
-        text = text.replace(char, _JSON_ESCAPES[char])
-    return '"' + text + '"'
-
-
 # The canonical JSON of a message up to its text, for the usual roles.
 _ROLE_HEADS = {
     role: '{"role":' + _json_string(role) + ',"text":'
