@@ -2,10 +2,11 @@
 """The span sets of the workload suite (``suite.py``): spans a tuned benchmark does not contain.
 
 Every workload makes its spans with the real SDK (``SimpleSpanProcessor`` into memory), so every exporter measured
-gets the same ``ReadableSpan``s an instrumented application would hand it. Most workloads are made once and reused
-every round; the ones whose point is novelty (``distinct-keysets-50k``, ``new-key-every-span``) make fresh spans each
-round, continuing where the previous round stopped, so no cache sees a key set (or key) twice within the 50,000 cycle
-(or ever).
+gets the same ``ReadableSpan``s an instrumented application would hand it. Every round gets new spans, with request
+numbers continuing where the previous round stopped (new trace, span and response ids), as an application makes them:
+re-exporting the very same spans would have the exporter's count_once see every LLM span as a repeat of itself. The
+workloads whose point is novelty (``distinct-keysets-50k``, ``new-key-every-span``) also draw their key sets from the
+request number, so no cache sees a key set (or key) twice within the 50,000 cycle (or ever).
 
 Nothing here imports ``opentelemetry_exporter_lumiqtrace``; the module is shared by ``suite.py`` and
 ``app_benchmark.py``.
@@ -348,7 +349,7 @@ BY_NAME = {workload.name: workload for workload in WORKLOADS}
 
 
 class SpanMaker:
-    """Makes a workload's spans with the real SDK; fresh workloads continue their request numbers round after round."""
+    """Makes a workload's spans with the real SDK: new spans every call, request numbers continuing."""
 
     def __init__(self, workload: Workload) -> None:
         from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -358,17 +359,13 @@ class SpanMaker:
         self._provider = _common.make_tracer_provider(self._memory, batch=False)
         self._tracer = self._provider.get_tracer("benchmarks.app", "0.1.0")
         self._next = 0
-        self._fixed: list[Any] | None = None
 
     def spans(self, count: int) -> list[Any]:
-        if self._fixed is not None:
-            return self._fixed
         if self.workload.fresh_emit is not None:
             emit = self.workload.fresh_emit(self._next)
         else:
             assert self.workload.emit is not None
             emit = self.workload.emit
-            self._next = 0
         self._memory.clear()
         made = 0
         while made < count:
@@ -376,8 +373,6 @@ class SpanMaker:
             self._next += 1
         spans = list(self._memory.get_finished_spans())[:count]
         self._memory.clear()
-        if not self.workload.fresh:
-            self._fixed = spans
         return spans
 
     def close(self) -> None:
