@@ -1,0 +1,295 @@
+# SPDX-License-Identifier: Apache-2.0
+"""HTTP/1.1 on a connected socket: one request out, its answer read back, all within one wall-clock deadline.
+
+The transport gets its connections from requests and urllib3 (TLS context, hostname checks, proxies, CONNECT
+tunnels) and runs each exchange on the connection's socket with the code below. http.client and urllib3 spend most
+of a request's CPU on what an exporter never needs (header validation in two layers, ``email``-based header parsing,
+header and response objects, timeout objects); this is what an exchange with LumiqTrace needs, and no more:
+
+- the request goes out in one ``sendall``: head and body, one system call and one TCP segment where two were;
+- the answer: status line, headers (bounded in count and bytes), and a body framed by ``Content-Length``, by the
+  chunked coding or by the end of the connection; interim (1xx) answers are skipped; the body is capped, and what is
+  past the cap is never read;
+- every socket operation waits at most for the time left before the deadline, so a server that drips bytes, floods
+  ``100 Continue`` or goes silent cannot hold a request past it (it raises ``TimeoutError``);
+- the answer says whether the connection may carry another request: only when it was HTTP/1.1, fully read, framed,
+  not ``Connection: close``, and nothing followed it. Any doubt closes the connection.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+# One answer's status line and headers together, and its header lines: a LumiqTrace answer has a handful.
+DEFAULT_MAX_HEAD_BYTES = 64 * 1024
+DEFAULT_MAX_HEADER_LINES = 100
+# A chunk-size line ("1a2b;name=value"): no legitimate one comes near this.
+_MAX_CHUNK_LINE_BYTES = 4096
+_RECV_BYTES = 64 * 1024
+
+_HEAD_END = re.compile(rb"\r?\n\r?\n")
+_STATUS_LINE = re.compile(r"HTTP/1\.([01]) ([0-9]{3})(?:[ \t].*)?")
+_OWS = " \t"  # optional whitespace around values
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_HEX = re.compile(rb"[0-9A-Fa-f]{1,16}")
+_DIGITS = re.compile(r"[0-9]{1,18}")
+# Control characters other than horizontal tab cannot be in a header value (RFC 9110 5.5); CR and LF would end it.
+_BAD_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+_TARGET = re.compile(r"[!-~]+")
+
+
+class ProtocolError(Exception):
+    """The answer cannot be read as HTTP/1.1 (malformed, too large, or cut short): the connection must be closed."""
+
+
+class RequestNotSent(ConnectionError):
+    """Sending the request failed: the connection was already gone (reset or closed by the server)."""
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One final answer. ``headers`` has lower-cased names; of a repeated header the last value is kept.
+
+    ``body`` holds at most the cap; ``truncated`` says the answer had more (none of which was read).
+    ``reusable``: the connection is clean and may carry the next request.
+    """
+
+    status: int
+    headers: dict[str, str]
+    body: bytes
+    truncated: bool
+    reusable: bool
+
+
+def request_head(method: str, target: str, host: str, headers: Mapping[str, str]) -> bytes:
+    """The request line and header lines, each ending in CRLF, without the blank line that ends the head.
+
+    Raises ``ValueError`` naming the header (never quoting its value: it may be the API key) when a name or value
+    cannot be sent as HTTP/1.1.
+    """
+    if not _TOKEN.fullmatch(method) or not _TARGET.fullmatch(target):
+        raise ValueError("Invalid request line: the method or target has characters HTTP/1.1 cannot carry")
+    lines = [f"{method} {target} HTTP/1.1", f"Host: {_checked_value('Host', host)}"]
+    for name, value in headers.items():
+        if not _TOKEN.fullmatch(name):
+            raise ValueError("Invalid header name: a header name must be an HTTP token")
+        lines.append(f"{name}: {_checked_value(name, value)}")
+    lines.append("")
+    try:
+        return "\r\n".join(lines).encode("latin-1")
+    except UnicodeEncodeError:
+        raise ValueError("Invalid header value: a header value must be Latin-1 text") from None
+
+
+def _checked_value(name: str, value: str) -> str:
+    if _BAD_VALUE.search(value) or value != value.strip(" \t"):
+        raise ValueError(f"Invalid header value for {name}: control characters or surrounding whitespace")
+    return value
+
+
+def exchange(sock: Any, request: bytes, *, deadline: float, max_body_bytes: int) -> Reply:
+    """Send ``request`` (head and body, complete) on ``sock`` and read the final answer, by ``deadline``
+    (``time.monotonic()``).
+
+    Raises ``TimeoutError`` when the deadline passes, ``RequestNotSent`` when the request could not be sent,
+    ``ProtocolError`` for an answer that cannot be read, and ``OSError`` when the connection fails meanwhile.
+    """
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise TimeoutError("no time left to send the request")
+    sock.settimeout(left)
+    try:
+        # A plain socket's sendall is bounded by the timeout as a whole; an SSL socket writes all in one SSL_write,
+        # bounded the same way.
+        sock.sendall(request)
+    except TimeoutError:
+        raise
+    except OSError as exc:
+        raise RequestNotSent(f"{type(exc).__name__}: {exc}") from exc
+    return _AnswerReader(sock, deadline).read(max_body_bytes)
+
+
+class _AnswerReader:
+    """Reads one answer from a socket through a buffer; every receive waits at most until the deadline."""
+
+    __slots__ = ("_buf", "_deadline", "_pos", "_sock")
+
+    def __init__(self, sock: Any, deadline: float) -> None:
+        self._sock = sock
+        self._deadline = deadline
+        self._buf = bytearray()
+        self._pos = 0  # bytes of _buf already consumed
+
+    def read(self, max_body_bytes: int) -> Reply:
+        while True:
+            version, status, headers, fields = self._head()
+            if status >= 200:
+                break
+            if status == 101:  # never asked for: the connection would stop speaking HTTP
+                raise ProtocolError("unexpected 101 Switching Protocols")
+            # An interim answer (100 Continue, 103 Early Hints, ...) has no body; the final one follows. A server
+            # that sends them forever is stopped by the deadline.
+        reusable = version == 1 and not _has_token(fields, "connection", "close")
+        codings = _tokens(fields, "transfer-encoding")
+        if status in (204, 304):
+            body, truncated = b"", False
+        elif codings:
+            if codings[-1] != "chunked":  # another transfer coding last: the body ends with the connection
+                reusable = False
+                body, truncated = self._until_close(max_body_bytes)
+            else:
+                if "content-length" in headers:  # both framings: a smuggling attempt or a broken server
+                    reusable = False
+                body, truncated = self._chunked(max_body_bytes)
+        elif "content-length" in headers:
+            length = _content_length(fields)
+            if length > max_body_bytes:
+                # Read up to the cap like any other answer (a dripping one times out): the length alone proves nothing.
+                self._exactly(max_body_bytes + 1)
+                body, truncated = b"", True
+            else:
+                body, truncated = self._exactly(length), False
+        else:
+            reusable = False
+            body, truncated = self._until_close(max_body_bytes)
+        if truncated or self._pos != len(self._buf):  # unread bytes: what follows is not ours to guess
+            reusable = False
+        return Reply(status=status, headers=headers, body=body, truncated=truncated, reusable=reusable)
+
+    # -- receiving -------------------------------------------------------------------------------------------
+
+    def _fill(self) -> bool:
+        """Receive more bytes; False at the end of the connection."""
+        left = self._deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("the deadline passed while reading the answer")
+        self._sock.settimeout(left)
+        data = self._sock.recv(_RECV_BYTES)
+        if not data:
+            return False
+        if self._pos:
+            del self._buf[: self._pos]
+            self._pos = 0
+        self._buf += data
+        return True
+
+    def _head(self) -> tuple[int, int, dict[str, str], list[tuple[str, str]]]:
+        """One answer's status line and headers: (minor version, status, headers, header fields in order)."""
+        while True:
+            found = _HEAD_END.search(self._buf, self._pos)
+            if found is not None:
+                break
+            if len(self._buf) - self._pos > DEFAULT_MAX_HEAD_BYTES:
+                raise ProtocolError(f"answer headers larger than {DEFAULT_MAX_HEAD_BYTES} bytes")
+            if not self._fill():
+                if len(self._buf) == self._pos:
+                    raise ProtocolError("connection closed before any answer")
+                raise ProtocolError("connection closed in the middle of the answer's headers")
+        if found.start() - self._pos > DEFAULT_MAX_HEAD_BYTES:
+            raise ProtocolError(f"answer headers larger than {DEFAULT_MAX_HEAD_BYTES} bytes")
+        lines = self._buf[self._pos : found.start()].decode("latin-1").split("\n")
+        self._pos = found.end()
+        matched = _STATUS_LINE.fullmatch(lines[0].rstrip("\r"))
+        if matched is None:
+            raise ProtocolError(f"not an HTTP/1.x status line: {lines[0][:40]!r}")
+        if len(lines) > DEFAULT_MAX_HEADER_LINES + 1:
+            raise ProtocolError(f"more than {DEFAULT_MAX_HEADER_LINES} header lines")
+        fields: list[tuple[str, str]] = []
+        for raw in lines[1:]:
+            line = raw.rstrip("\r")
+            if line[:1] in (" ", "\t"):
+                # Obsolete line folding (RFC 9112 5.2): the line continues the previous value, joined by a space.
+                if not fields:
+                    raise ProtocolError("answer headers start with a continuation line")
+                name, value = fields[-1]
+                fields[-1] = (name, f"{value} {line.strip(_OWS)}".strip(_OWS))
+                continue
+            name, colon, value = line.partition(":")
+            if not colon or not _TOKEN.fullmatch(name):
+                raise ProtocolError("malformed answer header line")
+            fields.append((name.lower(), value.strip(_OWS)))
+        return int(matched.group(1)), int(matched.group(2)), dict(fields), fields
+
+    # -- bodies ----------------------------------------------------------------------------------------------
+
+    def _exactly(self, length: int) -> bytes:
+        while len(self._buf) - self._pos < length:
+            if not self._fill():
+                raise ProtocolError(
+                    f"connection closed after {len(self._buf) - self._pos} of the answer's {length} body bytes"
+                )
+        start = self._pos
+        self._pos += length
+        return bytes(self._buf[start : self._pos])
+
+    def _until_close(self, max_body_bytes: int) -> tuple[bytes, bool]:
+        while len(self._buf) - self._pos <= max_body_bytes:
+            if not self._fill():
+                body = bytes(self._buf[self._pos :])
+                self._pos = len(self._buf)
+                return body, False
+        return b"", True
+
+    def _chunked(self, max_body_bytes: int) -> tuple[bytes, bool]:
+        body = bytearray()
+        while True:
+            line = self._line(_MAX_CHUNK_LINE_BYTES, "chunk size")
+            size_text = line.split(b";", 1)[0].strip(b" \t")
+            if not _HEX.fullmatch(size_text):
+                raise ProtocolError("malformed chunk size in the answer")
+            size = int(size_text, 16)
+            if size == 0:
+                break
+            if len(body) + size > max_body_bytes:
+                self._exactly(max_body_bytes + 1 - len(body))
+                return b"", True
+            body += self._exactly(size)
+            if self._line(2, "chunk end"):
+                raise ProtocolError("chunk data longer than its size")
+        # Trailer fields, up to the blank line: nothing the exporter reads; bounded like a head.
+        trailer_bytes = 0
+        while line := self._line(DEFAULT_MAX_HEAD_BYTES, "trailer"):
+            trailer_bytes += len(line)
+            if trailer_bytes > DEFAULT_MAX_HEAD_BYTES:
+                raise ProtocolError(f"answer trailers larger than {DEFAULT_MAX_HEAD_BYTES} bytes")
+        return bytes(body), False
+
+    def _line(self, limit: int, what: str) -> bytes:
+        """The next line without its line end (CRLF or LF), at most ``limit`` bytes."""
+        while True:
+            end = self._buf.find(b"\n", self._pos)
+            if end >= 0:
+                break
+            if len(self._buf) - self._pos > limit:
+                raise ProtocolError(f"{what} line longer than {limit} bytes")
+            if not self._fill():
+                raise ProtocolError(f"connection closed in the middle of the answer's body ({what})")
+        if end - self._pos > limit + 1:
+            raise ProtocolError(f"{what} line longer than {limit} bytes")
+        line = bytes(self._buf[self._pos : end]).rstrip(b"\r")
+        self._pos = end + 1
+        return line
+
+
+def _tokens(fields: list[tuple[str, str]], name: str) -> list[str]:
+    """The comma-separated tokens of every ``name`` field, lower-cased, in order (list fields combine)."""
+    return [token.strip(_OWS).lower() for key, value in fields if key == name for token in value.split(",")]
+
+
+def _has_token(fields: list[tuple[str, str]], name: str, token: str) -> bool:
+    return token in _tokens(fields, name)
+
+
+def _content_length(fields: list[tuple[str, str]]) -> int:
+    """The one body length all ``Content-Length`` values agree on (RFC 9112 6.3); anything else is an error."""
+    values = {value for value in _tokens(fields, "content-length")}
+    if len(values) != 1:
+        raise ProtocolError("conflicting Content-Length values in the answer")
+    (value,) = values
+    if not _DIGITS.fullmatch(value):
+        raise ProtocolError("invalid Content-Length in the answer")
+    return int(value)
