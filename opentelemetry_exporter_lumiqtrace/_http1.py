@@ -21,8 +21,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 # One answer's status line and headers together, and its header lines: a LumiqTrace answer has a handful.
 DEFAULT_MAX_HEAD_BYTES = 64 * 1024
@@ -34,9 +33,11 @@ _RECV_BYTES = 64 * 1024
 _HEAD_END = re.compile(rb"\r?\n\r?\n")
 _STATUS_LINE = re.compile(r"HTTP/1\.([01]) ([0-9]{3})(?:[ \t].*)?")
 _OWS = " \t"  # optional whitespace around values
+_FOLD_STARTS = (" ", "\t")
+# The header fields that frame an answer and decide whether its connection can be reused.
+_FRAMING = ("connection", "transfer-encoding", "content-length")
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _HEX = re.compile(rb"[0-9A-Fa-f]{1,16}")
-_DIGITS = re.compile(r"[0-9]{1,18}")
 # Control characters other than horizontal tab cannot be in a header value (RFC 9110 5.5); CR and LF would end it.
 _BAD_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 _TARGET = re.compile(r"[!-~]+")
@@ -50,11 +51,10 @@ class RequestNotSent(ConnectionError):
     """Sending the request failed: the connection was already gone (reset or closed by the server)."""
 
 
-@dataclass(frozen=True)
-class Reply:
+class Reply(NamedTuple):
     """One final answer. ``headers`` has lower-cased names; of a repeated header the last value is kept.
 
-    ``body`` holds at most the cap; ``truncated`` says the answer had more (none of which was read).
+    ``body`` holds at most the cap; ``truncated`` says the answer had more (which was not kept).
     ``reusable``: the connection is clean and may carry the next request.
     """
 
@@ -126,27 +126,32 @@ class _AnswerReader:
 
     def read(self, max_body_bytes: int) -> Reply:
         while True:
-            version, status, headers, fields = self._head()
+            version, status, headers, repeated = self._head()
             if status >= 200:
                 break
             if status == 101:  # never asked for: the connection would stop speaking HTTP
                 raise ProtocolError("unexpected 101 Switching Protocols")
             # An interim answer (100 Continue, 103 Early Hints, ...) has no body; the final one follows. A server
             # that sends them forever is stopped by the deadline.
-        reusable = version == 1 and not _has_token(fields, "connection", "close")
-        codings = _tokens(fields, "transfer-encoding")
+        framing = headers
+        if repeated:  # a name more than once: the framing fields are lists, combined in order (RFC 9110 5.3)
+            framing = {name: ", ".join(v for k, v in repeated if k == name) for name in _FRAMING if name in headers}
+        connection = framing.get("connection")
+        reusable = version == 1 and (connection is None or "close" not in _tokens(connection))
+        transfer_coding = framing.get("transfer-encoding")
+        content_length = framing.get("content-length")
         if status in (204, 304):
             body, truncated = b"", False
-        elif codings:
-            if codings[-1] != "chunked":  # another transfer coding last: the body ends with the connection
+        elif transfer_coding is not None:
+            if _tokens(transfer_coding)[-1] != "chunked":  # another coding last: the body ends with the connection
                 reusable = False
                 body, truncated = self._until_close(max_body_bytes)
             else:
-                if "content-length" in headers:  # both framings: a smuggling attempt or a broken server
+                if content_length is not None:  # both framings: a smuggling attempt or a broken server
                     reusable = False
                 body, truncated = self._chunked(max_body_bytes)
-        elif "content-length" in headers:
-            length = _content_length(fields)
+        elif content_length is not None:
+            length = _content_length(content_length)
             if length > max_body_bytes:
                 # Read up to the cap like any other answer (a dripping one times out): the length alone proves nothing.
                 self._exactly(max_body_bytes + 1)
@@ -158,7 +163,7 @@ class _AnswerReader:
             body, truncated = self._until_close(max_body_bytes)
         if truncated or self._pos != len(self._buf):  # unread bytes: what follows is not ours to guess
             reusable = False
-        return Reply(status=status, headers=headers, body=body, truncated=truncated, reusable=reusable)
+        return Reply(status, headers, body, truncated, reusable)
 
     # -- receiving -------------------------------------------------------------------------------------------
 
@@ -177,42 +182,52 @@ class _AnswerReader:
         self._buf += data
         return True
 
-    def _head(self) -> tuple[int, int, dict[str, str], list[tuple[str, str]]]:
-        """One answer's status line and headers: (minor version, status, headers, header fields in order)."""
+    def _head(self) -> tuple[int, int, dict[str, str], list[tuple[str, str]] | None]:
+        """One answer's status line and headers: (minor version, status, headers, and all header fields in order
+        when a name is repeated, else None)."""
+        buf = self._buf
         while True:
-            found = _HEAD_END.search(self._buf, self._pos)
-            if found is not None:
+            end = buf.find(b"\r\n\r\n", self._pos)
+            if end >= 0 and buf.find(b"\n\n", self._pos, end) < 0:
+                text, self._pos = buf[self._pos : end].decode("latin-1"), end + 4
                 break
-            if len(self._buf) - self._pos > DEFAULT_MAX_HEAD_BYTES:
+            # Lines that end in a bare LF, as http.client tolerates: rare, so searched for second.
+            found = _HEAD_END.search(buf, self._pos)
+            if found is not None:
+                text, self._pos = buf[self._pos : found.start()].decode("latin-1"), found.end()
+                break
+            if len(buf) - self._pos > DEFAULT_MAX_HEAD_BYTES:
                 raise ProtocolError(f"answer headers larger than {DEFAULT_MAX_HEAD_BYTES} bytes")
             if not self._fill():
-                if len(self._buf) == self._pos:
+                if len(buf) == self._pos:
                     raise ProtocolError("connection closed before any answer")
                 raise ProtocolError("connection closed in the middle of the answer's headers")
-        if found.start() - self._pos > DEFAULT_MAX_HEAD_BYTES:
+        if len(text) > DEFAULT_MAX_HEAD_BYTES:
             raise ProtocolError(f"answer headers larger than {DEFAULT_MAX_HEAD_BYTES} bytes")
-        lines = self._buf[self._pos : found.start()].decode("latin-1").split("\n")
-        self._pos = found.end()
-        matched = _STATUS_LINE.fullmatch(lines[0].rstrip("\r"))
+        if text.count("\n") == text.count("\r\n"):
+            lines = text.split("\r\n")
+        else:
+            lines = [line.rstrip("\r") for line in text.split("\n")]
+        matched = _STATUS_LINE.fullmatch(lines[0])
         if matched is None:
             raise ProtocolError(f"not an HTTP/1.x status line: {lines[0][:40]!r}")
         if len(lines) > DEFAULT_MAX_HEADER_LINES + 1:
             raise ProtocolError(f"more than {DEFAULT_MAX_HEADER_LINES} header lines")
         fields: list[tuple[str, str]] = []
-        for raw in lines[1:]:
-            line = raw.rstrip("\r")
-            if line[:1] in (" ", "\t"):
+        for line in lines[1:]:
+            name, colon, value = line.partition(":")
+            if not colon or not _TOKEN.fullmatch(name):
+                if line[:1] not in _FOLD_STARTS:
+                    raise ProtocolError("malformed answer header line")
                 # Obsolete line folding (RFC 9112 5.2): the line continues the previous value, joined by a space.
                 if not fields:
                     raise ProtocolError("answer headers start with a continuation line")
                 name, value = fields[-1]
                 fields[-1] = (name, f"{value} {line.strip(_OWS)}".strip(_OWS))
                 continue
-            name, colon, value = line.partition(":")
-            if not colon or not _TOKEN.fullmatch(name):
-                raise ProtocolError("malformed answer header line")
             fields.append((name.lower(), value.strip(_OWS)))
-        return int(matched.group(1)), int(matched.group(2)), dict(fields), fields
+        headers = dict(fields)
+        return int(matched.group(1)), int(matched.group(2)), headers, fields if len(headers) != len(fields) else None
 
     # -- bodies ----------------------------------------------------------------------------------------------
 
@@ -275,21 +290,20 @@ class _AnswerReader:
         return line
 
 
-def _tokens(fields: list[tuple[str, str]], name: str) -> list[str]:
-    """The comma-separated tokens of every ``name`` field, lower-cased, in order (list fields combine)."""
-    return [token.strip(_OWS).lower() for key, value in fields if key == name for token in value.split(",")]
+def _tokens(value: str) -> list[str]:
+    """A list field's comma-separated tokens, lower-cased."""
+    return [token.strip(_OWS).lower() for token in value.split(",")]
 
 
-def _has_token(fields: list[tuple[str, str]], name: str, token: str) -> bool:
-    return token in _tokens(fields, name)
-
-
-def _content_length(fields: list[tuple[str, str]]) -> int:
+def _content_length(value: str) -> int:
     """The one body length all ``Content-Length`` values agree on (RFC 9112 6.3); anything else is an error."""
-    values = {value for value in _tokens(fields, "content-length")}
-    if len(values) != 1:
-        raise ProtocolError("conflicting Content-Length values in the answer")
-    (value,) = values
-    if not _DIGITS.fullmatch(value):
+    if not (value.isascii() and value.isdigit()):
+        values = set(_tokens(value))
+        if len(values) != 1:
+            raise ProtocolError("conflicting Content-Length values in the answer")
+        (value,) = values
+        if not (value.isascii() and value.isdigit()):
+            raise ProtocolError("invalid Content-Length in the answer")
+    if len(value) > 18:
         raise ProtocolError("invalid Content-Length in the answer")
     return int(value)

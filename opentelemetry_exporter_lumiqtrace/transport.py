@@ -34,7 +34,7 @@ import socket
 import threading
 import time
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,6 +52,12 @@ from opentelemetry_exporter_lumiqtrace.mapping.redaction import REDACTED, scrub_
 from opentelemetry_exporter_lumiqtrace.version import __version__
 
 _logger = logging.getLogger(__name__)
+
+_json_loads: Callable[[bytes], Any]
+try:  # the optional `speedups` extra
+    from orjson import loads as _json_loads
+except ImportError:  # pragma: no cover - exercised by the tox env without speedups
+    _json_loads = json.loads
 
 USER_AGENT = f"opentelemetry-exporter-lumiqtrace/{__version__} (Python; requests/{requests.__version__})"
 
@@ -243,19 +249,17 @@ class IngestTransport:
         # NaN means no usable time left, like zero; +inf is capped.
         seconds = min(max(0.001, timeout), _MAX_REQUEST_S) if not math.isnan(timeout) else 0.001
         deadline = time.monotonic() + seconds
-        token = otel_context.attach(suppressed_context())
         try:
-            try:
-                route = self._route(method, url, headers)
-            except Exception as exc:
-                return self._failure(exc)
-            if body is None:
-                request = route.head + b"\r\n"
-            else:
-                request = b"%sContent-Length: %d\r\n\r\n%s" % (route.head, len(body), body)
-            reply = self._exchange(route, request, deadline, seconds)
-        finally:
-            otel_context.detach(token)
+            route = self._route(method, url, headers)
+        except Exception as exc:
+            return self._failure(exc)
+        if body is None:
+            request = route.head + b"\r\n"
+        else:
+            request = b"".join((route.head, b"Content-Length: %d\r\n\r\n" % len(body), body))
+        # No instrumentation sees the exchange (it never goes through requests or urllib3's request methods), so
+        # suppressing it is left to the worker that makes connections with urllib3.
+        reply = self._exchange(route, request, deadline, seconds)
         if isinstance(reply, Answer):
             return reply
         return Answer(
@@ -330,11 +334,10 @@ class IngestTransport:
 
     def _checkin(self, pool: Any, conn: Any) -> None:
         with self._lock:
-            if self._pid == os.getpid():
-                idle = self._idle.setdefault(pool, [])
-                if len(idle) < self._max_connections:
-                    idle.append(conn)
-                    return
+            idle = self._idle.setdefault(pool, [])
+            if len(idle) < self._max_connections:
+                idle.append(conn)
+                return
         _close(conn)
 
     def _connect(self, route: _Route, deadline: float, seconds: float) -> Any:
@@ -383,10 +386,10 @@ class IngestTransport:
         return result
 
     def _route(self, method: str, url: str, headers: dict[str, str]) -> _Route:
+        route = self._routes.get((method, url))  # built once, then only read: no lock needed to find it
+        if route is not None:
+            return route
         with self._lock:
-            route = self._routes.get((method, url))
-            if route is not None:
-                return route
             session = self._session
             if session is None:
                 session = requests.Session()
@@ -425,10 +428,10 @@ class IngestTransport:
     def _scrub(self, text: str) -> str:
         return scrub_text(text, secret=self._api_key)
 
-    def _json_body(self, data: bytes | bytearray) -> Mapping[str, Any] | None:
+    def _json_body(self, data: bytes) -> Mapping[str, Any] | None:
         try:
-            body = json.loads(data) if data else None
-        except ValueError:
+            body = _json_loads(data) if data else None
+        except ValueError:  # orjson's JSONDecodeError too
             return None
         if not isinstance(body, dict):
             return None
