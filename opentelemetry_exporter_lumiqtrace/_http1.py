@@ -109,7 +109,14 @@ def exchange(sock: Any, request: bytes, *, deadline: float, max_body_bytes: int)
     except TimeoutError:
         raise
     except OSError as exc:
-        raise RequestNotSent(f"{type(exc).__name__}: {exc}") from exc
+        # A server may answer (413, 401, ...) and close before it read the whole request: what it said is the answer.
+        try:
+            early = _AnswerReader(sock, deadline).read(max_body_bytes)
+        except TimeoutError:
+            raise
+        except (OSError, ProtocolError):
+            raise RequestNotSent(f"{type(exc).__name__}: {exc}") from exc
+        return early._replace(reusable=False)
     return _AnswerReader(sock, deadline).read(max_body_bytes)
 
 

@@ -469,3 +469,44 @@ def test_a_slow_name_lookup_never_holds_the_caller_past_the_deadline(
         released.set()
         assert answer.status is None and answer.timed_out
         assert seconds < 1.0
+
+
+def test_an_answer_sent_before_the_request_was_read_whole_is_reported(
+    transports: Callable[..., IngestTransport],
+) -> None:
+    # The server reads the head only, answers 413 and closes: the client's send of 32 MB (more than socket buffers
+    # hold) fails, and the answer is still there to read.
+    refused = threading.Event()
+
+    def refuse_early(conn: socket.socket) -> None:
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = conn.recv(65536)
+            if not chunk:
+                return
+            data += chunk
+        conn.sendall(framed(413, body=b'{"error": "Payload too large"}'))
+        conn.shutdown(socket.SHUT_WR)
+        refused.set()
+        time.sleep(0.2)  # the client's send fails on a connection that reads no more
+        conn.close()
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            refuse_early(conn)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        transport = transports(f"http://127.0.0.1:{port}")
+        answer, seconds = timed(lambda: transport.post(b"x" * (32 << 20), timeout=TIMEOUT_S))
+        assert refused.is_set()
+        assert (answer.status, answer.message) == (413, "Payload too large")
+        assert seconds < FAST_S
+    finally:
+        thread.join(5)
+        listener.close()
