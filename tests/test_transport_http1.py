@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -18,6 +19,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+import trustme
 from opentelemetry.sdk.trace.export import SpanExportResult
 
 from opentelemetry_exporter_lumiqtrace import transport as transport_module
@@ -510,3 +512,28 @@ def test_an_answer_sent_before_the_request_was_read_whole_is_reported(
     finally:
         thread.join(5)
         listener.close()
+
+
+def test_tls_connections_are_kept_alive_and_replaced_when_closed(
+    transports: Callable[..., IngestTransport], monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    ca = trustme.CA()
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(context)
+    bundle = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(bundle))
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(bundle))
+    served = [0]
+
+    def three_per_connection(server: RawServer, conn: socket.socket, request: RawRequest) -> bool:
+        served[0] += 1
+        return server.send(conn, framed()) and served[0] % 3 != 0  # then closes, as a keep-alive limit does
+
+    with RawServer(three_per_connection, ssl_context=context) as server:
+        transport = transports(server.url)
+        statuses = []
+        for _ in range(6):
+            statuses.append(post(transport).status)
+            time.sleep(0.02)  # the close (TLS close_notify, then FIN) reaches the client
+        assert statuses == [202] * 6
+        assert server.connections == 2 and len(server.requests) == 6
