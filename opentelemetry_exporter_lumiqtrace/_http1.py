@@ -86,8 +86,8 @@ def request_head(method: str, target: str, host: str, headers: Mapping[str, str]
 
 
 def _checked_value(name: str, value: str) -> str:
-    if _BAD_VALUE.search(value) or value != value.strip(" \t"):
-        raise ValueError(f"Invalid header value for {name}: control characters or surrounding whitespace")
+    if _BAD_VALUE.search(value):
+        raise ValueError(f"Invalid header value for {name}: control characters")
     return value
 
 

@@ -193,6 +193,7 @@ class IngestTransport:
             "Accept": "application/json",
             # Said explicitly: without the header any coding is acceptable to the server (RFC 9110).
             "Accept-Encoding": "identity",
+            "Connection": "keep-alive",
         }
         self._post_headers = {**self._headers, "Content-Type": "application/x-ndjson"}
         if gzip_body:
