@@ -293,10 +293,14 @@ class IngestTransport:
                     conn, reused = None, False
                     continue
                 return Answer(status=None, error=self._scrub(f"connection error: {exc}"))
-            except BaseException as exc:
+            except TimeoutError:
                 _close(conn)
-                if isinstance(exc, Exception):
-                    return self._failure(exc)
+                return Answer(status=None, error=f"timed out: no complete answer within {seconds:g} s", timed_out=True)
+            except Exception as exc:
+                _close(conn)
+                return self._failure(exc)
+            except BaseException:
+                _close(conn)
                 raise
             if reply.reusable:
                 self._checkin(route.pool, conn)
