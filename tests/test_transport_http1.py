@@ -340,42 +340,53 @@ def test_a_cut_answer_through_the_exporter_keeps_the_spans_for_a_retry() -> None
 # -- kept-alive connections ------------------------------------------------------------------------------------
 
 
-class ClosingServer:
-    """Answers one request per connection, then closes that connection when told to (as a server's keep-alive
-    timeout does), with a FIN or with a reset."""
+class ClosingServer(RawServer):
+    """Keeps its connections alive until told to close every one (as a server's keep-alive timeout does), with a FIN
+    or with a reset."""
 
     def __init__(self, *, reset: bool = False) -> None:
         self.reset = reset
-        self.close_now = threading.Event()
-        self.closed = threading.Event()
-        self.raw = RawServer(self._behaviour)
+        self._guard = threading.Lock()
+        self._open: list[socket.socket] = []
+        self.closed = 0
+        super().__init__(self._answer)
 
-    def _behaviour(self, server: RawServer, conn: socket.socket, request: RawRequest) -> bool:
-        accepted = json.dumps({"accepted": _events_in(request), "cv": 1}).encode()
-        if not server.send(conn, framed(202, body=accepted)):
-            return False
-        while not self.close_now.wait(0.05):
-            if not server.alive():
-                return False
-        if self.reset:  # RST instead of FIN
-            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        conn.close()
-        self.close_now.clear()
-        self.closed.set()
-        return False
+    def _answer(self, server: RawServer, conn: socket.socket, request: RawRequest) -> bool:
+        with self._guard:
+            if conn not in self._open:
+                self._open.append(conn)
+        return server.send(conn, framed(202, body=json.dumps({"accepted": _events_in(request)}).encode()))
+
+    def _serve(self, conn: socket.socket) -> None:
+        try:
+            super()._serve(conn)
+        finally:
+            with self._guard:
+                self.closed += 1
+
+    def close_idle(self) -> None:
+        """Close every open connection and wait until they are closed."""
+        with self._guard:
+            conns, self._open = self._open, []
+            expected = self.closed + len(conns)
+        for conn in conns:
+            if self.reset:  # the serving thread's close then sends a RST instead of a FIN
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                conn.shutdown(socket.SHUT_RD)
+            else:
+                conn.shutdown(socket.SHUT_RDWR)
+        assert eventually(lambda: self.closed >= expected, within=2.0)
+        time.sleep(0.05)  # the FIN or RST reaches the client's socket
 
 
 @pytest.mark.parametrize("reset", [False, True], ids=["fin", "reset"])
 def test_a_kept_alive_connection_the_server_closed_meanwhile_is_replaced_cleanly(
     transports: Callable[..., IngestTransport], reset: bool
 ) -> None:
-    closing = ClosingServer(reset=reset)
-    with closing.raw as server:
+    with ClosingServer(reset=reset) as server:
         transport = transports(server.url)
         assert post(transport).status == 202
-        closing.close_now.set()
-        assert closing.closed.wait(2.0)
-        time.sleep(0.05)  # the FIN or RST reaches the client's socket
+        server.close_idle()
         answer = post(transport)
         assert (answer.status, answer.error) == (202, None)
         # One clean reconnect: each request sent once, over a new connection.
@@ -387,13 +398,10 @@ def test_a_request_reset_on_a_reused_connection_goes_once_more_on_a_new_one(
 ) -> None:
     # The reset arrives after the reuse check (a race a check cannot close): the send fails, nothing reached the
     # server, and the request goes again on a new connection.
-    closing = ClosingServer(reset=True)
-    with closing.raw as server:
+    with ClosingServer(reset=True) as server:
         transport = transports(server.url)
         assert post(transport).status == 202
-        closing.close_now.set()
-        assert closing.closed.wait(2.0)
-        time.sleep(0.05)
+        server.close_idle()
         monkeypatch.setattr(transport_module, "wait_for_read", lambda sock, timeout: False)
         answer = post(transport)
         assert (answer.status, answer.error) == (202, None)
@@ -401,13 +409,10 @@ def test_a_request_reset_on_a_reused_connection_goes_once_more_on_a_new_one(
 
 
 def test_the_exporter_delivers_after_the_server_closed_its_idle_connection() -> None:
-    closing = ClosingServer()
-    with closing.raw as server:
+    with ClosingServer() as server:
         exporter = _exporter(server.url)
         assert exporter.export(make_spans(4)) is SpanExportResult.SUCCESS
-        closing.close_now.set()
-        assert closing.closed.wait(2.0)
-        time.sleep(0.05)
+        server.close_idle()
         assert exporter.export(make_spans(3)) is SpanExportResult.SUCCESS
         stats = exporter.stats()
         assert stats["delivered"] == 7 and stats["retries"] == 0 and stats["dropped_total"] == 0
