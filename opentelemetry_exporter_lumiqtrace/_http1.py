@@ -19,6 +19,7 @@ header and response objects, timeout objects); this is what an exchange with Lum
 from __future__ import annotations
 
 import re
+import ssl
 import time
 from collections.abc import Mapping
 from typing import Any, NamedTuple
@@ -123,13 +124,14 @@ def exchange(sock: Any, request: bytes, *, deadline: float, max_body_bytes: int)
 class _AnswerReader:
     """Reads one answer from a socket through a buffer; every receive waits at most until the deadline."""
 
-    __slots__ = ("_buf", "_deadline", "_pos", "_sock")
+    __slots__ = ("_buf", "_deadline", "_overtime", "_pos", "_sock")
 
     def __init__(self, sock: Any, deadline: float) -> None:
         self._sock = sock
         self._deadline = deadline
         self._buf = bytearray()
         self._pos = 0  # bytes of _buf already consumed
+        self._overtime = False
 
     def read(self, max_body_bytes: int) -> Reply:
         while True:
@@ -177,10 +179,20 @@ class _AnswerReader:
     def _fill(self) -> bool:
         """Receive more bytes; False at the end of the connection."""
         left = self._deadline - time.monotonic()
-        if left <= 0:
+        if left > 0:
+            self._sock.settimeout(left)
+            data = self._sock.recv(_RECV_BYTES)
+        elif self._overtime:
             raise TimeoutError("the deadline passed while reading the answer")
-        self._sock.settimeout(left)
-        data = self._sock.recv(_RECV_BYTES)
+        else:
+            # Past the deadline, what already arrived is still taken, once and without waiting: an answer that came
+            # in time is not thrown away because this thread ran late (a flood of bytes gets no more than this).
+            self._overtime = True
+            self._sock.settimeout(0.0)
+            try:
+                data = self._sock.recv(_RECV_BYTES)
+            except (BlockingIOError, ssl.SSLWantReadError):
+                raise TimeoutError("the deadline passed while reading the answer") from None
         if not data:
             return False
         if self._pos:

@@ -22,6 +22,7 @@ import pytest
 import trustme
 from opentelemetry.sdk.trace.export import SpanExportResult
 
+from opentelemetry_exporter_lumiqtrace import _http1
 from opentelemetry_exporter_lumiqtrace import transport as transport_module
 from opentelemetry_exporter_lumiqtrace.transport import IngestTransport
 
@@ -542,3 +543,25 @@ def test_tls_connections_are_kept_alive_and_replaced_when_closed(
             time.sleep(0.02)  # the close (TLS close_notify, then FIN) reaches the client
         assert statuses == [202] * 6
         assert server.connections == 2 and len(server.requests) == 6
+
+
+def test_bytes_that_arrived_by_the_deadline_are_taken_once_without_waiting() -> None:
+    # The thread ran late: the deadline passed while the answer was arriving. What is already there is read (one
+    # receive, no wait); a server that keeps sending (a flood of interim answers) gets no more than that one read.
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        client = socket.create_connection(listener.getsockname())
+        server, _ = listener.accept()
+        with client, server:
+            late = time.monotonic() - 1.0
+            server.sendall(framed())
+            time.sleep(0.05)
+            reply = _http1._AnswerReader(client, late).read(65536)
+            assert (reply.status, reply.body, reply.reusable) == (202, ACCEPTED, True)
+            server.sendall(b"HTTP/1.1 100 Continue\r\n\r\n" * 1000)
+            time.sleep(0.05)
+            started = time.monotonic()
+            with pytest.raises(TimeoutError):
+                _http1._AnswerReader(client, late).read(65536)
+            with pytest.raises(TimeoutError):  # nothing at all arrived: no wait either
+                _http1._AnswerReader(client, late).read(65536)
+            assert time.monotonic() - started < 0.5
