@@ -8,8 +8,10 @@ Stages: ``map_span`` (as spans come from the SDK, and with the attributes copied
 what a lookup-heavy mapping pays for ``MappingProxyType(BoundedAttributes)``: every missing key raises KeyError
 inside ``Mapping.get``), ``dumps_event`` (orjson and stdlib), gzip with zlib and (with the speedups) zlib-ng at
 several levels (CPU and compressed bytes per span), ``build_body`` as the exporter calls it, and one HTTP POST of a
-100-event body to the sink (its own process): with a plain ``requests.Session.post`` and with the exporter's
-``IngestTransport`` (requests' connection pool, TLS and proxy settings, without the Session and Response layers).
+100-event body to the sink (its own process): with a plain ``requests.Session.post``, with a bare kept-alive
+``http.client.HTTPConnection`` (the floor of any client built on http.client, urllib3's included) and with the
+exporter's ``IngestTransport`` (connections from requests' pool with its TLS and proxy settings, the exchange by the
+project's own HTTP/1.1 code on the connection's socket).
 Pricing: ``compute_cost`` from a price plan against ``genai_prices.calc_price`` for the same calls (flat and tiered
 models, below and above the tier). Each figure is the best of several repetitions, in CPU microseconds per span
 (per request for the POSTs).
@@ -18,9 +20,11 @@ models, below and above the tier). Each figure is the best of several repetition
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import sys
 import time
+import urllib.parse
 import zlib
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -157,12 +161,23 @@ def main() -> int:
         session = requests.Session()
         session.headers.update(headers)
         session.post(url, data=body).raise_for_status()
-        # Process CPU for the POSTs: the transport does its I/O in a worker thread (the sink is another process).
+        # Process CPU for the POSTs: the transport makes new connections in a worker thread (the sink is another
+        # process).
         per_request = _best_us(
             range(200), lambda _, s=session: s.post(url, data=body), repeat=3, clock=time.process_time
         )
         rows.append(("POST 100 events, requests.post", per_request, "per request"))
         session.close()
+        host, port = urllib.parse.urlsplit(sink.base_url).hostname, urllib.parse.urlsplit(sink.base_url).port
+        connection = http.client.HTTPConnection(host or "127.0.0.1", port, timeout=10)
+
+        def post_http_client(_: object) -> None:
+            connection.request("POST", "/v1/ingest", body=body, headers=headers)
+            connection.getresponse().read()
+
+        per_request = _best_us(range(200), post_http_client, repeat=3, clock=time.process_time)
+        rows.append(("POST 100 events, http.client", per_request, "per request"))
+        connection.close()
         transport = IngestTransport(base_url=sink.base_url, api_key=_common.BENCH_API_KEY, gzip_body=True)
         if transport.post(body, timeout=10).status != 200:
             raise RuntimeError("the sink did not accept the transport's POST")

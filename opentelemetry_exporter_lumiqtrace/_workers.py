@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Reusable daemon threads: the transport's request I/O and delivery's concurrent senders run in them.
+"""Reusable daemon threads: the transport's new connections (DNS, connect, TLS) and delivery's concurrent senders
+run in them.
 
 Starting a thread costs far more CPU than handing a job to one that waits (on this project's benchmarks a start was
 ~100 us, a hand-off a few): an exporter that sends several requests per export call keeps a few threads waiting.
@@ -22,7 +23,7 @@ class WorkerThreads:
     """Daemon threads that run jobs handed to them, reused while idle.
 
     Idle workers are reused; at most ``max_idle`` wait for work, each for ``idle_s`` at most. A job that outlives
-    its caller's interest (a request its caller gave up on at the deadline) finishes (or fails) on its own and the
+    its caller's interest (a connect its caller gave up on at the deadline) finishes (or fails) on its own and the
     worker is then reused like any other. Not fork-safe by itself: its owner builds a new one in a forked child.
     """
 

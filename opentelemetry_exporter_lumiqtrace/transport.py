@@ -9,11 +9,14 @@ The transport knows nothing about spans or retry policy. It posts a body to ``/v
 - no compressed answers: ``Accept-Encoding: identity`` is sent and a ``Content-Encoding`` is never decoded, so a
   "gzip bomb" costs what its bytes cost;
 - answer bodies are capped (``max_answer_bytes``, 64 KiB): the rest is not read and the connection is closed;
-- one wall-clock deadline per request covers DNS, connect, TLS, sending and every byte of the answer. urllib3's
-  timeouts bound each socket operation, not the request, so a server that drips its headers or body, or floods
-  ``100 Continue``, would hold a request forever. The I/O therefore runs in a worker thread; the caller waits
-  for it until the deadline and then shuts the connection's socket down (which ends the worker's blocked read)
-  and answers "timed out". A worker stuck where no socket exists yet (a DNS lookup) is abandoned, never waited for.
+- one wall-clock deadline per request covers DNS, connect, TLS, sending and every byte of the answer. A new
+  connection is made in a worker thread: the caller waits for it until the deadline and then shuts its socket down
+  (which ends a blocked handshake or tunnel read), and a worker stuck where no socket exists yet (a DNS lookup) is
+  abandoned, never waited for. The exchange itself runs in the caller's thread (:mod:`._http1`): every socket
+  operation waits at most for the time left, so a server that drips its headers or body, or floods
+  ``100 Continue``, cannot hold it either.
+- kept-alive connections are reused (at most ``max_connections`` idle) and closed on any doubt; one the server
+  closed while it was idle is noticed before it is used, and a request it reset at once goes again on a new one.
 - server text (``{"error": ...}`` and every other string of an answer, and exception messages) is scrubbed of
   secrets and capped before anyone can log it or keep it.
 """
@@ -31,7 +34,7 @@ import socket
 import threading
 import time
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,13 +42,22 @@ import requests
 import requests.adapters
 import urllib3
 from opentelemetry import context as otel_context
+from urllib3.util import wait_for_read
+from urllib3.util.proxy import connection_requires_http_tunnel
 
+from opentelemetry_exporter_lumiqtrace import _http1
 from opentelemetry_exporter_lumiqtrace._config import INGEST_PATH
 from opentelemetry_exporter_lumiqtrace._workers import WorkerThreads
 from opentelemetry_exporter_lumiqtrace.mapping.redaction import REDACTED, scrub_secrets
 from opentelemetry_exporter_lumiqtrace.version import __version__
 
 _logger = logging.getLogger(__name__)
+
+_json_loads: Callable[[bytes], Any]
+try:  # the optional `speedups` extra
+    from orjson import loads as _json_loads
+except ImportError:  # pragma: no cover - exercised by the tox env without speedups
+    _json_loads = json.loads
 
 USER_AGENT = f"opentelemetry-exporter-lumiqtrace/{__version__} (Python; requests/{requests.__version__})"
 
@@ -55,7 +67,6 @@ DEFAULT_MAX_CONNECTIONS = 4
 DEFAULT_MAX_ANSWER_BYTES = 64 * 1024
 # Server text kept in answers (and so in logs and ``last_error``) at most.
 MAX_MESSAGE_CHARS = 500
-_READ_CHUNK = 16 * 1024
 # A request never outlives this, whatever timeout a caller passes (an infinite wait cannot be armed).
 _MAX_REQUEST_S = 3600.0
 
@@ -149,12 +160,11 @@ class IngestTransport:
 
     requests decides how to reach the endpoint: its ``HTTPAdapter`` builds the urllib3 pool with requests' TLS
     settings (certifi or ``REQUESTS_CA_BUNDLE`` / ``CURL_CA_BUNDLE``, hostname checks), its proxy manager for
-    ``HTTP(S)_PROXY`` / ``NO_PROXY`` (CONNECT tunnels included) and its request target. Each request then goes
-    straight to that pool, as ``HTTPAdapter.send`` itself does, without the ``Session``/``Response`` layers around
-    it (hooks, cookies, redirects, a ``Response`` object): those took half the CPU of a request.
+    ``HTTP(S)_PROXY`` / ``NO_PROXY`` (CONNECT tunnels, Proxy-Authorization) and its request target. That pool is
+    used only to make connections; each request then runs on the connection's socket through :mod:`._http1`.
 
-    Thread-safe: concurrent requests share up to ``max_connections`` keep-alive connections (more concurrent
-    callers get a connection of their own, closed after use). Fork-safe: a child process gets a new pool and new
+    Thread-safe: concurrent requests use up to ``max_connections`` kept-alive connections (more concurrent callers
+    get a connection of their own, closed after use). Fork-safe: a child process gets new connections and new
     workers on first use instead of sharing the parent's sockets.
     """
 
@@ -202,7 +212,8 @@ class IngestTransport:
         # Re-entrant: a signal handler that flushes may interrupt this thread inside a critical section.
         self._lock = threading.RLock()
         self._session: requests.Session | None = None
-        self._routes: dict[str, _Route] = {}
+        self._routes: dict[tuple[str, str], _Route] = {}
+        self._idle: dict[Any, list[Any]] = {}  # per urllib3 pool: kept-alive connections, the last used last
         self._workers = WorkerThreads(max_idle=self._max_connections, name="lumiqtrace-http")
         self._pid = os.getpid()
 
@@ -210,9 +221,7 @@ class IngestTransport:
 
     def post(self, body: bytes, *, timeout: float) -> Answer:
         """POST ``body`` to the ingest URL; the whole request (answer included) ends within ``timeout`` seconds."""
-        headers = self._post_headers.copy()
-        headers["Content-Length"] = str(len(body))
-        return self._request("POST", self.url, body, headers, timeout, keep_raw=False)
+        return self._request("POST", self.url, body, self._post_headers, timeout, keep_raw=False)
 
     def get(self, path: str, *, timeout: float) -> Answer:
         """GET ``{base_url}{path}`` within ``timeout`` seconds. ``answer.raw`` holds the (capped) body."""
@@ -224,9 +233,14 @@ class IngestTransport:
     def close(self) -> None:
         with self._lock:
             session, self._session, self._routes = self._session, None, {}
+            idle, self._idle = self._idle, {}
         self._workers.dismiss_idle()
-        if session is not None and self._pid == os.getpid():
-            session.close()
+        if self._pid == os.getpid():  # a forked child leaves the parent's sockets alone
+            for connections in idle.values():
+                for conn in connections:
+                    _close(conn)
+            if session is not None:
+                session.close()
 
     def _request(
         self, method: str, url: str, body: bytes | None, headers: dict[str, str], timeout: float, *, keep_raw: bool
@@ -235,122 +249,162 @@ class IngestTransport:
             self.after_fork_in_child()
         # NaN means no usable time left, like zero; +inf is capped.
         seconds = min(max(0.001, timeout), _MAX_REQUEST_S) if not math.isnan(timeout) else 0.001
-        call = _Call(time.monotonic() + seconds)
-
-        def job() -> None:
-            call.finish(self._exchange(method, url, body, headers, call, keep_raw=keep_raw))
-
-        if not self._workers.submit(job):
-            # No thread can be started (interpreter shutdown): do it here. Each socket operation stays bounded by
-            # the deadline, the request as a whole only as far as reads return.
-            job()
-        elif not call.done.wait(max(0.0, call.deadline - time.monotonic())):
-            late = call.cancel()
-            if late is None:
-                return Answer(status=None, error=f"timed out: no complete answer within {seconds:g} s", timed_out=True)
-        answer = call.answer
-        assert answer is not None
-        return answer
-
-    def _exchange(
-        self,
-        method: str,
-        url: str,
-        body: bytes | None,
-        headers: dict[str, str],
-        call: _Call,
-        *,
-        keep_raw: bool,
-    ) -> Answer:
-        """One request and its answer, in a worker thread (or the caller's when no worker could start)."""
-        token = otel_context.attach(suppressed_context())
-        _current.call = call
-        response: Any = None
-        reusable = False
+        deadline = time.monotonic() + seconds
         try:
-            remaining = call.deadline - time.monotonic()
-            if remaining <= 0:
-                return Answer(status=None, error="timed out before the request started", timed_out=True)
-            route = self._route(url)
-            response = route.pool.urlopen(
-                method,
-                route.target,
-                body=body,
-                headers={**route.headers, **headers},
-                retries=False,  # the delivery policy retries, within the export deadline
-                redirect=False,  # a 3xx is an answer: following it would send the key to another URL
-                assert_same_host=False,
-                timeout=urllib3.Timeout(connect=remaining, read=remaining),
-                preload_content=False,
-                decode_content=False,
-            )
-            data, truncated = self._read_capped(response, call)
-            reusable = not truncated
-            status = response.status
-            answer_headers = {k.lower(): v for k, v in response.headers.items()}
-        except _DeadlinePassed:
-            return Answer(status=None, error="timed out while reading the answer", timed_out=True)
-        except urllib3.exceptions.ClosedPoolError as exc:
-            with self._lock:  # the next attempt builds a new pool
-                self._routes = {}
-            return Answer(status=None, error=f"connection error: {type(exc).__name__}")
-        except urllib3.exceptions.NewConnectionError as exc:  # a subclass of ConnectTimeoutError, but refused
-            return Answer(status=None, error=f"connection error: {type(exc).__name__}")
-        except urllib3.exceptions.TimeoutError as exc:
-            return Answer(status=None, error=f"timed out: {type(exc).__name__}", timed_out=True)
-        except (urllib3.exceptions.SSLError, urllib3.exceptions.ProxyError, OSError) as exc:
-            # The reason is what the user must fix (an untrusted certificate, a proxy that refuses, a CA-bundle
-            # path that does not exist): keep it, scrubbed (a proxy URL may carry credentials).
-            return Answer(status=None, error=self._scrub(f"connection error: {type(exc).__name__}: {exc}"))
-        except urllib3.exceptions.HTTPError as exc:
-            return Answer(status=None, error=f"connection error: {type(exc).__name__}")
-        except Exception as exc:  # never raise into the exporter, whatever the HTTP stack does
-            return Answer(status=None, error=self._scrub(f"unexpected error: {type(exc).__name__}: {exc}"))
-        finally:
-            if response is not None:
-                _finish_response(response, reusable=reusable and not call.cancelled)
-            _current.call = None
-            otel_context.detach(token)
+            route = self._route(method, url, headers)
+        except Exception as exc:
+            return self._failure(exc)
+        if body is None:
+            request = route.head + b"\r\n"
+        else:
+            request = b"".join((route.head, b"Content-Length: %d\r\n\r\n" % len(body), body))
+        # No instrumentation sees the exchange (it never goes through requests or urllib3's request methods), so
+        # suppressing it is left to the worker that makes connections with urllib3.
+        reply = self._exchange(route, request, deadline, seconds)
+        if isinstance(reply, Answer):
+            return reply
         return Answer(
-            status=status,
-            body=None if truncated else self._json_body(data),
-            headers=answer_headers,
-            truncated=truncated,
-            raw=bytes(data) if keep_raw and not truncated else b"",
+            status=reply.status,
+            body=None if reply.truncated else self._json_body(reply.body),
+            headers=reply.headers,
+            truncated=reply.truncated,
+            raw=reply.body if keep_raw else b"",
         )
 
-    def _read_capped(self, response: Any, call: _Call) -> tuple[bytearray, bool]:
-        """The answer's bytes as sent (never decoded), at most the cap; True when there was more."""
-        data = bytearray()
-        limit = self._max_answer_bytes
+    def _exchange(self, route: _Route, request: bytes, deadline: float, seconds: float) -> _http1.Reply | Answer:
+        """The request on a kept-alive connection (or a new one), in this thread: every socket operation waits at
+        most until the deadline, so nothing here outlives it; making a new connection runs in a worker."""
+        conn = self._checkout(route.pool)
+        reused = conn is not None
         while True:
-            if time.monotonic() >= call.deadline or call.cancelled:
-                raise _DeadlinePassed
-            chunk = response.read(min(_READ_CHUNK, limit + 1 - len(data)), decode_content=False)
-            if not chunk:
-                return data, False
-            data += chunk
-            if len(data) > limit:
-                del data[limit:]
-                return data, True
+            if conn is None:
+                made = self._connect(route, deadline, seconds)
+                if isinstance(made, Answer):
+                    return made
+                conn = made
+            try:
+                reply = _http1.exchange(conn.sock, request, deadline=deadline, max_body_bytes=self._max_answer_bytes)
+            except _http1.RequestNotSent as exc:
+                _close(conn)
+                if reused:
+                    # A kept-alive connection the server had closed (it reset the request at once): nothing of this
+                    # request reached it, so it goes once more on a new connection, within the same deadline.
+                    _logger.debug("LumiqTrace: kept-alive connection was gone (%s); reconnecting", exc)
+                    conn, reused = None, False
+                    continue
+                return Answer(status=None, error=self._scrub(f"connection error: {exc}"))
+            except TimeoutError:
+                _close(conn)
+                return Answer(status=None, error=f"timed out: no complete answer within {seconds:g} s", timed_out=True)
+            except Exception as exc:
+                _close(conn)
+                return self._failure(exc)
+            except BaseException:
+                _close(conn)
+                raise
+            if reply.reusable:
+                self._checkin(route.pool, conn)
+            else:
+                _close(conn)
+            return reply
 
-    def _route(self, url: str) -> _Route:
+    def _failure(self, exc: Exception) -> Answer:
+        """What an exception means as an answer: a timeout, a connection error (with the reason the user must fix:
+        an untrusted certificate, a proxy that refuses, a CA-bundle path that does not exist), or unexpected."""
+        if isinstance(exc, TimeoutError):
+            return Answer(status=None, error=f"timed out: {exc}", timed_out=True)
+        if isinstance(exc, _http1.ProtocolError):
+            return Answer(status=None, error=self._scrub(f"connection error: {exc}"))
+        if isinstance(exc, (OSError, urllib3.exceptions.HTTPError)):
+            # Scrubbed: a proxy URL in the message may carry credentials.
+            return Answer(status=None, error=self._scrub(f"connection error: {type(exc).__name__}: {exc}"))
+        return Answer(status=None, error=self._scrub(f"unexpected error: {type(exc).__name__}: {exc}"))
+
+    # -- connections ------------------------------------------------------------------------------------------
+
+    def _checkout(self, pool: Any) -> Any:
+        """A kept-alive connection to ``pool``'s endpoint that is still open and quiet, or None."""
+        while True:
+            with self._lock:
+                idle = self._idle.get(pool)
+                if not idle:
+                    return None
+                conn = idle.pop()
+            sock = conn.sock
+            # Readable while idle means the server closed it (or sent what no request asked for): either way it
+            # cannot carry a request. An SSL socket may also hold decrypted bytes no select() sees.
+            if sock is not None and not getattr(sock, "pending", _nothing_pending)() and not wait_for_read(sock, 0.0):
+                return conn
+            _close(conn)
+
+    def _checkin(self, pool: Any, conn: Any) -> None:
         with self._lock:
-            route = self._routes.get(url)
-            if route is not None:
-                return route
+            idle = self._idle.setdefault(pool, [])
+            if len(idle) < self._max_connections:
+                idle.append(conn)
+                return
+        _close(conn)
+
+    def _connect(self, route: _Route, deadline: float, seconds: float) -> Any:
+        """A new connection (DNS, TCP, proxy tunnel, TLS) by the deadline, or the Answer saying why there is none.
+
+        It is made in a worker thread: a DNS lookup cannot be bounded in time, so the caller waits for the worker
+        until the deadline and then shuts the connection's socket down (which ends a blocked handshake or tunnel
+        read) or, before there is a socket, abandons the worker.
+        """
+        call = _Call(deadline)
+        pool, tunnel = route.pool, route.tunnel
+
+        def job() -> None:
+            token = otel_context.attach(suppressed_context())
+            _current.call = call
+            conn = None
+            result: Any
+            try:
+                conn = pool._new_conn()
+                # Each socket operation of the connect is bounded too; the caller's cut bounds them all together.
+                conn.timeout = max(0.001, call.deadline - time.monotonic())
+                if tunnel:
+                    pool._prepare_proxy(conn)  # CONNECT with requests' Proxy-Authorization, then TLS through it
+                else:
+                    conn.connect()
+                result = conn
+            except Exception as exc:
+                result = exc
+                if conn is not None:
+                    _close(conn)
+            finally:
+                _current.call = None
+                otel_context.detach(token)
+            if not call.finish(result) and result is conn:
+                _close(conn)  # the caller gave up meanwhile
+
+        if not self._workers.submit(job):
+            # No thread can be started (interpreter shutdown): connect here. Each socket operation stays bounded by
+            # the deadline; a DNS lookup only by the resolver.
+            job()
+        elif not call.done.wait(max(0.0, deadline - time.monotonic())) and not call.cancel():
+            return Answer(status=None, error=f"timed out: no connection within {seconds:g} s", timed_out=True)
+        result = call.result
+        if isinstance(result, Exception):
+            return self._failure(result)
+        return result
+
+    def _route(self, method: str, url: str, headers: dict[str, str]) -> _Route:
+        route = self._routes.get((method, url))  # built once, then only read: no lock needed to find it
+        if route is not None:
+            return route
+        with self._lock:
             session = self._session
             if session is None:
                 session = requests.Session()
                 session.trust_env = False
                 session.headers.clear()  # requests' defaults ask for compressed answers
-                pooled = requests.adapters.HTTPAdapter(
-                    pool_connections=1, pool_maxsize=self._max_connections, pool_block=False
-                )
+                pooled = requests.adapters.HTTPAdapter(pool_connections=1, pool_maxsize=self._max_connections)
                 session.mount("https://", pooled)
                 session.mount("http://", pooled)
                 self._session = session
-            request = session.prepare_request(requests.Request("GET", url))
+            request = session.prepare_request(requests.Request(method, url))
             adapter = session.get_adapter(url)
             if not isinstance(adapter, requests.adapters.HTTPAdapter):  # pragma: no cover - never mounted here
                 raise TypeError(f"no HTTP adapter for {url!r}")
@@ -360,20 +414,29 @@ class IngestTransport:
             adapter.cert_verify(pool, url, self._verify, None)  # type: ignore[no-untyped-call]
             if not issubclass(pool.ConnectionCls, _WatchedConnection):
                 pool.ConnectionCls = _watched(pool.ConnectionCls)
-            headers = dict(request.headers)
-            # Proxy-Authorization for a forwarding proxy comes from requests; a URL's own userinfo never does.
-            headers.pop("Authorization", None)
-            route = _Route(pool=pool, target=adapter.request_url(request, proxies), headers=headers)
-            self._routes[url] = route
+            proxy = pool.proxy
+            tunnel = proxy is not None and connection_requires_http_tunnel(proxy, pool.proxy_config, pool.scheme)
+            # Not the prepared request's headers: with no body, no cookies and no URL credentials (refused above)
+            # requests adds only a Content-Length, which the exchange writes itself.
+            fixed: dict[str, str] = {}
+            if proxy is not None and not tunnel:
+                # Proxy-Authorization for a forwarding proxy, from requests; a tunnel's go with its CONNECT.
+                fixed.update(pool.proxy_headers)
+            fixed.update(headers)
+            assert request.url is not None
+            target = adapter.request_url(request, proxies)
+            head = _http1.request_head(method, target, urllib.parse.urlsplit(request.url).netloc, fixed)
+            route = _Route(pool=pool, tunnel=tunnel, head=head)
+            self._routes[(method, url)] = route
             return route
 
     def _scrub(self, text: str) -> str:
         return scrub_text(text, secret=self._api_key)
 
-    def _json_body(self, data: bytes | bytearray) -> Mapping[str, Any] | None:
+    def _json_body(self, data: bytes) -> Mapping[str, Any] | None:
         try:
-            body = json.loads(data) if data else None
-        except ValueError:
+            body = _json_loads(data) if data else None
+        except ValueError:  # orjson's JSONDecodeError too
             return None
         if not isinstance(body, dict):
             return None
@@ -394,43 +457,36 @@ class IngestTransport:
 
 @dataclass(frozen=True)
 class _Route:
-    """Where a request goes: requests' pool for the endpoint (TLS and proxy applied), the request target, headers."""
+    """Where a request goes: requests' pool for the endpoint (TLS and proxy applied, used to make connections),
+    whether a connection needs a CONNECT tunnel first, and the request's head up to its Content-Length."""
 
     pool: Any
-    target: str
-    headers: dict[str, str]
+    tunnel: bool
+    head: bytes
 
 
-class _DeadlinePassed(Exception):
-    pass
+def _nothing_pending() -> int:
+    return 0
 
 
-def _finish_response(response: Any, *, reusable: bool) -> None:
-    """Return a fully read connection to the pool; close any other (unread rest, cut by the deadline)."""
+def _close(conn: Any) -> None:
     # Closing a broken connection may fail; it is discarded either way.
     with contextlib.suppress(Exception):
-        if not reusable:
-            response.close()
-    with contextlib.suppress(Exception):
-        response.release_conn()
+        conn.close()
 
 
 class _Call:
-    """One request's deadline, shared by the caller (who may give up) and the worker doing the I/O."""
+    """One connect's deadline, shared by the caller (who may give up) and the worker making the connection."""
 
-    __slots__ = ("_cancelled", "_lock", "_sock", "answer", "deadline", "done")
+    __slots__ = ("_cancelled", "_lock", "_sock", "deadline", "done", "result")
 
     def __init__(self, deadline: float) -> None:
         self.deadline = deadline
-        self.answer: Answer | None = None
+        self.result: Any = None
         self.done = threading.Event()
         self._lock = threading.Lock()
         self._sock: socket.socket | None = None  # a duplicate of the socket the worker waits on
         self._cancelled = False
-
-    @property
-    def cancelled(self) -> bool:
-        return self._cancelled
 
     def watch(self, sock: Any) -> None:
         """The worker is about to wait on ``sock``: let :meth:`cancel` cut it.
@@ -449,23 +505,26 @@ class _Call:
         if old is not None:
             old.close()
 
-    def cancel(self) -> Answer | None:
-        """The caller's deadline passed: the answer if it arrived meanwhile, else None and the connection is cut."""
+    def cancel(self) -> bool:
+        """The caller's deadline passed: True if the result arrived meanwhile, else False and the socket is cut."""
         with self._lock:
-            if self.answer is not None:
-                return self.answer
+            if self.done.is_set():
+                return True
             self._cancelled = True
             if self._sock is not None:
                 _shutdown(self._sock)
-        return None
+        return False
 
-    def finish(self, answer: Answer) -> None:
+    def finish(self, result: Any) -> bool:
+        """The worker is done: True if the caller still takes the result."""
         with self._lock:
-            self.answer = answer
+            self.result = result
+            taken = not self._cancelled
             sock, self._sock = self._sock, None
+            self.done.set()
         if sock is not None:
             sock.close()
-        self.done.set()
+        return taken
 
 
 def _shutdown(sock: socket.socket) -> None:
@@ -473,51 +532,20 @@ def _shutdown(sock: socket.socket) -> None:
         sock.shutdown(socket.SHUT_RDWR)
 
 
-# The request a worker thread is running, for the connection hooks below.
+# The connect a worker thread is running, for the connection hook below.
 _current = threading.local()
 
 
 class _WatchedConnection:
-    """Mixed into urllib3's connection classes: hands each socket the request waits on to that request's _Call,
-    and sends a request's head and (bytes) body in one ``sendall``.
-
-    urllib3 sends the head and then the body: two system calls and two TCP segments per request where one does
-    (on loopback the receiving side's processing runs in the sender's system call, so each costs the sender's CPU).
-    """
-
-    _body_with_head: bytes | None = None  # the body to send together with the next head
-    _body_sent: bytes | None = None  # the body already sent with the head: its own send() is skipped
+    """Mixed into urllib3's connection classes: hands each new socket to the connect's _Call before any TLS
+    handshake or proxy tunnel runs on it, so that the caller can cut it at the deadline."""
 
     def _new_conn(self) -> Any:
         sock = super()._new_conn()  # type: ignore[misc]
-        _watch_current(sock)  # before any TLS handshake or proxy tunnel
+        call = getattr(_current, "call", None)
+        if call is not None:
+            call.watch(sock)
         return sock
-
-    def request(self, method: str, url: str, body: Any = None, *args: Any, **kwargs: Any) -> Any:
-        _watch_current(getattr(self, "sock", None))  # a kept-alive connection: its socket is already there
-        self._body_with_head = body if type(body) is bytes and body else None
-        self._body_sent = None
-        try:
-            return super().request(method, url, body, *args, **kwargs)  # type: ignore[misc]
-        finally:
-            self._body_with_head = self._body_sent = None
-
-    def send(self, data: Any) -> None:
-        body, self._body_with_head = self._body_with_head, None  # cleared first: connect() may send (a tunnel)
-        if body is not None:
-            # The first send() of a request is its head (http.client buffers the request line and headers).
-            self._body_sent = body
-            super().send(data + body)  # type: ignore[misc]
-        elif data is not None and data is self._body_sent:
-            self._body_sent = None
-        else:
-            super().send(data)  # type: ignore[misc]
-
-
-def _watch_current(sock: Any) -> None:
-    call = getattr(_current, "call", None)
-    if call is not None and sock is not None:
-        call.watch(sock)
 
 
 _watched_classes: dict[type, type] = {}

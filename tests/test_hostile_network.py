@@ -958,34 +958,32 @@ def test_behind_a_batch_span_processor_flush_and_shutdown_keep_their_budgets() -
 # -- one system call per request ---------------------------------------------------------------------------------
 
 
-def test_a_request_head_and_body_go_out_in_one_sendall() -> None:
-    import urllib3
-
-    from opentelemetry_exporter_lumiqtrace.transport import _watched
-
+def test_a_request_head_and_body_go_out_in_one_sendall(transports: Callable[..., IngestTransport]) -> None:
     body = b'{"event_id": "e"}\n' * 50
     with RawServer(accept_everything) as server:
-        conn = _watched(urllib3.connection.HTTPConnection)("127.0.0.1", server.port)
-        conn.connect()
-        real = conn.sock
+        transport = transports(server.url)
         sent: list[bytes] = []
+        caller = threading.current_thread()
+        real_sendall, real_send = socket.socket.sendall, socket.socket.send
 
-        class Recording:
-            def sendall(self, data: bytes) -> None:
-                sent.append(bytes(data))
-                real.sendall(data)
+        def recording(real: Callable[..., Any]) -> Callable[..., Any]:
+            def call(sock: socket.socket, data: Any, *args: Any) -> Any:
+                if threading.current_thread() is caller:  # the server runs in this process too
+                    sent.append(bytes(data))
+                return real(sock, data, *args)
 
-            def __getattr__(self, name: str) -> Any:
-                return getattr(real, name)
+            return call
 
-        conn.sock = Recording()
-        for _ in range(2):  # a kept-alive connection: the second request too
-            sent.clear()
-            conn.request("POST", "/v1/ingest", body=body, headers={"x-api-key": KEY})
-            assert conn.getresponse().status == 202 and len(sent) == 1
-            head, _, rest = sent[0].partition(b"\r\n\r\n")
-            assert head.startswith(b"POST /v1/ingest HTTP/1.1") and rest == body
-        conn.request("GET", "/v1/sdk/config", headers={"x-api-key": KEY})  # no body: the head alone
-        assert conn.getresponse().status == 200 and len(sent) == 2 and sent[1].endswith(b"\r\n\r\n")
-        conn.close()
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(socket.socket, "sendall", recording(real_sendall))
+            patch.setattr(socket.socket, "send", recording(real_send))
+            for _ in range(2):  # a kept-alive connection: the second request too
+                sent.clear()
+                assert transport.post(body, timeout=DIRECT_TIMEOUT_S).status == 202 and len(sent) == 1
+                head, _, rest = sent[0].partition(b"\r\n\r\n")
+                assert head.startswith(b"POST /v1/ingest HTTP/1.1") and rest == body
+            # No body: the head alone.
+            assert transport.get("/v1/sdk/config", timeout=DIRECT_TIMEOUT_S).status == 200
+            assert len(sent) == 2 and sent[1].endswith(b"\r\n\r\n")
+        assert server.connections == 1
         assert [r.body for r in server.requests if r.method == "POST"] == [body, body]

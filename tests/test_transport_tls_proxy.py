@@ -10,6 +10,7 @@ the proxy for ``NO_PROXY`` hosts.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import functools
 import http.client
@@ -495,3 +496,42 @@ def test_a_ca_bundle_path_that_does_not_exist_is_named_in_the_warning(
     assert tls_server.ingest_requests() == []
     assert exporter.stats()["buffered"] == 2
     assert any(missing in record.getMessage() for record in caplog.records)
+
+
+def _with_credentials(url: str) -> str:
+    return url.replace("http://", "http://proxy-user:pr0xy-pass@", 1)
+
+
+_PROXY_AUTHORIZATION = "Basic " + base64.b64encode(b"proxy-user:pr0xy-pass").decode()
+
+
+def test_a_forwarding_proxy_gets_its_credentials_with_each_request(
+    server: LocalIngestServer,
+    proxy: RecordingProxy,
+    exporters: Callable[..., LumiqTraceSpanExporter],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("HTTP_PROXY", _with_credentials(proxy.url))
+    exporter = exporters(server)
+    assert exporter.export(make_spans(2)) is SpanExportResult.SUCCESS
+    assert exporter.export(make_spans(2)) is SpanExportResult.SUCCESS
+    posts = _ingest_posts(proxy, server)
+    assert [r.headers.get("proxy-authorization") for r in posts] == [_PROXY_AUTHORIZATION] * 2
+    assert len(server.events()) == 4
+
+
+def test_a_tunnel_sends_proxy_credentials_to_the_proxy_and_not_to_the_server(
+    tls_server: LocalIngestServer,
+    ca_file: str,
+    proxy: RecordingProxy,
+    exporters: Callable[..., LumiqTraceSpanExporter],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("HTTPS_PROXY", _with_credentials(proxy.url))
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", ca_file)
+    exporter = exporters(tls_server)
+    assert exporter.export(make_spans(2)) is SpanExportResult.SUCCESS
+    connects = [r for r in proxy.records if r.method == "CONNECT"]
+    assert connects and all(r.headers.get("proxy-authorization") == _PROXY_AUTHORIZATION for r in connects)
+    received = tls_server.ingest_requests()
+    assert len(received) == 1 and "proxy-authorization" not in received[0].headers
