@@ -52,6 +52,10 @@ class RequestNotSent(ConnectionError):
     """Sending the request failed: the connection was already gone (reset or closed by the server)."""
 
 
+class NoAnswer(ProtocolError):
+    """The connection ended (closed or reset) before a single byte of an answer arrived."""
+
+
 class Reply(NamedTuple):
     """One final answer. ``headers`` has lower-cased names; of a repeated header the last value is kept.
 
@@ -124,7 +128,7 @@ def exchange(sock: Any, request: bytes, *, deadline: float, max_body_bytes: int)
 class _AnswerReader:
     """Reads one answer from a socket through a buffer; every receive waits at most until the deadline."""
 
-    __slots__ = ("_buf", "_deadline", "_overtime", "_pos", "_sock")
+    __slots__ = ("_buf", "_deadline", "_overtime", "_pos", "_received", "_sock")
 
     def __init__(self, sock: Any, deadline: float) -> None:
         self._sock = sock
@@ -132,6 +136,7 @@ class _AnswerReader:
         self._buf = bytearray()
         self._pos = 0  # bytes of _buf already consumed
         self._overtime = False
+        self._received = False  # any byte of an answer at all
 
     def read(self, max_body_bytes: int) -> Reply:
         while True:
@@ -195,6 +200,7 @@ class _AnswerReader:
                 raise TimeoutError("the deadline passed while reading the answer") from None
         if not data:
             return False
+        self._received = True
         if self._pos:
             del self._buf[: self._pos]
             self._pos = 0
@@ -217,9 +223,15 @@ class _AnswerReader:
                 break
             if len(buf) - self._pos > DEFAULT_MAX_HEAD_BYTES:
                 raise ProtocolError(f"answer headers larger than {DEFAULT_MAX_HEAD_BYTES} bytes")
-            if not self._fill():
-                if len(buf) == self._pos:
-                    raise ProtocolError("connection closed before any answer")
+            try:
+                more = self._fill()
+            except ConnectionError as exc:  # reset (or closed under a send): see NoAnswer
+                if not self._received:
+                    raise NoAnswer(f"connection reset before any answer ({type(exc).__name__})") from exc
+                raise
+            if not more:
+                if not self._received:
+                    raise NoAnswer("connection closed before any answer")
                 raise ProtocolError("connection closed in the middle of the answer's headers")
         if len(text) > DEFAULT_MAX_HEAD_BYTES:
             raise ProtocolError(f"answer headers larger than {DEFAULT_MAX_HEAD_BYTES} bytes")

@@ -684,6 +684,8 @@ class Deliverer:
             self.stats.add_request(retry=attempt > 0)
             answer = self.transport.post(body, timeout=min(remaining, self.policy.max_request_timeout_s))
             self.state.last_latency_s = self._clock() - now
+            if answer.resent:  # a kept-alive connection was gone: the request went once more on a new one
+                self.stats.add_request(retry=True)
             attempt += 1
             if _logger.isEnabledFor(logging.DEBUG):  # _describe is not free, and this runs for every request
                 _logger.debug(

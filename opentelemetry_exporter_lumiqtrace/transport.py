@@ -24,6 +24,7 @@ The transport knows nothing about spans or retry policy. It posts a body to ``/v
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import email.utils
 import json
 import logging
@@ -113,6 +114,7 @@ class Answer:
     ``body`` is the answer's JSON object with every string scrubbed (see :func:`scrub_text`); None when the answer
     was not a JSON object or was larger than the cap (``truncated``). ``raw`` holds the answer's bytes as received
     (at most the cap) for :meth:`IngestTransport.get` only, whose caller parses them; it is never logged.
+    ``resent``: the request went twice, the first time on a kept-alive connection the server had closed meanwhile.
     """
 
     status: int | None
@@ -122,6 +124,7 @@ class Answer:
     timed_out: bool = False
     truncated: bool = False
     raw: bytes = b""
+    resent: bool = False
 
     @property
     def message(self) -> str:
@@ -260,45 +263,53 @@ class IngestTransport:
             request = b"".join((route.head, b"Content-Length: %d\r\n\r\n" % len(body), body))
         # No instrumentation sees the exchange (it never goes through requests or urllib3's request methods), so
         # suppressing it is left to the worker that makes connections with urllib3.
-        reply = self._exchange(route, request, deadline, seconds)
+        reply, resent = self._exchange(route, request, deadline, seconds)
         if isinstance(reply, Answer):
-            return reply
+            return dataclasses.replace(reply, resent=True) if resent else reply
         return Answer(
             status=reply.status,
             body=None if reply.truncated else self._json_body(reply.body),
             headers=reply.headers,
             truncated=reply.truncated,
             raw=reply.body if keep_raw else b"",
+            resent=resent,
         )
 
-    def _exchange(self, route: _Route, request: bytes, deadline: float, seconds: float) -> _http1.Reply | Answer:
+    def _exchange(
+        self, route: _Route, request: bytes, deadline: float, seconds: float
+    ) -> tuple[_http1.Reply | Answer, bool]:
         """The request on a kept-alive connection (or a new one), in this thread: every socket operation waits at
-        most until the deadline, so nothing here outlives it; making a new connection runs in a worker."""
+        most until the deadline, so nothing here outlives it; making a new connection runs in a worker. Also says
+        whether the request went twice (see below)."""
         conn = self._checkout(route.pool)
         reused = conn is not None
+        resent = False
         while True:
             if conn is None:
                 made = self._connect(route, deadline, seconds)
                 if isinstance(made, Answer):
-                    return made
+                    return made, resent
                 conn = made
             try:
                 reply = _http1.exchange(conn.sock, request, deadline=deadline, max_body_bytes=self._max_answer_bytes)
-            except _http1.RequestNotSent as exc:
+            except (_http1.RequestNotSent, _http1.NoAnswer) as exc:
                 _close(conn)
                 if reused:
-                    # A kept-alive connection the server had closed (it reset the request at once): nothing of this
-                    # request reached it, so it goes once more on a new connection, within the same deadline.
+                    # A kept-alive connection the server closed while it was idle: the close crossed the request on
+                    # the wire (reset at once, or closed without a byte of answer). It goes once more on a new
+                    # connection, within the same deadline. Safe even if the server did read it: ingest is
+                    # deduplicated by event_id, and a GET changes nothing.
                     _logger.debug("LumiqTrace: kept-alive connection was gone (%s); reconnecting", exc)
-                    conn, reused = None, False
+                    conn, reused, resent = None, False, True
                     continue
-                return Answer(status=None, error=self._scrub(f"connection error: {exc}"))
+                return Answer(status=None, error=self._scrub(f"connection error: {exc}")), resent
             except TimeoutError:
                 _close(conn)
-                return Answer(status=None, error=f"timed out: no complete answer within {seconds:g} s", timed_out=True)
+                timed_out = f"timed out: no complete answer within {seconds:g} s"
+                return Answer(status=None, error=timed_out, timed_out=True), resent
             except Exception as exc:
                 _close(conn)
-                return self._failure(exc)
+                return self._failure(exc), resent
             except BaseException:
                 _close(conn)
                 raise
@@ -306,7 +317,7 @@ class IngestTransport:
                 self._checkin(route.pool, conn)
             else:
                 _close(conn)
-            return reply
+            return reply, resent
 
     def _failure(self, exc: Exception) -> Answer:
         """What an exception means as an answer: a timeout, a connection error (with the reason the user must fix:

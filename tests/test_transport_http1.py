@@ -24,6 +24,7 @@ from opentelemetry.sdk.trace.export import SpanExportResult
 
 from opentelemetry_exporter_lumiqtrace import _http1
 from opentelemetry_exporter_lumiqtrace import transport as transport_module
+from opentelemetry_exporter_lumiqtrace.testing import LocalIngestServer, Reply
 from opentelemetry_exporter_lumiqtrace.transport import IngestTransport
 
 from .conftest import make_spans
@@ -405,8 +406,34 @@ def test_a_request_reset_on_a_reused_connection_goes_once_more_on_a_new_one(
         server.close_idle()
         monkeypatch.setattr(transport_module, "wait_for_read", lambda sock, timeout: False)
         answer = post(transport)
-        assert (answer.status, answer.error) == (202, None)
+        assert (answer.status, answer.error, answer.resent) == (202, None, True)
         assert server.connections == 2 and len(server.requests) == 2
+
+
+def test_a_request_on_a_reused_connection_closed_without_an_answer_goes_once_more_on_a_new_one(
+    transports: Callable[..., IngestTransport], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The server's idle close (a FIN) crosses the request on the wire: the send succeeds, the answer is an end of
+    # connection without a byte. Resending is safe: ingest is deduplicated by event_id.
+    with ClosingServer(reset=False) as server:
+        transport = transports(server.url)
+        assert post(transport).status == 202
+        server.close_idle()
+        monkeypatch.setattr(transport_module, "wait_for_read", lambda sock, timeout: False)
+        answer = post(transport)
+        assert (answer.status, answer.error, answer.resent) == (202, None, True)
+        assert server.connections == 2 and len(server.requests) == 2
+
+
+def test_a_new_connection_closed_without_an_answer_is_not_resent(transports: Callable[..., IngestTransport]) -> None:
+    # Only a kept-alive connection can have been closed by the server before the request: on a new one, no answer
+    # is the server's doing, and retrying is the delivery policy's decision (with back-off), not the transport's.
+    with LocalIngestServer() as server:
+        server.script(Reply(drop_connection=True))
+        transport = transports(server.base_url)
+        answer = post(transport)
+        assert answer.status is None and not answer.resent and "before any answer" in (answer.error or "")
+        assert [r.status for r in server.ingest_requests()] == [None]
 
 
 def test_the_exporter_delivers_after_the_server_closed_its_idle_connection() -> None:
