@@ -7,10 +7,12 @@ import contextlib
 import functools
 import logging
 import os
+import ssl
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+import trustme
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -21,6 +23,7 @@ from opentelemetry_exporter_lumiqtrace import delivery
 from opentelemetry_exporter_lumiqtrace.delivery import RetryPolicy
 from opentelemetry_exporter_lumiqtrace.sampling import shared_sampling_state
 from opentelemetry_exporter_lumiqtrace.testing import LocalIngestServer
+from opentelemetry_exporter_lumiqtrace.transport import IngestTransport
 
 # Fast waits for tests: the rules are the same, the numbers small.
 FAST_POLICY = RetryPolicy(initial_backoff_s=0.01, max_backoff_s=0.05, default_retry_after_s=0.2)
@@ -125,3 +128,46 @@ class FakeClock:
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
+
+
+# -- transports against raw loopback servers (tests/test_hostile_network.py, tests/test_transport_*.py) ------------
+
+TRANSPORT_KEY = "lqt_" + "5e" * 32
+PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
+
+
+@pytest.fixture
+def no_ambient_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No proxy from the machine's environment: the tests talk to 127.0.0.1 directly."""
+    for name in PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+
+
+@pytest.fixture
+def transports() -> Iterator[Callable[..., IngestTransport]]:
+    """Makes ``IngestTransport``s (key ``TRANSPORT_KEY``, gzip bodies unless told) and closes them after the test."""
+    made: list[IngestTransport] = []
+
+    def factory(base_url: str, **kwargs: Any) -> IngestTransport:
+        kwargs.setdefault("api_key", TRANSPORT_KEY)
+        kwargs.setdefault("gzip_body", True)
+        transport = IngestTransport(base_url=base_url, **kwargs)
+        made.append(transport)
+        return transport
+
+    yield factory
+    for transport in made:
+        transport.close()
+
+
+@pytest.fixture
+def trusted_tls_context(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> ssl.SSLContext:
+    """A server-side TLS context for 127.0.0.1 whose CA the exporter trusts (``REQUESTS_CA_BUNDLE``)."""
+    ca = trustme.CA()
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(context)
+    bundle = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(bundle))
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(bundle))
+    return context

@@ -26,7 +26,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-import trustme
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExportResult
 
@@ -34,9 +33,11 @@ from opentelemetry_exporter_lumiqtrace import LumiqTraceSpanExporter
 from opentelemetry_exporter_lumiqtrace.check import run_check
 from opentelemetry_exporter_lumiqtrace.transport import Answer, IngestTransport
 
-from .conftest import make_spans
+from .conftest import TRANSPORT_KEY, make_spans
 
-KEY = "lqt_" + "5e" * 32
+pytestmark = pytest.mark.usefixtures("no_ambient_proxy")
+
+KEY = TRANSPORT_KEY
 EXPORT_TIMEOUT_S = 2.0
 EXPORT_BOUND_S = 3.0
 SHUTDOWN_MILLIS = 1000
@@ -48,7 +49,6 @@ DIRECT_BOUND_S = 2.0 * DIRECT_TIMEOUT_S
 SERVER_LIFETIME_S = 12.0
 RSS_ALLOWANCE = 100 * 1024 * 1024
 _POLL_S = 0.05
-_PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
 
 
 # -- raw loopback servers --------------------------------------------------------------------------------------
@@ -318,29 +318,6 @@ HANGS: dict[str, Behaviour] = {
 # -- helpers ---------------------------------------------------------------------------------------------------
 
 
-@pytest.fixture(autouse=True)
-def _no_ambient_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in _PROXY_VARIABLES:
-        monkeypatch.delenv(name, raising=False)
-        monkeypatch.delenv(name.lower(), raising=False)
-
-
-@pytest.fixture
-def transports() -> Iterator[Callable[..., IngestTransport]]:
-    made: list[IngestTransport] = []
-
-    def factory(base_url: str, **kwargs: Any) -> IngestTransport:
-        kwargs.setdefault("api_key", KEY)
-        kwargs.setdefault("gzip_body", True)
-        transport = IngestTransport(base_url=base_url, **kwargs)
-        made.append(transport)
-        return transport
-
-    yield factory
-    for transport in made:
-        transport.close()
-
-
 def timed(call: Callable[[], Any]) -> tuple[Any, float]:
     started = time.monotonic()
     result = call()
@@ -472,14 +449,9 @@ def test_the_config_fetch_ends_at_its_deadline(hang: str) -> None:
 
 
 def test_a_dripping_body_over_tls_is_cut_too(
-    transports: Callable[..., IngestTransport], monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+    transports: Callable[..., IngestTransport], trusted_tls_context: ssl.SSLContext
 ) -> None:
-    ca = trustme.CA()
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("127.0.0.1").configure_cert(context)
-    bundle = tmp_path / "ca.pem"
-    ca.cert_pem.write_to_path(str(bundle))
-    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(bundle))
+    context = trusted_tls_context
     with RawServer(drip_body, ssl_context=context) as server:
         transport = transports(server.url)
         answer, seconds = timed(lambda: transport.post(b"{}\n", timeout=DIRECT_TIMEOUT_S))

@@ -15,11 +15,10 @@ import ssl
 import struct
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
-import trustme
 from opentelemetry.sdk.trace.export import SpanExportResult
 
 from opentelemetry_exporter_lumiqtrace import _http1
@@ -29,8 +28,6 @@ from opentelemetry_exporter_lumiqtrace.transport import IngestTransport
 
 from .conftest import make_spans
 from .test_hostile_network import (
-    _PROXY_VARIABLES,
-    KEY,
     Behaviour,
     RawRequest,
     RawServer,
@@ -40,32 +37,12 @@ from .test_hostile_network import (
     timed,
 )
 
+pytestmark = pytest.mark.usefixtures("no_ambient_proxy")
+
 TIMEOUT_S = 5.0
 # An answer that fails fast must not wait for the deadline: well under it, generous for a busy machine.
 FAST_S = 2.0
 ACCEPTED = b'{"accepted": 1, "cv": 3}'
-
-
-@pytest.fixture(autouse=True)
-def _no_ambient_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in _PROXY_VARIABLES:
-        monkeypatch.delenv(name, raising=False)
-        monkeypatch.delenv(name.lower(), raising=False)
-
-
-@pytest.fixture
-def transports() -> Iterator[Callable[..., IngestTransport]]:
-    made: list[IngestTransport] = []
-
-    def factory(base_url: str, **kwargs: Any) -> IngestTransport:
-        kwargs.setdefault("api_key", KEY)
-        kwargs.setdefault("gzip_body", True)
-        made.append(IngestTransport(base_url=base_url, **kwargs))
-        return made[-1]
-
-    yield factory
-    for transport in made:
-        transport.close()
 
 
 def answers(*raw: bytes, keep_open: bool = True) -> Behaviour:
@@ -395,27 +372,14 @@ def test_a_kept_alive_connection_the_server_closed_meanwhile_is_replaced_cleanly
         assert server.connections == 2 and len(server.requests) == 2
 
 
-def test_a_request_reset_on_a_reused_connection_goes_once_more_on_a_new_one(
-    transports: Callable[..., IngestTransport], monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("reset", [False, True], ids=["fin", "reset"])
+def test_a_request_on_a_reused_connection_the_server_closed_goes_once_more_on_a_new_one(
+    transports: Callable[..., IngestTransport], monkeypatch: pytest.MonkeyPatch, reset: bool
 ) -> None:
-    # The reset arrives after the reuse check (a race a check cannot close): the send fails, nothing reached the
-    # server, and the request goes again on a new connection.
-    with ClosingServer(reset=True) as server:
-        transport = transports(server.url)
-        assert post(transport).status == 202
-        server.close_idle()
-        monkeypatch.setattr(transport_module, "wait_for_read", lambda sock, timeout: False)
-        answer = post(transport)
-        assert (answer.status, answer.error, answer.resent) == (202, None, True)
-        assert server.connections == 2 and len(server.requests) == 2
-
-
-def test_a_request_on_a_reused_connection_closed_without_an_answer_goes_once_more_on_a_new_one(
-    transports: Callable[..., IngestTransport], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # The server's idle close (a FIN) crosses the request on the wire: the send succeeds, the answer is an end of
-    # connection without a byte. Resending is safe: ingest is deduplicated by event_id.
-    with ClosingServer(reset=False) as server:
+    # The server's idle close arrives after the reuse check (a race a check cannot close) and crosses the request on
+    # the wire: a reset makes the send fail, a FIN makes the answer an end of connection without a byte. Either way
+    # the request goes again on a new connection; resending is safe, as ingest is deduplicated by event_id.
+    with ClosingServer(reset=reset) as server:
         transport = transports(server.url)
         assert post(transport).status == 202
         server.close_idle()
@@ -548,14 +512,9 @@ def test_an_answer_sent_before_the_request_was_read_whole_is_reported(
 
 
 def test_tls_connections_are_kept_alive_and_replaced_when_closed(
-    transports: Callable[..., IngestTransport], monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+    transports: Callable[..., IngestTransport], trusted_tls_context: ssl.SSLContext
 ) -> None:
-    ca = trustme.CA()
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("127.0.0.1").configure_cert(context)
-    bundle = tmp_path / "ca.pem"
-    ca.cert_pem.write_to_path(str(bundle))
-    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(bundle))
+    context = trusted_tls_context
     served = [0]
 
     def three_per_connection(server: RawServer, conn: socket.socket, request: RawRequest) -> bool:

@@ -33,11 +33,10 @@ from opentelemetry.sdk.trace.export import SpanExportResult
 from opentelemetry_exporter_lumiqtrace import LumiqTraceSpanExporter
 from opentelemetry_exporter_lumiqtrace.testing import LocalIngestServer
 
-from .conftest import make_spans
+from .conftest import PROXY_VARIABLES, make_spans
 
 # Every variable requests (and urllib3 / ssl defaults) could take a proxy or a trust store from: the tests set
 # exactly the ones they mean. Developer shells and CI images often set some (REQUESTS_CA_BUNDLE above all).
-_PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
 _TRUST_VARIABLES = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE", "SSL_CERT_DIR")
 
 # Short: a failing export retries transient errors until this deadline, and the tests wait for it.
@@ -272,7 +271,7 @@ class _ProxyHandler(BaseHTTPRequestHandler):
 
 @pytest.fixture(autouse=True)
 def _no_ambient_proxy_or_trust(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in (*_PROXY_VARIABLES, *_TRUST_VARIABLES):
+    for name in (*PROXY_VARIABLES, *_TRUST_VARIABLES):
         monkeypatch.delenv(name, raising=False)
         monkeypatch.delenv(name.lower(), raising=False)
 
