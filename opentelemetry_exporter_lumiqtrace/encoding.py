@@ -267,18 +267,27 @@ def encode_slices(lines: Sequence[bytes], *, max_events: int, max_bytes: int) ->
     A single line larger than ``max_bytes`` still gets a slice of its own: the server, not the client, decides
     whether it is too large, and an answer of 413 or 400 for that slice then drops only that event.
     """
-    current: list[bytes] = []
+    max_events = max(1, max_events)
+    start, end = 0, len(lines)
+    while start < end:
+        chunk = lines[start : start + max_events]
+        if type(chunk) is not list:
+            chunk = list(chunk)
+        # Usually the whole run of max_events lines fits the byte cap: one C-level sum instead of a loop per line.
+        if sum(map(len, chunk)) + len(chunk) > max_bytes:
+            chunk = _fitting_head(chunk, max_bytes)
+        yield chunk
+        start += len(chunk)
+
+
+def _fitting_head(chunk: list[bytes], max_bytes: int) -> list[bytes]:
+    """The longest head of ``chunk`` (at least one line) whose lines, a newline each, fit in ``max_bytes``."""
     size = 0
-    for line in lines:
-        line_size = len(line) + 1
-        if current and (len(current) >= max_events or size + line_size > max_bytes):
-            yield current
-            current = []
-            size = 0
-        current.append(line)
-        size += line_size
-    if current:
-        yield current
+    for count, line in enumerate(chunk):
+        size += len(line) + 1
+        if count and size > max_bytes:
+            return chunk[:count]
+    return chunk
 
 
 def build_body(lines: Sequence[bytes], *, gzip_body: bool) -> bytes:

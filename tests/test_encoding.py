@@ -182,6 +182,36 @@ def test_encode_slices_caps_events_and_bytes() -> None:
     assert list(encode_slices([], max_events=100, max_bytes=50)) == []
 
 
+def _greedy_slices(lines: list[bytes], max_events: int, max_bytes: int) -> list[list[bytes]]:
+    """The slicing rule, line by line: a line joins the current slice while both caps hold."""
+    slices: list[list[bytes]] = []
+    current: list[bytes] = []
+    size = 0
+    for line in lines:
+        if current and (len(current) >= max_events or size + len(line) + 1 > max_bytes):
+            slices.append(current)
+            current, size = [], 0
+        current.append(line)
+        size += len(line) + 1
+    return [*slices, current] if current else slices
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.binary(max_size=60), max_size=300),
+    st.integers(min_value=1, max_value=120),
+    st.integers(min_value=1, max_value=2_000),
+)
+@example([b"x" * 9] * 250, 100, 10_000)
+@example([b"y" * 100, b"z", b"w" * 80], 100, 50)
+def test_encode_slices_cuts_where_the_line_by_line_rule_cuts(
+    lines: list[bytes], max_events: int, max_bytes: int
+) -> None:
+    assert list(encode_slices(lines, max_events=max_events, max_bytes=max_bytes)) == _greedy_slices(
+        lines, max_events, max_bytes
+    )
+
+
 def test_build_body_is_ndjson_gzip_once_and_reproducible() -> None:
     lines = [dumps_event({"n": i, "tags": {"k": "v" * i}}) for i in range(100)]
     raw = build_body(lines, gzip_body=False)
