@@ -47,6 +47,43 @@ def _reference(event: Any) -> bytes:
 
 
 @needs_orjson
+@settings(max_examples=1000, deadline=None)
+@given(st.floats(min_value=encoding._REPR_FLOATS_MIN, max_value=encoding._REPR_FLOATS_MAX, exclude_max=True))
+@example(1e-4)
+@example(9999999999999998.0)
+@example(0.1 + 0.2)
+def test_orjson_writes_the_floats_it_is_trusted_with_as_repr_does(value: float) -> None:
+    # Such floats go to orjson as they are (no Fragment): it must write them as the stdlib does.
+    assert encoding._orjson.dumps(value) == float.__repr__(value).encode()
+
+
+@needs_orjson
+@pytest.mark.parametrize("value", [0.0, -0.0, 4.2e-05, 9.99e-05, 1e16, 1.5e16, -0.5, 5e-324])
+def test_floats_outside_that_range_are_written_as_the_stdlib_writes_them(value: float) -> None:
+    event = {"event_id": "e", "cost_usd": value, "tags": {}}
+    lines, errors = encode_events([dict(event)], from_mapping=True)
+    assert errors == [] and lines == [_reference(event)] == [encoding._dumps_orjson(event)]
+
+
+@needs_orjson
+@settings(max_examples=300, deadline=None)
+@given(
+    # What map_span makes: cost_usd is its only float (tests/test_mapping_properties.py)
+    st.dictionaries(_text, st.one_of(_text, st.integers(0, 2**63 - 1), st.booleans()), max_size=12),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.dictionaries(_text, _text, max_size=6),
+)
+@example({}, 1.5e-05, {"cost_usd": "1.5e-05"})
+@example({"tags": 1}, 0.0034, {})
+def test_the_exporters_path_writes_a_cost_as_the_stdlib_does(
+    event: dict[str, Any], cost: float, tags: dict[str, str]
+) -> None:
+    event = {**event, "cost_usd": cost, "tags": tags}
+    lines, errors = encode_events([dict(event)], from_mapping=True)
+    assert errors == [] and lines == [_reference(event)]
+
+
+@needs_orjson
 @settings(max_examples=300, deadline=None)
 @given(_events)
 @example({"cost_usd": 1.5e-05, "tags": {"k": "v"}})
@@ -145,6 +182,36 @@ def test_encode_slices_caps_events_and_bytes() -> None:
     assert list(encode_slices([], max_events=100, max_bytes=50)) == []
 
 
+def _greedy_slices(lines: list[bytes], max_events: int, max_bytes: int) -> list[list[bytes]]:
+    """The slicing rule, line by line: a line joins the current slice while both caps hold."""
+    slices: list[list[bytes]] = []
+    current: list[bytes] = []
+    size = 0
+    for line in lines:
+        if current and (len(current) >= max_events or size + len(line) + 1 > max_bytes):
+            slices.append(current)
+            current, size = [], 0
+        current.append(line)
+        size += len(line) + 1
+    return [*slices, current] if current else slices
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.binary(max_size=60), max_size=300),
+    st.integers(min_value=1, max_value=120),
+    st.integers(min_value=1, max_value=2_000),
+)
+@example([b"x" * 9] * 250, 100, 10_000)
+@example([b"y" * 100, b"z", b"w" * 80], 100, 50)
+def test_encode_slices_cuts_where_the_line_by_line_rule_cuts(
+    lines: list[bytes], max_events: int, max_bytes: int
+) -> None:
+    assert list(encode_slices(lines, max_events=max_events, max_bytes=max_bytes)) == _greedy_slices(
+        lines, max_events, max_bytes
+    )
+
+
 def test_build_body_is_ndjson_gzip_once_and_reproducible() -> None:
     lines = [dumps_event({"n": i, "tags": {"k": "v" * i}}) for i in range(100)]
     raw = build_body(lines, gzip_body=False)
@@ -237,6 +304,20 @@ def test_the_exporters_fast_path_writes_the_stdlib_bytes(cost: float) -> None:
     assert errors == [] and lines == [_dumps_stdlib(event)]
     nan_lines, nan_errors = encode_events([{**event, "cost_usd": float("nan")}], from_mapping=True)
     assert nan_lines == [] and len(nan_errors) == 1
+
+
+def test_the_exporters_costed_lines_hold_about_their_length_in_memory() -> None:
+    import tracemalloc
+
+    events = [{"event_id": f"{i:036d}", "cost_usd": 0.0034 + i, "tags": {"k": "v" * 600}} for i in range(500)]
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        lines, _ = encode_events(events, from_mapping=True)
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert held < 1.5 * sum(len(line) for line in lines)
 
 
 def test_the_fast_path_falls_back_for_integers_beyond_64_bits() -> None:
