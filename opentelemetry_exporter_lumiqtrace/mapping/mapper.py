@@ -133,6 +133,18 @@ class _OptionsState:
         )
 
 
+# No span's resource or scope is this object: the last origin before the first span.
+_NO_ORIGIN = _Origin(
+    resource=object(),
+    scope=object(),
+    environment=None,
+    service_name=None,
+    scope_name=None,
+    scope_version=None,
+    tag_values=None,
+)
+
+
 def _strings_weight(key: tuple[Any, ...]) -> int:
     return sum(
         len(part) if isinstance(part, str) else _strings_weight(part) if isinstance(part, tuple) else 8 for part in key
@@ -161,6 +173,9 @@ class Mapper:
         self._origins: GenerationalMemo[tuple[int, int], _Origin] = GenerationalMemo(
             max_entries=64, max_bytes=64 * 64, weigh=lambda _ids: 64
         )
+        # The origin of the span mapped last: the spans of a batch come from one or a few tracers, so the memo's
+        # two id() calls, key tuple and lookup are mostly skipped. One attribute, so threads read a whole entry.
+        self._last_origin = _NO_ORIGIN
         self._messages = new_message_memo(max_entries=512, max_bytes=max_memo_bytes)
         self._state: _OptionsState | None = None
 
@@ -301,9 +316,12 @@ class Mapper:
 
         span_resource = span.resource
         scope = span.instrumentation_scope
-        origin = self._origins.young.get((id(span_resource), id(scope)))
-        if origin is None or origin.resource is not span_resource or origin.scope is not scope:
-            origin = self._origin(span_resource, scope)
+        origin = self._last_origin
+        if origin.resource is not span_resource or origin.scope is not scope:
+            origin = self._origins.young.get((id(span_resource), id(scope)))
+            if origin is None or origin.resource is not span_resource or origin.scope is not scope:
+                origin = self._origin(span_resource, scope)
+            self._last_origin = origin
         environment = origin.environment or state.environment
         if present & _CONTEXT_BITS:
             explicit_environment = found.first(_ENVIRONMENT)
@@ -475,8 +493,7 @@ def _add_context_tags(found: Scan, state: _OptionsState, http_status: int | None
         pairs.append(("http.response.status_code", http_status))
     context = found.context
     if context:
-        if len(context) > 1:
-            context.sort()  # CONTEXT_TAG_KEYS order: ranks are distinct, so values are never compared
+        context.sort()  # CONTEXT_TAG_KEYS order: ranks are distinct, so values are never compared
         # (key, value) of each, made in C; fill_tags skips a None value as it skips any value without a tag text.
         pairs += map(_KEY_AND_VALUE, context)
     if not found.present & _USER_METADATA_BITS and found.families is None:
