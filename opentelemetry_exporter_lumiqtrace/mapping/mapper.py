@@ -318,10 +318,10 @@ class Mapper:
         scope = span.instrumentation_scope
         origin = self._last_origin
         if origin.resource is not span_resource or origin.scope is not scope:
-            origin = self._origins.young.get((id(span_resource), id(scope)))
-            if origin is None or origin.resource is not span_resource or origin.scope is not scope:
-                origin = self._origin(span_resource, scope)
-            self._last_origin = origin
+            remembered = self._origins.young.get((id(span_resource), id(scope)))
+            if remembered is None or remembered.resource is not span_resource or remembered.scope is not scope:
+                remembered = self._origin(span_resource, scope)
+            origin = self._last_origin = remembered
         environment = origin.environment or state.environment
         if present & _CONTEXT_BITS:
             explicit_environment = found.first(_ENVIRONMENT)
