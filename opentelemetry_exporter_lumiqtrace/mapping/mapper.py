@@ -484,7 +484,6 @@ class Mapper:
 def _add_context_tags(found: Scan, state: _OptionsState, http_status: int | None, pairs: list[tuple[str, Any]]) -> None:
     """The HTTP/DB/RPC and AI context tags, then user metadata (OpenInference tags and metadata, association
     properties)."""
-    attrs = found.attrs
     if found.present & _HTTP_METHOD_BIT:
         method = found.first(_HTTP_METHOD)
         if method is not None:
@@ -498,6 +497,7 @@ def _add_context_tags(found: Scan, state: _OptionsState, http_status: int | None
         pairs += map(_KEY_AND_VALUE, context)
     if not found.present & _USER_METADATA_BITS and found.families is None:
         return
+    attrs = found.attrs
     if found.has(_HTTP_TARGET) and "http.route" not in attrs:
         target = attrs.get(c.HTTP_TARGET)
         if isinstance(target, str) and target:
