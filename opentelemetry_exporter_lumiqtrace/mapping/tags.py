@@ -44,8 +44,12 @@ def fill_tags(
             text = tag_value(value)
             if text is None:
                 continue
-        tag_key = plain.get(key)
-        if tag_key is None:
+        tag_key: str | None
+        try:
+            # A subscript, not get(): the usual key is known and plain; a miss (a new or a redacted key) costs the
+            # exception on top of the calls it makes anyway.
+            tag_key = plain[key]
+        except KeyError:
             tag_key = redactor.plain_tag_key(key)
             if tag_key is None:
                 if not key:
