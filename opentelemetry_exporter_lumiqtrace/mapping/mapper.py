@@ -73,6 +73,8 @@ _SPAN_KIND_NAMES = {id(kind): kind.name.lower() for kind in SpanKind}
 # design.md: a non-AI span gets no invented model.
 _NON_AI_FIELDS = {"provider": "custom", "operation": "custom", "span_kind": "general"}
 _NO_IDENTITY_TAGS = (None, None, None)  # a non-AI span's identity part of the identity tags memo key
+_LQT_TAG = c.Family.LQT_TAG  # Enum members read once (see status.py)
+_ASSOCIATION = c.Family.ASSOCIATION
 _KEY_AND_VALUE = itemgetter(1, 2)  # of a scan's (rank, key, value) context entry
 _ZERO_TRACE = "0" * 32
 _ZERO_SPAN = "0" * 16
@@ -443,7 +445,7 @@ class Mapper:
         span's identity that the wire enums lose (provider, operation, requested model)."""
         name = span.name
         kind_name = _SPAN_KIND_NAMES.get(id(span.kind), "internal")
-        lqt_tags = found.family(c.Family.LQT_TAG) if found.families is not None else None
+        lqt_tags = found.family(_LQT_TAG) if found.families is not None else None
         identity_values = identity.tag_values if identity is not None else _NO_IDENTITY_TAGS
         # These tags repeat across spans: filled once per options, keyed by the values they are made of (the origin's
         # and the identity's values are tuples made once per origin and identity). Exact str only: a str subclass is
@@ -513,7 +515,7 @@ def _add_context_tags(found: Scan, state: _OptionsState, http_status: int | None
     metadata = found.first(_METADATA)
     if metadata is not None:
         json_flat_pairs("metadata", metadata, state.redactor, pairs)
-    for suffix, value in found.family(c.Family.ASSOCIATION) or ():
+    for suffix, value in found.family(_ASSOCIATION) or ():
         if suffix not in c.ASSOCIATION_CONTEXT_SUFFIXES:
             pairs.append((suffix, value))
 
