@@ -24,6 +24,10 @@ shared machine, compare rows of the same run only.
 ``--count`` adds what a busy machine cannot blur: Python function calls and bytecode instructions per span of the
 mapping (``sys.settrace`` over a warm mapper, so counted, not timed). Fewer of both is what makes the mapping cheaper;
 they do not weigh C work (hashing, copying), so the times stay the figure that counts.
+
+``--c-calls`` adds, for ``today`` (or the workloads of ``--c-calls-of``), the calls of C functions and methods per
+span (``dict.get``, ``len``, ...) and the Python functions that make them (``sys.setprofile``, counted): where the
+lookups and length checks of a span come from.
 """
 
 from __future__ import annotations
@@ -204,6 +208,45 @@ def _calls_and_opcodes_per_span(
     return (calls - len(spans)) / len(spans), opcodes / len(spans)  # map_span's own call is not counted
 
 
+def _c_calls_per_span(
+    map_span: Callable[[Any, Any], Any], options: Any, spans: Sequence[Any]
+) -> dict[tuple[str, str], float]:
+    """(C function, the Python function calling it) -> calls per span of ``map_span`` on ``spans`` (warmed first)."""
+    for span in spans:
+        map_span(span, options)
+    calls: dict[tuple[str, str], int] = {}
+
+    def profile(frame: Any, event: str, arg: Any) -> None:
+        if event == "c_call":
+            owner = getattr(arg, "__self__", None)
+            name = (
+                arg.__name__
+                if owner is None or isinstance(owner, type(sys))
+                else f"{type(owner).__name__}.{arg.__name__}"
+            )
+            caller = f"{frame.f_code.co_filename.rsplit('/', 1)[-1]}:{frame.f_code.co_name}"
+            calls[(name, caller)] = calls.get((name, caller), 0) + 1
+
+    sys.setprofile(profile)
+    try:
+        for span in spans:
+            map_span(span, options)
+    finally:
+        sys.setprofile(None)
+    return {site: count / len(spans) for site, count in calls.items()}
+
+
+def _print_c_calls(workload: str, per_span: dict[tuple[str, str], float], *, top: int = 8) -> None:
+    totals: dict[str, float] = {}
+    for (name, _caller), count in per_span.items():
+        totals[name] = totals.get(name, 0.0) + count
+    print(f"\nC calls per span, {workload} (by the Python function making them):")
+    for name, total in sorted(totals.items(), key=lambda item: -item[1])[:top]:
+        sites = sorted(((count, caller) for (n, caller), count in per_span.items() if n == name), reverse=True)
+        where = ", ".join(f"{caller} {count:.1f}" for count, caller in sites if count >= 0.05)
+        print(f"  {name:<22} {total:5.1f}  {where}")
+
+
 def _cpu_us_per_span(map_span: Callable[[Any, Any], Any], options: Any, spans: Sequence[Any]) -> float:
     started = time.thread_time()
     for span in spans:
@@ -218,6 +261,12 @@ def main() -> None:
     parser.add_argument("--compute-cost", action="store_true", help="price LLM spans as the exporter does by default")
     parser.add_argument(
         "--count", action="store_true", help="also count Python calls and bytecodes per span (deterministic)"
+    )
+    parser.add_argument(
+        "--c-calls", action="store_true", help="also count C calls per span and where they come from (deterministic)"
+    )
+    parser.add_argument(
+        "--c-calls-of", default="today", help="comma-separated workloads for --c-calls (default: %(default)s)"
     )
     args = parser.parse_args()
     where, map_span, options = _mapper(compute_cost=args.compute_cost)
@@ -265,6 +314,10 @@ def main() -> None:
         med = _common.median(figures)
         count_cells = f" {counts[name][0]:11.1f} {counts[name][1]:15.0f}" if counts else ""
         print(f"{name:<28} {med:8.2f} {med / base:8.2f}x{count_cells}")
+    if args.c_calls:
+        for name in args.c_calls_of.split(","):
+            _, c_map_span, _ = _mapper(compute_cost=args.compute_cost)
+            _print_c_calls(name, _c_calls_per_span(c_map_span, options, workloads[name](rounds - 1)[:256]))
 
 
 if __name__ == "__main__":

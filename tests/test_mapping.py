@@ -20,6 +20,8 @@ from opentelemetry_exporter_lumiqtrace.mapping import (
     event_id_for,
     map_span,
 )
+from opentelemetry_exporter_lumiqtrace.mapping.redaction import Redactor
+from opentelemetry_exporter_lumiqtrace.mapping.tags import fill_tags
 from tests.test_mapping_support import (
     PARENT_ID,
     SPAN_ID,
@@ -785,6 +787,20 @@ def test_tag_caps() -> None:
 
 def test_zero_max_tags_sends_no_tags() -> None:
     assert "tags" not in mapped(CHAT, MappingOptions(max_tags=0, compute_cost=False))
+
+
+@pytest.mark.parametrize("max_tags", range(9))
+@pytest.mark.parametrize("repeated", [True, False], ids=["a-key-already-there", "new-keys-only"])
+def test_fill_tags_keeps_the_first_tags_that_fit_below_at_and_above_the_cap(max_tags: int, repeated: bool) -> None:
+    """fill_tags tests the cap only when the pairs can reach it: with the pairs short of it, exactly at it and past
+    it (a key already there and a redacted key among them), the tags are the first that fit, in order, each key's first
+    value kept, and the redacted key redacted on every call (its tag key is never remembered as plain)."""
+    redactor = Redactor(())
+    pairs = [("a", "again"), ("c", "3"), ("api_key", "secret"), ("d", 4), ("e", "5")][0 if repeated else 1 :]
+    complete = {"a": "1", "b": "2", "c": "3", "api_key": "[REDACTED]", "d": "4", "e": "5"}
+    for _ in range(2):  # the second call reads the plain tag key memo the first one filled
+        tags = fill_tags(pairs, {"a": "1", "b": "2"}, redactor, max_tags, 100)
+        assert list(tags.items()) == list(complete.items())[: max(max_tags, 2)]
 
 
 # --- cost -----------------------------------------------------------------------------------------------------------

@@ -73,6 +73,8 @@ _SPAN_KIND_NAMES = {id(kind): kind.name.lower() for kind in SpanKind}
 # design.md: a non-AI span gets no invented model.
 _NON_AI_FIELDS = {"provider": "custom", "operation": "custom", "span_kind": "general"}
 _NO_IDENTITY_TAGS = (None, None, None)  # a non-AI span's identity part of the identity tags memo key
+_LQT_TAG = c.Family.LQT_TAG  # Enum members read once (see status.py)
+_ASSOCIATION = c.Family.ASSOCIATION
 _KEY_AND_VALUE = itemgetter(1, 2)  # of a scan's (rank, key, value) context entry
 _ZERO_TRACE = "0" * 32
 _ZERO_SPAN = "0" * 16
@@ -133,6 +135,18 @@ class _OptionsState:
         )
 
 
+# No span's resource or scope is this object: the last origin before the first span.
+_NO_ORIGIN = _Origin(
+    resource=object(),
+    scope=object(),
+    environment=None,
+    service_name=None,
+    scope_name=None,
+    scope_version=None,
+    tag_values=None,
+)
+
+
 def _strings_weight(key: tuple[Any, ...]) -> int:
     return sum(
         len(part) if isinstance(part, str) else _strings_weight(part) if isinstance(part, tuple) else 8 for part in key
@@ -161,6 +175,9 @@ class Mapper:
         self._origins: GenerationalMemo[tuple[int, int], _Origin] = GenerationalMemo(
             max_entries=64, max_bytes=64 * 64, weigh=lambda _ids: 64
         )
+        # The origin of the span mapped last: the spans of a batch come from one or a few tracers, so the memo's
+        # two id() calls, key tuple and lookup are mostly skipped. One attribute, so threads read a whole entry.
+        self._last_origin = _NO_ORIGIN
         self._messages = new_message_memo(max_entries=512, max_bytes=max_memo_bytes)
         self._state: _OptionsState | None = None
 
@@ -301,9 +318,12 @@ class Mapper:
 
         span_resource = span.resource
         scope = span.instrumentation_scope
-        origin = self._origins.young.get((id(span_resource), id(scope)))
-        if origin is None or origin.resource is not span_resource or origin.scope is not scope:
-            origin = self._origin(span_resource, scope)
+        origin = self._last_origin
+        if origin.resource is not span_resource or origin.scope is not scope:
+            remembered = self._origins.young.get((id(span_resource), id(scope)))
+            if remembered is None or remembered.resource is not span_resource or remembered.scope is not scope:
+                remembered = self._origin(span_resource, scope)
+            origin = self._last_origin = remembered
         environment = origin.environment or state.environment
         if present & _CONTEXT_BITS:
             explicit_environment = found.first(_ENVIRONMENT)
@@ -425,7 +445,7 @@ class Mapper:
         span's identity that the wire enums lose (provider, operation, requested model)."""
         name = span.name
         kind_name = _SPAN_KIND_NAMES.get(id(span.kind), "internal")
-        lqt_tags = found.family(c.Family.LQT_TAG) if found.families is not None else None
+        lqt_tags = found.family(_LQT_TAG) if found.families is not None else None
         identity_values = identity.tag_values if identity is not None else _NO_IDENTITY_TAGS
         # These tags repeat across spans: filled once per options, keyed by the values they are made of (the origin's
         # and the identity's values are tuples made once per origin and identity). Exact str only: a str subclass is
@@ -466,7 +486,6 @@ class Mapper:
 def _add_context_tags(found: Scan, state: _OptionsState, http_status: int | None, pairs: list[tuple[str, Any]]) -> None:
     """The HTTP/DB/RPC and AI context tags, then user metadata (OpenInference tags and metadata, association
     properties)."""
-    attrs = found.attrs
     if found.present & _HTTP_METHOD_BIT:
         method = found.first(_HTTP_METHOD)
         if method is not None:
@@ -475,12 +494,12 @@ def _add_context_tags(found: Scan, state: _OptionsState, http_status: int | None
         pairs.append(("http.response.status_code", http_status))
     context = found.context
     if context:
-        if len(context) > 1:
-            context.sort()  # CONTEXT_TAG_KEYS order: ranks are distinct, so values are never compared
+        context.sort()  # CONTEXT_TAG_KEYS order: ranks are distinct, so values are never compared
         # (key, value) of each, made in C; fill_tags skips a None value as it skips any value without a tag text.
         pairs += map(_KEY_AND_VALUE, context)
     if not found.present & _USER_METADATA_BITS and found.families is None:
         return
+    attrs = found.attrs
     if found.has(_HTTP_TARGET) and "http.route" not in attrs:
         target = attrs.get(c.HTTP_TARGET)
         if isinstance(target, str) and target:
@@ -496,7 +515,7 @@ def _add_context_tags(found: Scan, state: _OptionsState, http_status: int | None
     metadata = found.first(_METADATA)
     if metadata is not None:
         json_flat_pairs("metadata", metadata, state.redactor, pairs)
-    for suffix, value in found.family(c.Family.ASSOCIATION) or ():
+    for suffix, value in found.family(_ASSOCIATION) or ():
         if suffix not in c.ASSOCIATION_CONTEXT_SUFFIXES:
             pairs.append((suffix, value))
 

@@ -9,7 +9,7 @@ span's identity.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Sequence
 from typing import Any
 
 from opentelemetry_exporter_lumiqtrace.mapping.redaction import REDACTED, Redactor
@@ -17,7 +17,7 @@ from opentelemetry_exporter_lumiqtrace.mapping.values import DEFAULT_MAX_TAG_KEY
 
 
 def fill_tags(
-    pairs: Iterable[tuple[str, Any]],
+    pairs: Sequence[tuple[str, Any]],
     tags: dict[str, str],
     redactor: Redactor,
     max_tags: int,
@@ -26,8 +26,11 @@ def fill_tags(
     """Add the tags of ``pairs`` in order to ``tags`` (the result of earlier pairs) and return it."""
     if max_value_chars < 0:
         max_value_chars = 0
-    if len(tags) >= max_tags:
+    room = max_tags - len(tags)
+    if room <= 0:
         return tags
+    # Each pair adds at most one tag: when they all fit, the cap needs no test per tag (a len() call each).
+    may_fill = len(pairs) > room
     plain = redactor.plain_tag_keys.young
     for key, value in pairs:
         if key in tags:
@@ -41,8 +44,12 @@ def fill_tags(
             text = tag_value(value)
             if text is None:
                 continue
-        tag_key = plain.get(key)
-        if tag_key is None:
+        tag_key: str | None
+        try:
+            # A subscript, not get(): the usual key is known and plain; a miss (a new or a redacted key) costs the
+            # exception on top of the calls it makes anyway.
+            tag_key = plain[key]
+        except KeyError:
             tag_key = redactor.plain_tag_key(key)
             if tag_key is None:
                 if not key:
@@ -52,7 +59,7 @@ def fill_tags(
                     tag_key = clean(tag_key)
                 if redactor.matches(tag_key):
                     tags[tag_key] = REDACTED
-                    if len(tags) >= max_tags:
+                    if may_fill and len(tags) >= max_tags:
                         break
                     continue
                 redactor.remember_plain_tag_key(key, tag_key)
@@ -62,7 +69,7 @@ def fill_tags(
         if not text.isascii():
             text = clean(text)
         tags[tag_key] = text
-        if len(tags) >= max_tags:
+        if may_fill and len(tags) >= max_tags:
             break
     return tags
 
