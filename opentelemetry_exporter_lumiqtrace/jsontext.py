@@ -1,8 +1,8 @@
 # SPDX-License-Identifier: Apache-2.0
 """Long texts as JSON strings, written faster than the C encoder writes them and byte for byte the same.
 
-Used where captured prompts and responses are written: ``prompt_hash``'s canonical JSON (mapping) and, without
-orjson, the event's NDJSON line (encoding).
+Used where captured prompts and responses are written: ``prompt_hash``'s canonical JSON (mapping, as UTF-8) and,
+without orjson, the event's NDJSON line (encoding).
 """
 
 from __future__ import annotations
@@ -22,6 +22,9 @@ _TEXT_ESCAPES = (
     ('"', '\\"'),
     *((chr(code), _SHORT_ESCAPES.get(chr(code), f"\\u{code:04x}")) for code in range(32)),
 )
+# The same escapes as UTF-8, with the character looked for in the str: ``in`` on a str is a memchr, and
+# bytes.replace counts with memchr where str.replace walks every character (2.3 us for 8 KB on CPython 3.11).
+_UTF8_ESCAPES = tuple((char, char.encode(), escaped.encode()) for char, escaped in _TEXT_ESCAPES)
 # What json.dumps(..., ensure_ascii=False) writes for a str (C when available).
 _encode_basestring = json.encoder.encode_basestring
 
@@ -39,3 +42,18 @@ def json_string(text: str) -> str:
     if len(text) < LONG_TEXT_CHARS:
         return _encode_basestring(text)  # type: ignore[no-any-return]
     return '"' + escape_text(text) + '"'
+
+
+def json_string_utf8(text: str) -> bytes:
+    """``json_string(text).encode("utf-8", "surrogatepass")``, a long text escaped after it is encoded.
+
+    Every character JSON escapes is ASCII, and no byte of a multi-byte UTF-8 sequence (surrogates included) is ASCII,
+    so escaping the UTF-8 bytes gives the bytes of the escaped text; the long text is copied once, as bytes.
+    """
+    if len(text) < LONG_TEXT_CHARS:
+        return _encode_basestring(text).encode("utf-8", "surrogatepass")  # type: ignore[no-any-return]
+    data = text.encode("utf-8", "surrogatepass")
+    for char, raw, escaped in _UTF8_ESCAPES:
+        if char in text:
+            data = data.replace(raw, escaped)
+    return b"".join((b'"', data, b'"'))

@@ -28,6 +28,7 @@ import json
 from typing import Any
 
 from opentelemetry_exporter_lumiqtrace.jsontext import json_string as _json_string
+from opentelemetry_exporter_lumiqtrace.jsontext import json_string_utf8 as _json_string_utf8
 from opentelemetry_exporter_lumiqtrace.mapping import conventions as c
 from opentelemetry_exporter_lumiqtrace.mapping.flat import FlatPart, PartKind
 from opentelemetry_exporter_lumiqtrace.mapping.scan import Scan
@@ -48,15 +49,15 @@ _RESULT_TYPES = frozenset({"tool_call_response", "function_call_output", "tool_r
 _MAX_DEPTH = 8
 # orjson reads integers in [-2**63, 2**64) exactly; the others become floats at least this large in magnitude.
 _INT64_FLOAT = float(2**63)
-# The canonical JSON of a message up to its text, for the usual roles.
+# The canonical JSON of a message up to its text, as UTF-8, for the usual roles.
 _ROLE_HEADS = {
-    role: '{"role":' + _json_string(role) + ',"text":'
+    role: ('{"role":' + _json_string(role) + ',"text":').encode()
     for role in ("user", "assistant", "system", "tool", "developer", "model", "function", "unknown")
 }
 
 
-def _role_head(role: str) -> str:
-    return _ROLE_HEADS.get(role) or '{"role":' + _json_string(role) + ',"text":'
+def _role_head(role: str) -> bytes:
+    return _ROLE_HEADS.get(role) or b'{"role":' + _json_string_utf8(role) + b',"text":'
 
 
 _ROLE = PartKind.ROLE
@@ -389,13 +390,27 @@ def prompt_hash(messages: list[Message]) -> str:
             pass
         else:
             return hashlib.sha256(serialised).hexdigest()
-    canonical = "[" + "},".join([_role_head(role) + _json_string(text) for role, text in messages]) + "}]"
-    return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
+    # Fed to the hash piece by piece, as UTF-8: a long text is escaped and copied once, as bytes, instead of being
+    # copied again by every concatenation of a canonical str.
+    digest = hashlib.sha256()
+    update = digest.update
+    opening = b"["
+    for role, text in messages:
+        update(opening)
+        update(_role_head(role))
+        update(_json_string_utf8(text))
+        opening = b"},"
+    update(b"}]")
+    return digest.hexdigest()
 
 
 def render_prompt(messages: list[Message]) -> str:
     """Plain text for the ``prompt`` field: one ``role: text`` block per message."""
-    return "\n".join([f"{role}: {text}" for role, text in messages])
+    # One join of the pieces: a formatted "role: text" per message would copy every (long) text twice.
+    pieces: list[str] = []
+    for role, text in messages:
+        pieces += (role, ": ", text, "\n")
+    return "".join(pieces[:-1])
 
 
 def render_response(messages: list[Message]) -> str:
