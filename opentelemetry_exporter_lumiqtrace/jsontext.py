@@ -29,8 +29,28 @@ _UTF8_ESCAPES = tuple((char, char.encode(), escaped.encode()) for char, escaped 
 _encode_basestring = json.encoder.encode_basestring
 
 
+def _escaped_utf8(text: str) -> bytes | None:
+    """``escape_text(text).encode("utf-8", "surrogatepass")``, or ``None`` when nothing in ``text`` is escaped.
+
+    Every character JSON escapes is ASCII, and no byte of a multi-byte UTF-8 sequence (surrogates included) is ASCII,
+    so escaping the UTF-8 bytes gives the bytes of the escaped text.
+    """
+    data: bytes | None = None
+    for char, raw, escaped in _UTF8_ESCAPES:
+        if char in text:
+            if data is None:
+                data = text.encode("utf-8", "surrogatepass")
+            data = data.replace(raw, escaped)
+    return data
+
+
 def escape_text(text: str) -> str:
     """``text`` as the inside of a JSON string, exactly as ``json.dumps(text, ensure_ascii=False)[1:-1]``."""
+    if text.isascii():
+        # Through bytes, whose encoding and decoding are copies for ASCII: 8 KB with a newline, 3.3 against 7.0 us.
+        # A text that is not ASCII costs more to decode than str.replace's walk (8 KB of CJK: 37 against 19 us).
+        data = _escaped_utf8(text)
+        return text if data is None else data.decode("ascii")
     for char, escaped in _TEXT_ESCAPES:
         if char in text:
             text = text.replace(char, escaped)
@@ -45,15 +65,10 @@ def json_string(text: str) -> str:
 
 
 def json_string_utf8(text: str) -> bytes:
-    """``json_string(text).encode("utf-8", "surrogatepass")``, a long text escaped after it is encoded.
-
-    Every character JSON escapes is ASCII, and no byte of a multi-byte UTF-8 sequence (surrogates included) is ASCII,
-    so escaping the UTF-8 bytes gives the bytes of the escaped text; the long text is copied once, as bytes.
-    """
+    """``json_string(text).encode("utf-8", "surrogatepass")``; a long text is escaped as bytes, after one encode."""
     if len(text) < LONG_TEXT_CHARS:
         return _encode_basestring(text).encode("utf-8", "surrogatepass")  # type: ignore[no-any-return]
-    data = text.encode("utf-8", "surrogatepass")
-    for char, raw, escaped in _UTF8_ESCAPES:
-        if char in text:
-            data = data.replace(raw, escaped)
+    data = _escaped_utf8(text)
+    if data is None:
+        data = text.encode("utf-8", "surrogatepass")
     return b"".join((b'"', data, b'"'))

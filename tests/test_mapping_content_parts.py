@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from opentelemetry_exporter_lumiqtrace import jsontext
 from opentelemetry_exporter_lumiqtrace.mapping import Mapper, MappingOptions, content
 from opentelemetry_exporter_lumiqtrace.mapping.content import messages_from_flat, prompt_hash
 from opentelemetry_exporter_lumiqtrace.mapping.conventions import Family
@@ -175,6 +176,20 @@ _LONG_TEXTS = st.tuples(
 @given(_LONG_TEXTS)
 def test_a_json_string_is_what_the_stdlib_encoder_writes(text: str) -> None:
     assert content._json_string(text) == json.encoder.encode_basestring(text)
+
+
+@given(st.one_of(_LONG_TEXTS, st.text(st.characters(max_codepoint=0x7F), max_size=1_500)))
+def test_a_json_string_as_utf8_is_the_stdlib_encoders_bytes(text: str) -> None:
+    # The bytes route of jsontext: escaped after encoding (prompt_hash), or encoded, escaped and decoded (ASCII).
+    written = json.encoder.encode_basestring(text)
+    assert jsontext.json_string_utf8(text) == written.encode("utf-8", "surrogatepass")
+    assert jsontext.escape_text(text) == written[1:-1]
+
+
+def test_a_long_text_with_a_lone_surrogate_is_hashed_as_the_stdlib_writes_it() -> None:
+    text = "x" * 2_000 + '"\ud800\n' + "\ud800\n"
+    written = json.encoder.encode_basestring(text)
+    assert jsontext.json_string_utf8(text) == written.encode("utf-8", "surrogatepass")
 
 
 @given(st.lists(st.tuples(_ROLE, _LONG_TEXTS), max_size=3))
