@@ -152,6 +152,33 @@ def test_malformed_content_json_is_refused_or_read_as_the_stdlib_does(text: str)
     assert _typed(content._loads(text)) == _typed(_stdlib(text))
 
 
+def _stdlib_path_of_loads(text: str) -> Any:
+    saved, content._orjson = content._orjson, None
+    try:
+        return content._loads(text)
+    finally:
+        content._orjson = saved
+
+
+@given(
+    _JSON_VALUES,
+    st.booleans(),
+    st.sampled_from(["", " ", "\t\n\r ", "\x0b", "\ufeff"]),
+    st.sampled_from(["", " \n", "\x0c", "x"]),
+)
+def test_without_orjson_content_json_is_read_as_json_loads_reads_it(
+    value: Any, ensure_ascii: bool, before: str, after: str
+) -> None:
+    # Whitespace around the document: JSON's four characters are allowed, anything else is refused, as json.loads does.
+    text = before + json.dumps(value, ensure_ascii=ensure_ascii) + after
+    assert _typed(_stdlib_path_of_loads(text)) == _typed(_stdlib(text))
+
+
+@given(st.text(alphabet=st.sampled_from('[]{}",:0123456789.-+eE tfnrulasx\\u\ud800\t\n\r\x0b\ufeff'), max_size=30))
+def test_without_orjson_malformed_content_json_is_refused_as_json_loads_refuses_it(text: str) -> None:
+    assert _typed(_stdlib_path_of_loads(text)) == _typed(_stdlib(text))
+
+
 @pytest.mark.parametrize("number", [2**64, 2**64 - 1, -(2**63) - 1, -(2**63), 10**30, -(10**30)])
 def test_a_tool_call_argument_beyond_64_bits_hashes_as_the_stdlib_reads_it(number: int) -> None:
     messages = [{"role": "assistant", "parts": [{"type": "tool_call", "name": "lookup", "arguments": {"id": number}}]}]
