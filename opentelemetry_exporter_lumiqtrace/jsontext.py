@@ -11,8 +11,9 @@ import json
 
 # From this length a text is escaped by the str methods below rather than by the C encoder, whose per-character loop
 # costs about 2 ns a character (16 us for an 8 KB prompt on CPython 3.11): a missing character is found by memchr and
-# each character present costs one str.replace pass. Measured break-even about 600 characters (1 KB: 1.5 against
-# 2.1 us; 8 KB: 7.3 against 16 us); below it the fixed cost of ~34 searches is not repaid.
+# each character present costs one replace pass. Measured break-even about 600 characters (1 KB: 1.5 against
+# 2.1 us; 8 KB: 7.3 against 16 us, before ASCII texts went through bytes); below it the fixed cost of ~34 searches is
+# not repaid.
 LONG_TEXT_CHARS = 1_024
 # JSON's escapes for what must be escaped (ensure_ascii=False writes everything else as is): what the C encoder
 # writes, lowercase hex included. The backslash goes first: the other escapes add backslashes of their own.
