@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from opentelemetry_exporter_lumiqtrace import jsontext
 from opentelemetry_exporter_lumiqtrace.mapping import Mapper, MappingOptions, content
 from opentelemetry_exporter_lumiqtrace.mapping.content import messages_from_flat, prompt_hash
 from opentelemetry_exporter_lumiqtrace.mapping.conventions import Family
@@ -151,6 +152,33 @@ def test_malformed_content_json_is_refused_or_read_as_the_stdlib_does(text: str)
     assert _typed(content._loads(text)) == _typed(_stdlib(text))
 
 
+def _stdlib_path_of_loads(text: str) -> Any:
+    saved, content._orjson = content._orjson, None
+    try:
+        return content._loads(text)
+    finally:
+        content._orjson = saved
+
+
+@given(
+    _JSON_VALUES,
+    st.booleans(),
+    st.sampled_from(["", " ", "\t\n\r ", "\x0b", "\ufeff"]),
+    st.sampled_from(["", " \n", "\x0c", "x"]),
+)
+def test_without_orjson_content_json_is_read_as_json_loads_reads_it(
+    value: Any, ensure_ascii: bool, before: str, after: str
+) -> None:
+    # Whitespace around the document: JSON's four characters are allowed, anything else is refused, as json.loads does.
+    text = before + json.dumps(value, ensure_ascii=ensure_ascii) + after
+    assert _typed(_stdlib_path_of_loads(text)) == _typed(_stdlib(text))
+
+
+@given(st.text(alphabet=st.sampled_from('[]{}",:0123456789.-+eE tfnrulasx\\u\ud800\t\n\r\x0b\ufeff'), max_size=30))
+def test_without_orjson_malformed_content_json_is_refused_as_json_loads_refuses_it(text: str) -> None:
+    assert _typed(_stdlib_path_of_loads(text)) == _typed(_stdlib(text))
+
+
 @pytest.mark.parametrize("number", [2**64, 2**64 - 1, -(2**63) - 1, -(2**63), 10**30, -(10**30)])
 def test_a_tool_call_argument_beyond_64_bits_hashes_as_the_stdlib_reads_it(number: int) -> None:
     messages = [{"role": "assistant", "parts": [{"type": "tool_call", "name": "lookup", "arguments": {"id": number}}]}]
@@ -175,6 +203,20 @@ _LONG_TEXTS = st.tuples(
 @given(_LONG_TEXTS)
 def test_a_json_string_is_what_the_stdlib_encoder_writes(text: str) -> None:
     assert content._json_string(text) == json.encoder.encode_basestring(text)
+
+
+@given(st.one_of(_LONG_TEXTS, st.text(st.characters(max_codepoint=0x7F), max_size=1_500)))
+def test_a_json_string_as_utf8_is_the_stdlib_encoders_bytes(text: str) -> None:
+    # The bytes route of jsontext: escaped after encoding (prompt_hash), or encoded, escaped and decoded (ASCII).
+    written = json.encoder.encode_basestring(text)
+    assert jsontext.json_string_utf8(text) == written.encode("utf-8", "surrogatepass")
+    assert jsontext.escape_text(text) == written[1:-1]
+
+
+def test_a_long_text_with_a_lone_surrogate_is_hashed_as_the_stdlib_writes_it() -> None:
+    text = "x" * 2_000 + '"\ud800\n' + "\ud800\n"
+    written = json.encoder.encode_basestring(text)
+    assert jsontext.json_string_utf8(text) == written.encode("utf-8", "surrogatepass")
 
 
 @given(st.lists(st.tuples(_ROLE, _LONG_TEXTS), max_size=3))
