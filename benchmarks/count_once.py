@@ -3,6 +3,7 @@
 
     python benchmarks/count_once.py
     python benchmarks/count_once.py --spans 8192 --rounds 15
+    python benchmarks/count_once.py --against <other checkout>/opentelemetry_exporter_lumiqtrace/count_once.py --count
     PYTHONPATH=<other checkout> python benchmarks/count_once.py    # the same figures for another version
 
 Three span sets, each mapped span handed to ``CountOnce.observe`` right after ``map_span``, as the exporter does:
@@ -17,11 +18,18 @@ Three span sets, each mapped span handed to ``CountOnce.observe`` right after ``
 For each: the median process CPU microseconds per span (the garbage collector's work included: what count_once keeps
 between batches is what it walks) of ``map_span`` alone and of ``map_span`` followed by ``observe``, rounds
 interleaved, and the difference.
+
+``--against FILE`` loads another version's ``count_once.py`` beside this one and measures it in the same rounds
+(alternating), so a busy machine blurs both alike: the figure to quote when comparing versions. ``--count`` adds what
+a busy machine cannot blur at all: Python calls and bytecode instructions per span of ``observe`` (``sys.settrace``
+over the first span set, counted, not timed); they do not weigh C work (dict probes, hashing), so the times stay the
+figure that counts.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
 import time
 from collections.abc import Callable
@@ -57,11 +65,51 @@ def _recorded_spans(count: int) -> list[Any]:
     return (spans * (count // len(spans) + 1))[:count]
 
 
+def _load_count_once(path: str) -> Any:
+    """Another version's count_once.py as a module of its own (it imports the mapping of this checkout)."""
+    spec = importlib.util.spec_from_file_location("count_once_against", path)
+    if spec is None or spec.loader is None:
+        raise SystemExit(f"cannot load {path}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _calls_and_opcodes_per_span(spans: list[Any], map_span: Callable[..., Any], counter: Any) -> tuple[float, float]:
+    """Python calls and bytecodes per span of ``counter.observe`` (its own call not counted), events mapped first."""
+    from opentelemetry_exporter_lumiqtrace.mapping import MappingOptions
+
+    options = MappingOptions()
+    pairs = [(span, event) for span in spans if (event := map_span(span, options)) is not None]
+    calls = opcodes = 0
+
+    def trace(frame: Any, event: str, arg: Any) -> Any:
+        nonlocal calls, opcodes
+        if event == "call":
+            calls += 1
+            frame.f_trace_opcodes = True
+            frame.f_trace_lines = False
+        elif event == "opcode":
+            opcodes += 1
+        return trace
+
+    observe = counter.observe
+    sys.settrace(trace)
+    try:
+        for span, event in pairs:
+            observe(span, event)
+    finally:
+        sys.settrace(None)
+    return (calls - len(pairs)) / len(pairs), opcodes / len(pairs)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description="CPU per span of count_once on top of map_span.")
     parser.add_argument("--spans", type=int, default=4096)
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--no-speedups", action="store_true", help="block the orjson and zlib-ng imports")
+    parser.add_argument("--against", metavar="FILE", help="another count_once.py, measured in the same rounds")
+    parser.add_argument("--count", action="store_true", help="also count calls and bytecodes per span of observe")
     args = parser.parse_args()
     if args.no_speedups:
         _common.block_speedups()
@@ -71,36 +119,45 @@ def main() -> int:
     from opentelemetry_exporter_lumiqtrace.mapping import Mapper
 
     map_span = Mapper().map_span  # one long-lived mapper, as the exporter owns one
+    versions: dict[str, Any] = {"this": CountOnce}
+    if args.against:
+        versions["against"] = _load_count_once(args.against).CountOnce
     fixed = {
         "cpu_per_span set": _common.build_span_set(args.spans),
         "recorded frameworks": _recorded_spans(args.spans),
     }
     maker = workloads.SpanMaker(workloads.BY_NAME["new-key-every-span"])
-    long_lived = CountOnce()
-    while len(long_lived._counted_spans) < DEFAULT_MAX_ENTRIES:  # fill its tables as a running process has
-        _round_us(maker.spans(args.spans), map_span, long_lived)
+    long_lived = {version: make() for version, make in versions.items()}
+    for counter in long_lived.values():
+        while len(counter._counted_spans) < DEFAULT_MAX_ENTRIES:  # fill its tables as a running process has
+            _round_us(maker.spans(args.spans), map_span, counter)
     print(f"python {sys.version.split()[0]}; {args.spans} spans; {args.rounds} rounds; {_common.speedups_label()}")
-    print(f"{'span set':<34} {'map_span µs':>12} {'+count_once µs':>15} {'added µs':>9}")
+    if args.count:
+        print(f"observe on the {next(iter(fixed))} (counted, not timed):")
+        for version, make in versions.items():
+            calls, opcodes = _calls_and_opcodes_per_span(fixed["cpu_per_span set"], map_span, make())
+            print(f"  {version:<8} {calls:6.2f} calls/span {opcodes:7.1f} bytecodes/span")
+    added_header = "".join(f" {'+' + version + ' µs':>15}" for version in versions)
+    print(f"{'span set':<34} {'map_span µs':>12}{added_header}")
     for name in [*fixed, "new spans, long-lived tables"]:
-        alone, both = [], []
+        times: dict[str | None, list[float]] = {None: [], **{version: [] for version in versions}}
         for round_no in range(args.rounds + 1):  # round 0 warms the mapping's caches
-            if name in fixed:
-                spans_alone = spans_both = fixed[name]
-                counter = CountOnce()
-            else:
-                spans_alone, spans_both = maker.spans(args.spans), maker.spans(args.spans)
-                counter = long_lived
+            order: list[str | None] = [None, *versions]
             if round_no % 2:
-                b = _round_us(spans_both, map_span, counter)
-                a = _round_us(spans_alone, map_span, None)
-            else:
-                a = _round_us(spans_alone, map_span, None)
-                b = _round_us(spans_both, map_span, counter)
-            if round_no:
-                alone.append(a)
-                both.append(b)
-        a, b = _common.median(alone), _common.median(both)
-        print(f"{name:<34} {a:>12.2f} {b:>15.2f} {b - a:>9.2f}")
+                order.reverse()  # neither version always runs right after the other
+            for version in order:
+                if name in fixed:
+                    spans = fixed[name]
+                    counter = versions[version]() if version is not None else None
+                else:
+                    spans = maker.spans(args.spans)
+                    counter = long_lived[version] if version is not None else None
+                elapsed = _round_us(spans, map_span, counter)
+                if round_no:
+                    times[version].append(elapsed)
+        alone = _common.median(times[None])
+        added = "".join(f" {_common.median(times[version]) - alone:>15.2f}" for version in versions)
+        print(f"{name:<34} {alone:>12.2f}{added}")
     maker.close()
     return 0
 

@@ -64,6 +64,7 @@ COUNTED_IN_TAG = "lumiqtrace.counted_in"
 
 # Response-id attributes, highest first. OpenInference has none: its ``output.value`` holds the provider's answer.
 RESPONSE_ID_KEYS = ("gen_ai.response.id", "llm.response.id")
+_RESPONSE_ID_TAG = RESPONSE_ID_KEYS[0]
 _OUTPUT_VALUE_KEY = "output.value"
 # The provider's JSON answer usually starts with its id (OpenAI chat/Responses, Anthropic, as OpenInference records
 # them): read without parsing. Otherwise the answer is parsed, if short enough: its top-level ``id``, or LangChain's
@@ -159,6 +160,7 @@ class CountOnce:
         # Tables are trimmed past an eighth of slack: a store costs a dict store, not a reordering.
         self._trim_above = max_entries + max(1, max_entries >> 3)
         self._lock = threading.Lock()
+        self._acquire, self._release = self._lock.acquire, self._lock.release
         # Span id of a span not seen yet -> record of a counted event below it.
         self._counted_below: dict[str, _Record] = {}
         # Span id of a span whose event kept its counts -> its record (for children arriving late).
@@ -172,63 +174,91 @@ class CountOnce:
         The exporter calls it for each event as soon as it is mapped, so the event is encoded while it is still in
         the CPU's caches and freed right after.
         """
-        if has_counts(event):
-            with self._lock:
-                self._observe_counted(span, event)
+        # One function, the rule spelled out: it runs for every span, and a call costs as much as a dict lookup.
+        if "input_tokens" in event or "output_tokens" in event or "cached_tokens" in event or "cost_usd" in event:
+            try:
+                span_id, trace_id, event_id = event["span_id"], event["trace_id"], event["event_id"]
+            except KeyError:
+                return event  # not an event the mapping made: nothing could link to it or name it in a counted_in tag
+            if type(span_id) is not str or type(trace_id) is not str or type(event_id) is not str:
+                return event
+            if span_id == _INVALID_SPAN_ID:
+                return event  # a span without a context
+            parent_id = event.get("parent_span_id")
+            # acquire/release bound once: a with-statement makes two method objects per span.
+            self._acquire()
+            try:
+                counted_below = self._counted_below
+                record = counted_below.pop(span_id, None) if counted_below else None
+                if record is not None and record[0] != trace_id:
+                    counted_below[span_id] = record  # another trace's span with this id: not ours
+                    record = None
+                counted_spans = self._counted_spans
+                if record is None and parent_id is not None:
+                    record = counted_spans.get(parent_id)  # a child that ended after its counted parent
+                    if record is not None and record[0] != trace_id:
+                        record = None
+                if record is None:
+                    # The mapping copies gen_ai.response.id into the tags: a dict lookup, cheaper than the span's
+                    # attribute mapping.
+                    tags = event.get("tags")
+                    rid = tags.get(_RESPONSE_ID_TAG) if isinstance(tags, dict) else None
+                    if not isinstance(rid, str) or not rid:
+                        attributes = span.attributes
+                        rid = response_id(attributes) if attributes is not None else None
+                    response_key = (event.get("provider"), event.get("model"), rid) if rid is not None else None
+                    end_ns = span.end_time
+                    by_response = self._by_response
+                    if response_key is not None:
+                        record = by_response.get(response_key)
+                        if record is not None:  # a parallel span of the same response: within the window?
+                            kept_end_ns = record[2]
+                            if (
+                                end_ns is not None
+                                and kept_end_ns is not None
+                                and abs(end_ns - kept_end_ns) > self._window_ns
+                            ):
+                                record = None
+                            else:
+                                _logger.debug("Counts of response %s are on event %s", rid, record[1])
+                    if record is None:
+                        record = (trace_id, event_id, end_ns)  # this event keeps its counts
+                        counted_spans[span_id] = record
+                        if response_key is not None:
+                            by_response[response_key] = record
+                        if parent_id is not None:
+                            counted_below[parent_id] = record
+                        trim_above = self._trim_above
+                        if len(counted_spans) > trim_above or len(by_response) > trim_above:
+                            self._trim()
+                        return event
+                remove_counts(event, record[1], max_tags=self._max_tags)
+                if parent_id is not None:
+                    self._pass_up(parent_id, trace_id, record)
+            finally:
+                self._release()
         elif self._counted_below:  # read without the lock: a concurrent export's child may land just after either way
-            span_id, trace_id = event.get("span_id"), event.get("trace_id")
-            if type(span_id) is str and type(trace_id) is str:
-                with self._lock:
-                    record = self._take_record_below(span_id, trace_id)
-                    if record is not None:
-                        self._pass_up(event, trace_id, record)
+            span_id = event.get("span_id")
+            # Most spans have no counted span waiting below them: a membership test, no lock.
+            if type(span_id) is str and span_id in self._counted_below:
+                trace_id = event.get("trace_id")
+                if type(trace_id) is str:
+                    self._acquire()
+                    try:
+                        record = self._counted_below.pop(span_id, None)
+                        if record is not None:
+                            if record[0] != trace_id:
+                                self._counted_below[span_id] = record  # another trace's span with this id: not ours
+                            else:
+                                parent_id = event.get("parent_span_id")
+                                if parent_id is not None:
+                                    self._pass_up(parent_id, trace_id, record)
+                    finally:
+                        self._release()
         return event
 
-    def _take_record_below(self, span_id: str, trace_id: str) -> _Record | None:
-        """The record of a counted event below this span, taken out of the table; lock held."""
-        record = self._counted_below.pop(span_id, None)
-        if record is not None and record[0] != trace_id:
-            self._counted_below[span_id] = record  # another trace's span with this id: not ours
-            return None
-        return record
-
-    def _observe_counted(self, span: ReadableSpan, event: dict[str, Any]) -> None:
-        """The rule for an event with counts; lock held."""
-        span_id, trace_id, event_id = event.get("span_id"), event.get("trace_id"), event.get("event_id")
-        if type(span_id) is not str or type(trace_id) is not str or type(event_id) is not str:
-            return  # not an event the mapping made: nothing could link to it or name it in a counted_in tag
-        if span_id == _INVALID_SPAN_ID:
-            return  # a span without a context
-        parent_id = event.get("parent_span_id")
-        record = self._take_record_below(span_id, trace_id) if self._counted_below else None
-        if record is None and parent_id is not None:
-            record = self._counted_spans.get(parent_id)  # a child that ended after its counted parent
-            if record is not None and record[0] != trace_id:
-                record = None
-        if record is None:
-            response_key = _response_key(span, event)
-            end_ns = span.end_time
-            if response_key is not None:
-                record = self._parallel_match(response_key, end_ns)
-            if record is None:
-                record = (trace_id, event_id, end_ns)  # this event keeps its counts
-                counted_spans = self._counted_spans
-                counted_spans[span_id] = record
-                if response_key is not None:
-                    self._by_response[response_key] = record
-                if parent_id is not None:
-                    self._counted_below[parent_id] = record
-                if len(counted_spans) > self._trim_above or len(self._by_response) > self._trim_above:
-                    self._trim()
-                return
-        remove_counts(event, record[1], max_tags=self._max_tags)
-        self._pass_up(event, trace_id, record)
-
-    def _pass_up(self, event: dict[str, Any], trace_id: str, record: _Record) -> None:
-        """Tell the event's parent span which event below it carries the counts; lock held."""
-        parent_id = event.get("parent_span_id")
-        if parent_id is None:
-            return
+    def _pass_up(self, parent_id: str, trace_id: str, record: _Record) -> None:
+        """Tell the parent span which event below it carries the counts; lock held."""
         if record[0] != trace_id:  # a parallel twin's record: the link up this trace needs this trace's id
             record = (trace_id, record[1], record[2])
         self._counted_below[parent_id] = record
@@ -241,25 +271,3 @@ class CountOnce:
         for table in (self._counted_below, self._counted_spans, self._by_response):
             if len(table) > limit:
                 _forget_oldest(table, len(table) - self.max_entries)
-
-    def _parallel_match(self, key: tuple[Any, Any, str], end_ns: int | None) -> _Record | None:
-        found = self._by_response.get(key)
-        if found is None:
-            return None
-        kept_end_ns = found[2]
-        if end_ns is not None and kept_end_ns is not None and abs(end_ns - kept_end_ns) > self._window_ns:
-            return None
-        _logger.debug("Counts of response %s are on event %s", key[2], found[1])
-        return found
-
-
-def _response_key(span: ReadableSpan, event: Mapping[str, Any]) -> tuple[Any, Any, str] | None:
-    tags = event.get("tags")
-    # The mapping copies gen_ai.response.id into the tags: a dict lookup, cheaper than the span's attribute mapping.
-    rid = tags.get(RESPONSE_ID_KEYS[0]) if isinstance(tags, dict) else None
-    if not isinstance(rid, str) or not rid:
-        attributes = span.attributes
-        rid = response_id(attributes) if attributes is not None else None
-    if rid is None:
-        return None
-    return (event.get("provider"), event.get("model"), rid)
