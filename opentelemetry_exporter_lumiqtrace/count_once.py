@@ -175,7 +175,7 @@ class CountOnce:
         the CPU's caches and freed right after.
         """
         # One function, the rule spelled out: it runs for every span, and a call costs as much as a dict lookup.
-        if "input_tokens" in event or "output_tokens" in event or "cached_tokens" in event or "cost_usd" in event:
+        if has_counts(event):
             try:
                 span_id, trace_id, event_id = event["span_id"], event["trace_id"], event["event_id"]
             except KeyError:
