@@ -81,26 +81,8 @@ def _calls_and_opcodes_per_span(spans: list[Any], map_span: Callable[..., Any], 
 
     options = MappingOptions()
     pairs = [(span, event) for span in spans if (event := map_span(span, options)) is not None]
-    calls = opcodes = 0
-
-    def trace(frame: Any, event: str, arg: Any) -> Any:
-        nonlocal calls, opcodes
-        if event == "call":
-            calls += 1
-            frame.f_trace_opcodes = True
-            frame.f_trace_lines = False
-        elif event == "opcode":
-            opcodes += 1
-        return trace
-
     observe = counter.observe
-    sys.settrace(trace)
-    try:
-        for span, event in pairs:
-            observe(span, event)
-    finally:
-        sys.settrace(None)
-    return (calls - len(pairs)) / len(pairs), opcodes / len(pairs)
+    return _common.calls_and_opcodes_per_item(lambda pair: observe(*pair), pairs)
 
 
 def main() -> int:

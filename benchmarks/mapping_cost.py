@@ -187,25 +187,7 @@ def _calls_and_opcodes_per_span(
     """Python calls and bytecode instructions per span of ``map_span`` on ``spans`` (the mapper warmed on them)."""
     for span in spans:
         map_span(span, options)
-    calls = opcodes = 0
-
-    def trace(frame: Any, event: str, arg: Any) -> Any:
-        nonlocal calls, opcodes
-        if event == "call":
-            calls += 1
-            frame.f_trace_opcodes = True
-            frame.f_trace_lines = False
-        elif event == "opcode":
-            opcodes += 1
-        return trace
-
-    sys.settrace(trace)
-    try:
-        for span in spans:
-            map_span(span, options)
-    finally:
-        sys.settrace(None)
-    return (calls - len(spans)) / len(spans), opcodes / len(spans)  # map_span's own call is not counted
+    return _common.calls_and_opcodes_per_item(lambda span: map_span(span, options), spans)
 
 
 def _c_calls_per_span(
