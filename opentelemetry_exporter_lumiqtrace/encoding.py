@@ -239,18 +239,24 @@ def _dumps_mapped(event: dict[str, Any]) -> bytes:
     return memoryview(line).tobytes()
 
 
+def event_encoder(*, from_mapping: bool = False) -> Callable[[dict[str, Any]], bytes]:
+    """The function :func:`encode_events` encodes each event with (it raises :class:`EncodingError` for an event that
+    cannot be encoded), for a caller that encodes events one at a time as it makes them."""
+    if from_mapping:
+        if _orjson is None:
+            return _dumps_mapped_stdlib
+        if _Fragment is not None:
+            return _dumps_mapped
+    return dumps_event
+
+
 def encode_events(events: Iterable[Mapping[str, Any]], *, from_mapping: bool = False) -> tuple[list[bytes], list[str]]:
     """Encode each event; an event that cannot be encoded is left out and its error returned, losing nothing else.
 
     ``from_mapping=True`` says the events are fresh dicts from ``mapping.map_span`` (the exporter's case): encoding
     may then take a faster path and may modify them. The bytes are the same either way.
     """
-    dumps: Any = dumps_event
-    if from_mapping:
-        if _orjson is None:
-            dumps = _dumps_mapped_stdlib
-        elif _Fragment is not None:
-            dumps = _dumps_mapped
+    dumps: Any = event_encoder(from_mapping=from_mapping)  # events of the general path are any Mapping
     lines: list[bytes] = []
     errors: list[str] = []
     for event in events:

@@ -9,7 +9,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from opentelemetry.sdk.trace import ReadableSpan
@@ -31,7 +31,7 @@ from opentelemetry_exporter_lumiqtrace.delivery import (
     RetryPolicy,
     ThrottledLog,
 )
-from opentelemetry_exporter_lumiqtrace.encoding import encode_events
+from opentelemetry_exporter_lumiqtrace.encoding import EncodingError, event_encoder
 from opentelemetry_exporter_lumiqtrace.mapping import Mapper, MappingOptions, pricing
 from opentelemetry_exporter_lumiqtrace.remote_config import ConfigUpdate, RemoteConfigPoller
 from opentelemetry_exporter_lumiqtrace.sampling import shared_sampling_state
@@ -47,14 +47,6 @@ _TRACE_ID_LOW_MASK = 2**64 - 1
 DROP_BAD_BASE_URL = "bad_base_url"
 # How many trace ids are remembered as "partly sent": enough for the traces in flight in a busy process.
 _STARTED_TRACES_MAX = 65_536
-
-
-@dataclasses.dataclass
-class _MappingTally:
-    """Spans the mapping left out on purpose (``ai_only``) and spans it failed on, in one export call."""
-
-    filtered: int = 0
-    errors: int = 0
 
 
 class RecentTraces:
@@ -322,11 +314,36 @@ class LumiqTraceSpanExporter(SpanExporter):
                 selected.append(span)
                 trace_ids.append(trace_id)
         started.remember(trace_ids)
-        tally = _MappingTally()
-        # Each event is counted once and encoded as soon as it is mapped, and freed then: it is read again while still
-        # in the CPU's caches, and a batch's events never pile up for the garbage collector to walk.
-        lines, errors = encode_events(self._mapped(selected, tally), from_mapping=True)
-        filtered = len(spans) - len(selected) + tally.filtered
+        # One loop per span: map, count once, encode. Each event is encoded as soon as it is mapped and freed then: it
+        # is read again while still in the CPU's caches, and a batch's events never pile up for the garbage collector
+        # to walk. A span that cannot be mapped, or whose event cannot be encoded, is dropped and counted, losing
+        # nothing else.
+        options = self._mapping_options
+        map_span = self._mapper.map_span
+        observe = self._count_once.observe
+        encode = event_encoder(from_mapping=True)
+        lines: list[bytes] = []
+        errors: list[str] = []
+        filtered = len(spans) - len(selected)
+        mapping_errors = 0
+        for span in selected:
+            try:
+                event = map_span(span, options)
+            except Exception as exc:
+                mapping_errors += 1
+                self._stats.add_dropped(DROP_MAPPING, 1, f"{type(exc).__name__}: {exc}")
+                self._throttled.log(
+                    logging.WARNING, DROP_MAPPING, "Span %r could not be mapped and was dropped: %r", span.name, exc
+                )
+                continue
+            if event is None:
+                filtered += 1
+                continue
+            event = observe(span, event)
+            try:
+                lines.append(encode(event))
+            except EncodingError as exc:
+                errors.append(str(exc))
         if filtered:
             self._stats.add_filtered(filtered)
         if errors:
@@ -338,28 +355,7 @@ class LumiqTraceSpanExporter(SpanExporter):
                 len(errors),
                 errors[-1],
             )
-        return lines, tally.errors + len(errors)
-
-    def _mapped(self, spans: Iterable[ReadableSpan], tally: _MappingTally) -> Iterator[dict[str, Any]]:
-        """Map each span and count its provider call once (in arrival order: see count_once.py); a span that cannot
-        be mapped is dropped and counted, losing nothing else."""
-        options = self._mapping_options
-        map_span = self._mapper.map_span
-        observe = self._count_once.observe
-        for span in spans:
-            try:
-                event = map_span(span, options)
-            except Exception as exc:
-                tally.errors += 1
-                self._stats.add_dropped(DROP_MAPPING, 1, f"{type(exc).__name__}: {exc}")
-                self._throttled.log(
-                    logging.WARNING, DROP_MAPPING, "Span %r could not be mapped and was dropped: %r", span.name, exc
-                )
-                continue
-            if event is None:
-                tally.filtered += 1
-            else:
-                yield observe(span, event)
+        return lines, mapping_errors + len(errors)
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         """Send everything buffered now, within ``timeout_millis``. True when nothing is left waiting.

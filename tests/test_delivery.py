@@ -187,6 +187,42 @@ def test_one_invalid_event_among_100_is_isolated_and_the_99_delivered(
     assert len(server.ingest_requests()) <= 1 + 2 * 7
 
 
+def test_a_span_that_cannot_be_mapped_or_encoded_is_dropped_and_counted_and_nothing_else_lost(
+    server: LocalIngestServer, exporter_factory: Any
+) -> None:
+    exporter = exporter_factory()
+    spans = make_spans(20)
+    # The mapping neither raises nor makes an event orjson refuses: break three spans around it.
+    mapper = exporter._mapper
+    real_map = mapper.map_span
+    unmappable, unencodable, filtered = (format(spans[i].context.span_id, "016x") for i in (3, 9, 15))
+
+    def map_with_three_bad(span: Any, options: Any) -> Any:
+        span_id = format(span.context.span_id, "016x")
+        if span_id == unmappable:
+            raise RuntimeError("broken attribute")
+        if span_id == filtered:
+            return None  # what ai_only does to a non-AI span
+        event = real_map(span, options)
+        if span_id == unencodable:
+            event["environment"] = "\ud800"  # a lone surrogate: no UTF-8 for it
+        return event
+
+    mapper.map_span = map_with_three_bad  # type: ignore[method-assign]
+    try:
+        result = exporter.export(spans)
+    finally:
+        del mapper.map_span
+    assert result is SpanExportResult.FAILURE
+    delivered = _ids(server)
+    expected = {format(s.context.span_id, "016x") for s in spans} - {unmappable, unencodable, filtered}
+    assert set(delivered) == expected and set(delivered.values()) == {1}
+    stats = exporter.stats()
+    assert stats["dropped"] == {"mapping_error": 1, "encoding_error": 1}
+    assert stats["filtered"] == 1 and stats["delivered"] == 17
+    assert "broken attribute" in stats["last_error"]["mapping_error"]
+
+
 @pytest.mark.parametrize(("status", "reason"), [(401, "unauthorized"), (403, "forbidden")])
 def test_credentials_errors_open_the_circuit_until_the_probe_interval(
     server: LocalIngestServer, exporter_factory: Any, status: int, reason: str, caplog: pytest.LogCaptureFixture
