@@ -10,10 +10,11 @@ import logging
 import threading
 import time
 from collections import Counter
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExportResult
 
 from opentelemetry_exporter_lumiqtrace.backlog import RetryBuffer
@@ -31,6 +32,17 @@ def _ids(server: LocalIngestServer) -> Counter[str]:
 
 def _ingest_times(server: LocalIngestServer) -> list[float]:
     return [r.time for r in server.ingest_requests()]
+
+
+def _export_mapped_by(exporter: Any, map_span: Any, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+    """``exporter.export(spans)`` with its mapper's ``map_span`` replaced by ``map_span`` for the call."""
+    mapper = exporter._mapper
+    mapper.map_span = map_span
+    try:
+        result: SpanExportResult = exporter.export(spans)
+    finally:
+        del mapper.map_span
+    return result
 
 
 def test_thousand_spans_through_batch_processor_arrive_once_in_requests_of_at_most_100(
@@ -160,8 +172,7 @@ def test_one_invalid_event_among_100_is_isolated_and_the_99_delivered(
     exporter = exporter_factory()
     spans = make_spans(100)
     # A span whose event the server rejects: the mapping never produces one, so break one event after mapping.
-    mapper = exporter._mapper
-    real_map = mapper.map_span
+    real_map = exporter._mapper.map_span
     bad_span_id = format(spans[37].context.span_id, "016x")
 
     def map_with_one_bad(span: Any, options: Any) -> Any:
@@ -170,11 +181,7 @@ def test_one_invalid_event_among_100_is_isolated_and_the_99_delivered(
             event["provider"] = "not-a-provider"
         return event
 
-    mapper.map_span = map_with_one_bad  # type: ignore[method-assign]
-    try:
-        result = exporter.export(spans)
-    finally:
-        del mapper.map_span
+    result = _export_mapped_by(exporter, map_with_one_bad, spans)
     assert result is SpanExportResult.FAILURE
     delivered = _ids(server)
     assert len(delivered) == 99 and bad_span_id not in delivered and set(delivered.values()) == {1}
@@ -193,8 +200,7 @@ def test_a_span_that_cannot_be_mapped_or_encoded_is_dropped_and_counted_and_noth
     exporter = exporter_factory()
     spans = make_spans(20)
     # The mapping neither raises nor makes an event orjson refuses: break three spans around it.
-    mapper = exporter._mapper
-    real_map = mapper.map_span
+    real_map = exporter._mapper.map_span
     unmappable, unencodable, filtered = (format(spans[i].context.span_id, "016x") for i in (3, 9, 15))
 
     def map_with_three_bad(span: Any, options: Any) -> Any:
@@ -208,11 +214,7 @@ def test_a_span_that_cannot_be_mapped_or_encoded_is_dropped_and_counted_and_noth
             event["environment"] = "\ud800"  # a lone surrogate: no UTF-8 for it
         return event
 
-    mapper.map_span = map_with_three_bad  # type: ignore[method-assign]
-    try:
-        result = exporter.export(spans)
-    finally:
-        del mapper.map_span
+    result = _export_mapped_by(exporter, map_with_three_bad, spans)
     assert result is SpanExportResult.FAILURE
     delivered = _ids(server)
     expected = {format(s.context.span_id, "016x") for s in spans} - {unmappable, unencodable, filtered}
