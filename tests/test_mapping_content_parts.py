@@ -8,7 +8,7 @@ import json
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from opentelemetry_exporter_lumiqtrace import jsontext
@@ -95,10 +95,18 @@ def test_a_part_type_placeholder_never_replaces_its_text() -> None:
 
 _TEXT = st.text(alphabet=st.characters(codec=None, exclude_categories=()), max_size=40)
 _ROLE = st.one_of(st.sampled_from(["user", "assistant", "system", "tool", "unknown"]), _TEXT)
+# A few characters (escaped or not, ASCII or not) spaced by ASCII filler, short or long.
+_LONG_TEXTS = st.tuples(
+    st.lists(st.sampled_from(["\n", '"', "\\", "\x00", "\x1f", "\x7f", "\t", "\u00e9", "\U0001f600", "."]), max_size=4),
+    st.integers(min_value=0, max_value=1_500),
+).map(lambda pieces_gap: ("x" * pieces_gap[1]).join(["", *pieces_gap[0], ""]))
 
 
-@given(st.lists(st.tuples(_ROLE, _TEXT), max_size=6))
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(_ROLE, st.one_of(_TEXT, _LONG_TEXTS)), max_size=6))
 def test_prompt_hash_is_sha256_of_the_documented_canonical_json(messages: list[tuple[str, str]]) -> None:
+    # prompt_hash writes the canonical JSON with orjson when installed, else piece by piece (long texts escaped by
+    # jsontext): either way it must hash exactly the stdlib's bytes, lone surrogates included.
     canonical = json.dumps(
         [{"role": role, "text": text} for role, text in messages],
         sort_keys=True,
@@ -192,12 +200,6 @@ def test_a_tool_call_argument_beyond_64_bits_hashes_as_the_stdlib_reads_it(numbe
 
 
 # --- the JSON string of a long text without orjson: exactly the stdlib encoder's -------------------------------------
-
-# A few characters (escaped or not, ASCII or not) spaced by ASCII filler, short or long.
-_LONG_TEXTS = st.tuples(
-    st.lists(st.sampled_from(["\n", '"', "\\", "\x00", "\x1f", "\x7f", "\t", "\u00e9", "\U0001f600", "."]), max_size=4),
-    st.integers(min_value=0, max_value=1_500),
-).map(lambda pieces_gap: ("x" * pieces_gap[1]).join(["", *pieces_gap[0], ""]))
 
 
 @given(_LONG_TEXTS)
