@@ -28,10 +28,9 @@ class Identity:
     # Derived once per identity (the mapper memoises identities), not once per span:
     # the event's fields provider, model, operation and span_kind, in the event's order;
     event_fields: dict[str, str] = field(init=False, compare=False, repr=False)
-    # the model a span is priced by from its tokens, None when it is not priced (agent and workflow spans that
-    # aggregate their children's usage never are: double counting), and the provider value the pricing is asked with;
-    priced_model: str | None = field(init=False, compare=False, repr=False)
-    pricing_provider: str | None = field(init=False, compare=False, repr=False)
+    # (the provider value the pricing is asked with, the model a span is priced by from its tokens), None when it is
+    # not priced (agent and workflow spans that aggregate their children's usage never are: double counting);
+    pricing_key: tuple[str | None, str] | None = field(init=False, compare=False, repr=False)
     # (raw provider, raw operation, requested model), the identity's part of the identity tags memo key; None when one
     # is a str subclass (an equal key that would keep its type in the tags).
     tag_values: tuple[str | None, str | None, str | None] | None = field(init=False, compare=False, repr=False)
@@ -43,10 +42,11 @@ class Identity:
         event_fields["operation"] = self.operation
         event_fields["span_kind"] = self.span_kind
         tag_values = (self.raw_provider, self.raw_operation, self.request_model)
+        pricing_provider = self.raw_provider or (self.provider if self.provider != "custom" else None)
+        priced = self.span_kind == "llm" and self.model is not None
         derived = {
             "event_fields": event_fields,
-            "priced_model": self.model if self.span_kind == "llm" else None,
-            "pricing_provider": self.raw_provider or (self.provider if self.provider != "custom" else None),
+            "pricing_key": (pricing_provider, self.model) if priced else None,
             "tag_values": tag_values if all(v is None or v.__class__ is str for v in tag_values) else None,
         }
         for name, value in derived.items():

@@ -24,7 +24,12 @@ from opentelemetry_exporter_lumiqtrace.mapping.cache import GenerationalMemo
 from opentelemetry_exporter_lumiqtrace.mapping.content import add_content
 from opentelemetry_exporter_lumiqtrace.mapping.identity import Identity, identify
 from opentelemetry_exporter_lumiqtrace.mapping.options import MappingOptions
-from opentelemetry_exporter_lumiqtrace.mapping.pricing import compute_cost, round_cost
+from opentelemetry_exporter_lumiqtrace.mapping.pricing import (
+    DEFAULT_MAX_CACHED_KEY_CHARS,
+    plan_cost,
+    price_plan,
+    round_cost,
+)
 from opentelemetry_exporter_lumiqtrace.mapping.redaction import Redactor
 from opentelemetry_exporter_lumiqtrace.mapping.scan import Scan, new_key_memo, scan
 from opentelemetry_exporter_lumiqtrace.mapping.status import NO_EVENTS, new_message_memo, outcome, read_events
@@ -60,6 +65,7 @@ _USER_ID = F["user_id"]
 
 DEFAULT_MAX_MEMO_ENTRIES = 8_192
 DEFAULT_MAX_MEMO_BYTES = 1_024 * 1_024
+DEFAULT_MAX_PLANS = 1_024
 
 _MASK_128 = 2**128 - 1
 _MASK_64 = 2**64 - 1
@@ -179,6 +185,14 @@ class Mapper:
         # two id() calls, key tuple and lookup are mostly skipped. One attribute, so threads read a whole entry.
         self._last_origin = _NO_ORIGIN
         self._messages = new_message_memo(max_entries=512, max_bytes=max_memo_bytes)
+        # (provider, model) -> price plan, in front of the pricing module's process-wide plans: a dict read per priced
+        # span instead of that cache's lookup and reordering.
+        self._plans: GenerationalMemo[tuple[str | None, str], Any] = GenerationalMemo(
+            max_entries=DEFAULT_MAX_PLANS,
+            max_bytes=max_memo_bytes,
+            weigh=_strings_weight,
+            max_entry_bytes=DEFAULT_MAX_CACHED_KEY_CHARS,
+        )
         self._state: _OptionsState | None = None
 
     def map_span(self, span: ReadableSpan, options: MappingOptions) -> dict[str, Any] | None:
@@ -270,21 +284,17 @@ class Mapper:
                 cost_source = "span"
             elif (
                 options.compute_cost
-                and identity.priced_model is not None
+                and identity.pricing_key is not None
                 and (input_tokens is not None or output_tokens is not None)
             ):
-                cost = compute_cost(
-                    raw_provider=identity.pricing_provider,
-                    model=identity.priced_model,
-                    input_tokens=input_tokens,
-                    output_tokens=output_tokens,
-                    cache_read_tokens=cached,
-                    cache_write_tokens=cache_write,
-                    start_time_ns=start,
-                )
-                if cost is not None:
-                    event["cost_usd"] = cost
-                    cost_source = "genai-prices"
+                plan = self._plans.young.get(identity.pricing_key)
+                if plan is None:
+                    plan = self._price_plan(identity.pricing_key)
+                if plan is not None:
+                    cost = plan_cost(plan, input_tokens, output_tokens, cached, cache_write, start)
+                    if cost is not None:
+                        event["cost_usd"] = cost
+                        cost_source = "genai-prices"
 
             if present & _FINISH_REASON.bit:
                 finish = found.first(_FINISH_REASON)
@@ -411,6 +421,16 @@ class Mapper:
                 identity = identify(found)
                 self._identities.put(memo_key, identity)
         return identity
+
+    def _price_plan(self, key: tuple[str | None, str]) -> Any:
+        """The plan of a (provider, model) not in the young generation of the plans memo; ``None`` while
+        genai-prices is unavailable or still importing (not remembered: asked again on the next span)."""
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = price_plan(*key)
+            if plan is not None:
+                self._plans.put(key, plan)
+        return plan
 
     def _origin(self, resource: Any, scope: Any) -> _Origin:
         attrs = getattr(resource, "attributes", None) or {}

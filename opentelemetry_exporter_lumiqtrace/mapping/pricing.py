@@ -726,6 +726,19 @@ def compute_cost(
         plan = price_plan(raw_provider, model)
         if plan is None:
             return None
+    return plan_cost(plan, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, start_time_ns)
+
+
+def plan_cost(
+    plan: PricePlan | _CalcPricePlan | _NoPrice,
+    input_tokens: int | None,
+    output_tokens: int | None,
+    cache_read_tokens: int | None,
+    cache_write_tokens: int | None,
+    start_time_ns: int | None,
+) -> float | None:
+    """:func:`compute_cost` of a call once its plan is known (a caller that keeps plans itself, as the mapper does,
+    calls this; positional: it runs for every priced span)."""
     input_tokens = input_tokens or 0
     output_tokens = output_tokens or 0
     cache_read_tokens = cache_read_tokens or 0
@@ -735,5 +748,5 @@ def compute_cost(
             return None
         return plan.cost(input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, start_time_ns)
     except Exception:  # a pricing bug (or a count that is not an int) must never cost the span
-        _logger.debug("pricing failed for provider=%s model=%s", raw_provider, model, exc_info=True)
+        _logger.debug("pricing failed for model %s", plan.model_id, exc_info=True)
         return None
