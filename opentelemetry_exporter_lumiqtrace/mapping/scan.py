@@ -9,7 +9,6 @@ precedence and fall-through on unusable values do not depend on the order or the
 
 from __future__ import annotations
 
-from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Any
 
@@ -103,12 +102,22 @@ def classify(key: Any) -> KeyInfo:
     )
 
 
-def key_weight(key: Hashable) -> int:
-    return len(key) if isinstance(key, str) else 64
+def new_key_memo(*, max_entries: int, max_bytes: int) -> GenerationalMemo[str, KeyInfo]:
+    """The memo of :func:`classify` per distinct key; str keys only (weighed by ``len``, a C call)."""
+    return GenerationalMemo(max_entries=max_entries, max_bytes=max_bytes, weigh=len, max_entry_bytes=256)
 
 
-def new_key_memo(*, max_entries: int, max_bytes: int) -> GenerationalMemo[Any, KeyInfo]:
-    return GenerationalMemo(max_entries=max_entries, max_bytes=max_bytes, weigh=key_weight, max_entry_bytes=256)
+def _learn(memo: GenerationalMemo[str, KeyInfo], key: Any) -> KeyInfo:
+    """What the pass does with a key the memo's young generation does not have: from the old generation, else
+    classified; remembered in the young one either way. A key that is not a str (no SDK span has one) is classified
+    each time instead, as it is ignored anyway."""
+    if key.__class__ is not str:
+        return classify(key)
+    info = memo.old.pop(key, None)
+    if info is None:
+        info = classify(key)
+    memo.put(key, info)
+    return info
 
 
 @dataclass(slots=True)
@@ -147,7 +156,7 @@ class Scan:
         return self.messages.get(family) if self.messages is not None else None
 
 
-def scan(attrs: dict[Any, Any], memo: GenerationalMemo[Any, KeyInfo]) -> Scan:
+def scan(attrs: dict[Any, Any], memo: GenerationalMemo[str, KeyInfo]) -> Scan:
     present = 0
     identity_items: list[Any] = []
     families: dict[c.Family, list[tuple[str, Any]]] | None = None
@@ -162,12 +171,7 @@ def scan(attrs: dict[Any, Any], memo: GenerationalMemo[Any, KeyInfo]) -> Scan:
             # A subscript, not get(): the usual key is known, and a miss costs no more than classifying it does.
             info = known[key]
         except KeyError:
-            remembered = memo.get(key)
-            if remembered is None:
-                info = classify(key)
-                memo.put(key, info)
-            else:
-                info = remembered
+            info = _learn(memo, key)
             known = memo.young  # a put may start a new generation
         route = info.route
         if not route:  # ROUTE_IGNORED
