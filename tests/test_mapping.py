@@ -66,6 +66,19 @@ def test_event_id_is_deterministic_uuid4() -> None:
     assert _UUID4.fullmatch(event_id_for(2**128 - 1, 2**64 - 1))
 
 
+def test_event_id_is_the_span_id_and_the_trace_ids_random_part_laid_out_as_a_uuid4() -> None:
+    # W3C Trace Context's example ids: the whole span id, then the trace id's low 58 bits, version and variant set.
+    trace_id, span_id = 0x0AF7651916CD43DD8448EB211C80319C, 0xB7AD6B7169203331
+    assert event_id_for(trace_id, span_id) == "b7ad6b71-6920-4333-8148-eb211c80319c"
+    ids = {event_id_for(trace_id, span_id)}
+    for bit in range(64):  # every bit of the span id tells spans apart
+        ids.add(event_id_for(trace_id, span_id ^ (1 << bit)))
+    for bit in range(58):  # and every bit of the trace id's random part (W3C: its low 56 bits) tells traces apart
+        ids.add(event_id_for(trace_id ^ (1 << bit), span_id))
+    assert len(ids) == 1 + 64 + 58
+    assert all(uuid.UUID(i).version == 4 and uuid.UUID(i).variant == uuid.RFC_4122 for i in ids)
+
+
 # --- provider -------------------------------------------------------------------------------------------------------
 
 
