@@ -37,12 +37,7 @@ _OWS = " \t"  # optional whitespace around values
 _FOLD_STARTS = (" ", "\t")
 # The header fields that frame an answer and decide whether its connection can be reused.
 _FRAMING = ("connection", "transfer-encoding", "content-length")
-_TOKEN_CHARS = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]"
-_TOKEN = re.compile(_TOKEN_CHARS + "+")
-# A head as servers write it: the status line, then "name: value" lines ending in CRLF, nothing else (no bare CR or
-# LF, no folding). Unambiguous, so matched in linear time; any other head takes the general line-by-line reading.
-_PLAIN_HEAD = re.compile(r"HTTP/1\.([01]) ([0-9]{3})(?:[ \t][^\r\n]*)?(?:\r\n" + _TOKEN_CHARS + r"+:[^\r\n]*)*")
-_PLAIN_FIELD = re.compile(r"\r\n(" + _TOKEN_CHARS + r"+):([^\r\n]*)")
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _HEX = re.compile(rb"[0-9A-Fa-f]{1,16}")
 # Control characters other than horizontal tab cannot be in a header value (RFC 9110 5.5); CR and LF would end it.
 _BAD_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
@@ -240,7 +235,30 @@ class _AnswerReader:
                 raise ProtocolError("connection closed in the middle of the answer's headers")
         if len(text) > DEFAULT_MAX_HEAD_BYTES:
             raise ProtocolError(f"answer headers larger than {DEFAULT_MAX_HEAD_BYTES} bytes")
-        return parse_plain_head(text) or parse_head(text)
+        if text.count("\n") == text.count("\r\n"):
+            lines = text.split("\r\n")
+        else:
+            lines = [line.rstrip("\r") for line in text.split("\n")]
+        matched = _STATUS_LINE.fullmatch(lines[0])
+        if matched is None:
+            raise ProtocolError(f"not an HTTP/1.x status line: {lines[0][:40]!r}")
+        if len(lines) > DEFAULT_MAX_HEADER_LINES + 1:
+            raise ProtocolError(f"more than {DEFAULT_MAX_HEADER_LINES} header lines")
+        fields: list[tuple[str, str]] = []
+        for line in lines[1:]:
+            name, colon, value = line.partition(":")
+            if not colon or not _TOKEN.fullmatch(name):
+                if line[:1] not in _FOLD_STARTS:
+                    raise ProtocolError("malformed answer header line")
+                # Obsolete line folding (RFC 9112 5.2): the line continues the previous value, joined by a space.
+                if not fields:
+                    raise ProtocolError("answer headers start with a continuation line")
+                name, value = fields[-1]
+                fields[-1] = (name, f"{value} {line.strip(_OWS)}".strip(_OWS))
+                continue
+            fields.append((name.lower(), value.strip(_OWS)))
+        headers = dict(fields)
+        return int(matched.group(1)), int(matched.group(2)), headers, fields if len(headers) != len(fields) else None
 
     # -- bodies ----------------------------------------------------------------------------------------------
 
@@ -301,49 +319,6 @@ class _AnswerReader:
         line = bytes(self._buf[self._pos : end]).rstrip(b"\r")
         self._pos = end + 1
         return line
-
-
-def parse_plain_head(text: str) -> tuple[int, int, dict[str, str], list[tuple[str, str]] | None] | None:
-    """``parse_head`` for the usual head (see ``_PLAIN_HEAD``) in two regular-expression calls instead of a loop of
-    checks per line; None for any other head. Where it answers, it answers as ``parse_head`` does."""
-    plain = _PLAIN_HEAD.fullmatch(text)
-    if plain is None:
-        return None
-    fields = [(name.lower(), value.strip(_OWS)) for name, value in _PLAIN_FIELD.findall(text, plain.end(2))]
-    if len(fields) > DEFAULT_MAX_HEADER_LINES:
-        raise ProtocolError(f"more than {DEFAULT_MAX_HEADER_LINES} header lines")
-    headers = dict(fields)
-    return int(plain.group(1)), int(plain.group(2)), headers, fields if len(headers) != len(fields) else None
-
-
-def parse_head(text: str) -> tuple[int, int, dict[str, str], list[tuple[str, str]] | None]:
-    """A head's text (up to its blank line, excluded): (minor version, status, headers with lower-cased names, and
-    all header fields in order when a name is repeated, else None). Bare LF line ends and obsolete folding are read;
-    anything else that is not HTTP/1.x raises ``ProtocolError``."""
-    if text.count("\n") == text.count("\r\n"):
-        lines = text.split("\r\n")
-    else:
-        lines = [line.rstrip("\r") for line in text.split("\n")]
-    matched = _STATUS_LINE.fullmatch(lines[0])
-    if matched is None:
-        raise ProtocolError(f"not an HTTP/1.x status line: {lines[0][:40]!r}")
-    if len(lines) > DEFAULT_MAX_HEADER_LINES + 1:
-        raise ProtocolError(f"more than {DEFAULT_MAX_HEADER_LINES} header lines")
-    fields: list[tuple[str, str]] = []
-    for line in lines[1:]:
-        name, colon, value = line.partition(":")
-        if not colon or not _TOKEN.fullmatch(name):
-            if line[:1] not in _FOLD_STARTS:
-                raise ProtocolError("malformed answer header line")
-            # Obsolete line folding (RFC 9112 5.2): the line continues the previous value, joined by a space.
-            if not fields:
-                raise ProtocolError("answer headers start with a continuation line")
-            name, value = fields[-1]
-            fields[-1] = (name, f"{value} {line.strip(_OWS)}".strip(_OWS))
-            continue
-        fields.append((name.lower(), value.strip(_OWS)))
-    headers = dict(fields)
-    return int(matched.group(1)), int(matched.group(2)), headers, fields if len(headers) != len(fields) else None
 
 
 def _tokens(value: str) -> list[str]:

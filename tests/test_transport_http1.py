@@ -19,8 +19,6 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from hypothesis import example, given, settings
-from hypothesis import strategies as st
 from opentelemetry.sdk.trace.export import SpanExportResult
 
 from opentelemetry_exporter_lumiqtrace import _http1
@@ -176,44 +174,6 @@ def test_folded_and_repeated_headers(transports: Callable[..., IngestTransport])
         assert answer.headers["retry-after"] == "7"
         assert post(transport).status == 429
         assert server.connections == 1
-
-
-# Pieces of heads, plain and not: token names and others, values with spaces, tabs, colons, a bare CR or LF, folding.
-_HEAD_PIECES = st.sampled_from(
-    ["HTTP/1.1 200 OK", "HTTP/1.0 429", "HTTP/1.1 202 x\ty", "HTTP/2 200", "HTTP/1.1 20 OK", "\r\n", "\n", "\r", " ",
-     "\t", ":", "Content-Length", "content-length", "X-Note", "Bad Name", "Retry-After", "7", " 24 ", "a:b", "\xe9"]
-)  # fmt: skip
-
-
-@settings(max_examples=1000, deadline=None)
-@given(pieces=st.lists(_HEAD_PIECES, max_size=14), repeats=st.integers(0, 2))
-@example(pieces=["HTTP/1.1 200 OK", "\r\n", "X-Note", ":", " 24 ", "\r\n", "x-note", ":", "7"], repeats=0)
-@example(pieces=["HTTP/1.1 200 OK"], repeats=0)
-@example(pieces=["HTTP/1.1 200 OK", "\r\n", "X-Note", ":", "\t", "7"], repeats=101)
-def test_the_plain_head_reading_answers_as_the_general_one(pieces: list[str], repeats: int) -> None:
-    # The plain reading (two regular-expression calls) must give what the general one (line by line: folding, bare
-    # LF) gives, error included, for every head it takes; it takes the usual heads, and refuses the others.
-    text = "".join(pieces) + "\r\nX-Count: 1" * repeats
-
-    def read(parse: Callable[[str], Any]) -> Any:
-        try:
-            return parse(text)
-        except _http1.ProtocolError as exc:
-            return f"ProtocolError: {exc}"
-
-    plain = read(_http1.parse_plain_head)
-    if plain is not None:
-        assert plain == read(_http1.parse_head)
-
-
-def test_the_usual_heads_take_the_plain_reading() -> None:
-    for text in (
-        "HTTP/1.1 200 OK\r\nServer: BaseHTTP/0.6\r\nContent-Type: application/json\r\nContent-Length: 17",
-        "HTTP/1.1 429 Too Many Requests\r\nRetry-After: 3\r\nretry-after:7\r\nConnection: close",
-        "HTTP/1.0 204",
-    ):
-        assert _http1.parse_plain_head(text) == _http1.parse_head(text)
-    assert _http1.parse_plain_head("HTTP/1.1 200 OK\r\nX-Note: a\r\n\tb") is None  # folded: the general reading
 
 
 def test_lines_ending_in_a_bare_lf_are_read(transports: Callable[..., IngestTransport]) -> None:
