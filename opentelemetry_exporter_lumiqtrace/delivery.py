@@ -54,7 +54,7 @@ import threading
 import time
 import urllib.parse
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -680,7 +680,7 @@ class Deliverer:
         answer listed as rejected."""
         give_up = Outcome.HAND_BACK if helper else Outcome.RETRY_LATER
         body = build_body(chunk, gzip_body=self._gzip)
-        delays = iter(self.policy.backoff_delays())
+        delays: Iterator[float] | None = None  # made at the first transient failure: most slices never need one
         attempt = 0
         while True:
             now = self._clock()
@@ -734,6 +734,8 @@ class Deliverer:
                 self.state.healthy = False
                 if helper:
                     return give_up, 0
+                if delays is None:
+                    delays = iter(self.policy.backoff_delays())
                 delay = next(delays)
                 if self._clock() + delay > deadline or not self._wait(delay):
                     self._throttled.log(
