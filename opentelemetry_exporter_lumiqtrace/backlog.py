@@ -59,7 +59,7 @@ class RetryBuffer:
     def add(self, lines: Sequence[bytes], *, front: bool = False) -> list[bytes]:
         """Add lines (``front=True`` for lines older than everything buffered); returns the lines evicted."""
         evicted: list[bytes] = []
-        added = sum(len(line) for line in lines)  # outside the lock: the critical section stays short
+        added = sum(map(len, lines))  # outside the lock: the critical section stays short (no generator per line)
         with self._lock:
             if front:
                 self._lines.extendleft(reversed(lines))
@@ -81,7 +81,7 @@ class RetryBuffer:
                 self._bytes = 0
                 return lines
             lines = [self._lines.popleft() for _ in range(max_events)]
-            self._bytes -= sum(len(line) for line in lines)
+            self._bytes -= sum(map(len, lines))
         return lines
 
     def clear(self) -> int:

@@ -54,7 +54,7 @@ import threading
 import time
 import urllib.parse
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -383,6 +383,15 @@ class DeliveryState:
 
     def close_circuits(self) -> None:
         """A request succeeded: credentials and quota are fine again."""
+        if (
+            self.auth_blocked_until is None
+            and self.quota_paused_until is None
+            and self.auth_reason is None
+            and not self.quota_ratcheted
+        ):
+            # Nothing to close, after every 2xx of a healthy exporter: no lock. A circuit another thread opens
+            # meanwhile stays open, as it would had this call taken the lock just before that thread did.
+            return
         with self._lock:
             self.auth_blocked_until = None
             self.auth_reason = None
@@ -398,6 +407,10 @@ class DeliveryState:
 
     def blocked_reason(self) -> str | None:
         """Why nothing may be sent now (``unauthorized``, ``forbidden``, ``quota``), or None (one probe when due)."""
+        if self.auth_blocked_until is None and self.quota_paused_until is None:
+            # No circuit open (before every request of a healthy exporter): no lock, as if it was taken just before
+            # another thread opens one; that thread's answer is seen by the next request.
+            return None
         now = self._clock()
         with self._lock:
             if self.auth_blocked_until is not None:
@@ -412,6 +425,8 @@ class DeliveryState:
             return None
 
     def probe_done(self) -> None:
+        if self._prober is None:  # no probe in flight: nothing to end (only the prober itself clears it)
+            return
         with self._lock:
             if self._prober == threading.get_ident():
                 self._probe_in_flight = False
@@ -437,7 +452,10 @@ class _Run:
     """The slices of one ``deliver`` call, shared by the calling thread and its helper threads."""
 
     def __init__(self, slices: Sequence[list[bytes]]) -> None:
-        self.cond = threading.Condition(threading.Lock())
+        # Sections that neither wait nor notify hold the condition's lock directly: a Condition's with-statement is
+        # two Python calls more, and take() and settle() run for every request.
+        self.lock = threading.Lock()
+        self.cond = threading.Condition(self.lock)
         self.pending: deque[_Slice] = deque(((i,), chunk) for i, chunk in enumerate(slices))
         self.kept: list[_Slice] = []
         self.helpers = 0
@@ -447,7 +465,7 @@ class _Run:
 
     def take(self, *, wait_until: float | None, clock: Callable[[], float]) -> _Slice | None:
         """The next slice; with ``wait_until``, wait (while helpers run) for one they might hand back."""
-        with self.cond:
+        with self.lock:
             while True:
                 if self.stopped:
                     return None
@@ -480,7 +498,7 @@ class _Run:
             return rest
 
     def settle(self, *, delivered: int = 0, dropped: int = 0) -> None:
-        with self.cond:
+        with self.lock:
             self.delivered += delivered
             self.dropped += dropped
 
@@ -490,12 +508,14 @@ class _Run:
             self.cond.notify_all()
 
     def wait_helpers(self, timeout: float) -> None:
+        if self.helpers == 0:  # only the calling thread starts helpers, and it is the one asking: none can start now
+            return
         with self.cond:
             self.cond.wait_for(lambda: self.helpers == 0, max(0.0, timeout))
 
     def unsent(self) -> list[bytes]:
         """Kept and never-started slices, in their original order."""
-        with self.cond:
+        with self.lock:
             items = sorted([*self.kept, *self.pending], key=lambda item: item[0])
             self.kept = []
             self.pending.clear()
@@ -583,7 +603,7 @@ class Deliverer:
         if self._max_helpers == 0 or not state.healthy or state.last_latency_s < self.policy.parallel_min_latency_s:
             return
         while True:
-            with run.cond:
+            with run.lock:
                 wanted = not run.stopped and run.helpers < min(self._max_helpers, len(run.pending) - 1)
                 if not wanted or not self._helper_slots.acquire(blocking=False):
                     return
@@ -660,7 +680,7 @@ class Deliverer:
         answer listed as rejected."""
         give_up = Outcome.HAND_BACK if helper else Outcome.RETRY_LATER
         body = build_body(chunk, gzip_body=self._gzip)
-        delays = iter(self.policy.backoff_delays())
+        delays: Iterator[float] | None = None  # made at the first transient failure: most slices never need one
         attempt = 0
         while True:
             now = self._clock()
@@ -669,15 +689,16 @@ class Deliverer:
                 if helper or now + hold > deadline or not self._wait(hold):
                     return give_up, 0
                 continue
-            if self._stop.is_set() and attempt > 0:
+            if attempt > 0 and self._stop.is_set():
                 return give_up, 0
             slot = self._pacer.reserve(deadline=deadline)
             if slot is None:
                 return give_up, 0
-            pace = slot - self._clock()
-            if pace > 0 and not self._wait(pace):
-                return give_up, 0
             now = self._clock()
+            if slot > now:
+                if not self._wait(slot - now):
+                    return give_up, 0
+                now = self._clock()
             remaining = deadline - now
             if remaining <= 0:
                 return give_up, 0
@@ -713,6 +734,8 @@ class Deliverer:
                 self.state.healthy = False
                 if helper:
                     return give_up, 0
+                if delays is None:
+                    delays = iter(self.policy.backoff_delays())
                 delay = next(delays)
                 if self._clock() + delay > deadline or not self._wait(delay):
                     self._throttled.log(
@@ -745,7 +768,7 @@ class Deliverer:
     def _delivered(self, chunk: list[bytes], answer: Answer) -> int:
         """Count a 2xx answer; returns how many of the slice's events it listed as ``rejected``."""
         body = answer.body or {}
-        rejected = _rejected_count(body.get("rejected"), len(chunk))
+        rejected = _rejected_count(body["rejected"], len(chunk)) if "rejected" in body else 0
         self.stats.add_delivered(len(chunk) - rejected)
         if rejected:
             message = _server_text(f"{rejected} of {len(chunk)} events rejected: {_rejected_reason(body['rejected'])}")

@@ -249,6 +249,35 @@ def test_both_gzip_libraries_make_bodies_any_gzip_reader_takes(library: str, mon
     assert len(body) <= 1.25 * len(reference.compress(raw) + reference.flush())
 
 
+@settings(max_examples=200, deadline=None)
+@given(
+    lines=st.lists(
+        st.one_of(st.binary(max_size=300), st.sampled_from([b"", b"{}", b'{"model":"gpt-4o","tags":{}}' * 40])),
+        max_size=120,
+    ),
+    library=st.sampled_from(["zlib", "zlib-ng"]),
+)
+@example(lines=[b"\x00" * 200_000, b"x" * 70_000], library="zlib")
+@example(lines=[b"\x00" * 200_000, b"x" * 70_000], library="zlib-ng")
+def test_a_gzip_body_is_the_stream_a_compressor_object_writes(lines: list[bytes], library: str) -> None:
+    # build_body compresses in one call where the library allows it; the bytes must be those of compress() + flush()
+    # on a compressor object (what it did before, and still does on Python 3.10 without zlib-ng): same level, same
+    # container, whatever the lines.
+    import zlib
+
+    deflate: Any = zlib
+    level = 1
+    if library == "zlib-ng":
+        deflate, level = pytest.importorskip("zlib_ng.zlib_ng"), 2
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(encoding, "_deflate", deflate)
+        patch.setattr(encoding, "GZIP_LEVEL", level)
+        body = build_body(lines, gzip_body=True)
+    compressor = deflate.compressobj(level, zlib.DEFLATED, 31)
+    raw = b"".join(line + b"\n" for line in lines)
+    assert body == compressor.compress(raw) + compressor.flush()
+
+
 def test_the_speedups_in_use_are_the_ones_installed() -> None:
     # tox's nospeedups env uninstalls orjson and zlib-ng and says so here: the package must then really run on the
     # stdlib json and zlib (and not, say, on a copy left behind).
