@@ -106,7 +106,7 @@ def event_id_for(trace_id: int, span_id: int) -> str:
     trace id (W3C's random part of a trace id is its low 56 bits), with the version nibble 4 and the variant bits 10
     where a UUIDv4 has them. Two spans of one trace never share an event id; spans of two traces share one only when
     their span ids are equal and their trace ids agree in the low 58 bits, which random ids never do in practice. A
-    hash bought nothing more for random ids and cost a third of the ids' CPU (issue 11).
+    hash bought nothing more for random ids and cost a fifth of the ids' CPU, 0.3 us a span (issue 11).
     """
     return _event_id_of_hex(f"{trace_id & _MASK_128:032x}{span_id & _MASK_64:016x}")
 
