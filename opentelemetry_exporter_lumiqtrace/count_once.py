@@ -137,7 +137,8 @@ class CountOnce:
     """Keeps the counts of each provider call on one event, across export calls, in bounded memory.
 
     Call :meth:`observe` with every (span, event) pair after the mapping, in the order the spans arrived; it edits
-    the event in place. Thread-safe (``SimpleSpanProcessor`` exports from the application's threads).
+    the event in place. The exporter calls :meth:`observe_mapped`, which trusts the ids of the mapping's events.
+    Thread-safe (``SimpleSpanProcessor`` exports from the application's threads).
 
     The spans that take part pay for it. The links are read from the event the mapping made (its ``trace_id``,
     ``span_id`` and ``parent_span_id``: dict reads, and strings whose hash Python keeps), not from the span's

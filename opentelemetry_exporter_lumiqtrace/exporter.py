@@ -319,8 +319,10 @@ class LumiqTraceSpanExporter(SpanExporter):
             selected = []
             for span in spans:
                 context = span.context
-                if context is not None and (keeps(context.trace_id) or trace_key(context.trace_id) in started):
-                    selected.append(span)
+                if context is not None:
+                    trace_id = context.trace_id
+                    if keeps(trace_id) or trace_key(trace_id) in started:
+                        selected.append(span)
         # One loop per span: map, count once, encode. Each event is encoded as soon as it is mapped and freed then: it
         # is read again while still in the CPU's caches, and a batch's events never pile up for the garbage collector
         # to walk. A span that cannot be mapped, or whose event cannot be encoded, is dropped and counted, losing
