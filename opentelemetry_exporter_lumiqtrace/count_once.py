@@ -137,7 +137,8 @@ class CountOnce:
     """Keeps the counts of each provider call on one event, across export calls, in bounded memory.
 
     Call :meth:`observe` with every (span, event) pair after the mapping, in the order the spans arrived; it edits
-    the event in place. Thread-safe (``SimpleSpanProcessor`` exports from the application's threads).
+    the event in place. The exporter calls :meth:`observe_mapped`, which trusts the ids of the mapping's events.
+    Thread-safe (``SimpleSpanProcessor`` exports from the application's threads).
 
     The spans that take part pay for it. The links are read from the event the mapping made (its ``trace_id``,
     ``span_id`` and ``parent_span_id``: dict reads, and strings whose hash Python keeps), not from the span's
@@ -171,32 +172,44 @@ class CountOnce:
     def observe(self, span: ReadableSpan, event: dict[str, Any]) -> dict[str, Any]:
         """Apply the rule to one (span, event) pair (editing the event in place) and return the event.
 
+        Any event: one whose ids are not the strings the mapping writes (``span_id``, ``trace_id``, and ``event_id``
+        when it has counts) is returned as it is, since nothing could link to it or name it in a counted_in tag.
+        """
+        if type(event.get("span_id")) is not str or type(event.get("trace_id")) is not str:
+            return event
+        if has_counts(event) and type(event.get("event_id")) is not str:
+            return event
+        return self.observe_mapped(span, event)
+
+    def observe_mapped(self, span: ReadableSpan, event: dict[str, Any]) -> dict[str, Any]:
+        """:meth:`observe` for an event of the mapping (the exporter's case): its ids are strings, unchecked.
+
         The exporter calls it for each event as soon as it is mapped, so the event is encoded while it is still in
         the CPU's caches and freed right after.
         """
-        # One function, the rule spelled out: it runs for every span, and a call costs as much as a dict lookup.
-        if has_counts(event):
-            try:
-                span_id, trace_id, event_id = event["span_id"], event["trace_id"], event["event_id"]
-            except KeyError:
-                return event  # not an event the mapping made: nothing could link to it or name it in a counted_in tag
-            if type(span_id) is not str or type(trace_id) is not str or type(event_id) is not str:
-                return event
+        # One function, the rule spelled out (has_counts too): it runs for every span, and a call costs more than
+        # the test.
+        if "input_tokens" in event or "output_tokens" in event or "cached_tokens" in event or "cost_usd" in event:
+            span_id = event["span_id"]
             if span_id == _INVALID_SPAN_ID:
                 return event  # a span without a context
+            trace_id = event["trace_id"]
             parent_id = event.get("parent_span_id")
+            counted_below = self._counted_below
+            counted_spans = self._counted_spans
             # acquire/release bound once: a with-statement makes two method objects per span.
             self._acquire()
             try:
-                counted_below = self._counted_below
-                record = counted_below.pop(span_id, None) if counted_below else None
-                if record is not None and record[0] != trace_id:
-                    counted_below[span_id] = record  # another trace's span with this id: not ours
-                    record = None
-                counted_spans = self._counted_spans
-                if record is None and parent_id is not None:
-                    record = counted_spans.get(parent_id)  # a child that ended after its counted parent
-                    if record is not None and record[0] != trace_id:
+                # Membership tests before reads: most counted spans have nothing waiting below and no counted parent.
+                record = None
+                if span_id in counted_below:
+                    record = counted_below.pop(span_id)
+                    if record[0] != trace_id:
+                        counted_below[span_id] = record  # another trace's span with this id: not ours
+                        record = None
+                if record is None and parent_id in counted_spans:  # None is never a key
+                    record = counted_spans[parent_id]  # a child that ended after its counted parent
+                    if record[0] != trace_id:
                         record = None
                 if record is None:
                     # The mapping copies gen_ai.response.id into the tags: a dict lookup, cheaper than the span's
@@ -206,10 +219,12 @@ class CountOnce:
                     if not isinstance(rid, str) or not rid:
                         attributes = span.attributes
                         rid = response_id(attributes) if attributes is not None else None
-                    response_key = (event.get("provider"), event.get("model"), rid) if rid is not None else None
-                    end_ns = span.end_time
                     by_response = self._by_response
-                    if response_key is not None:
+                    if rid is None:
+                        response_key = end_ns = None  # no parallel span can find this record: its end is never read
+                    else:
+                        response_key = (event.get("provider"), event.get("model"), rid)
+                        end_ns = span.end_time
                         record = by_response.get(response_key)
                         if record is not None:  # a parallel span of the same response: within the window?
                             kept_end_ns = record[2]
@@ -222,7 +237,7 @@ class CountOnce:
                             else:
                                 _logger.debug("Counts of response %s are on event %s", rid, record[1])
                     if record is None:
-                        record = (trace_id, event_id, end_ns)  # this event keeps its counts
+                        record = (trace_id, event["event_id"], end_ns)  # this event keeps its counts
                         counted_spans[span_id] = record
                         if response_key is not None:
                             by_response[response_key] = record
@@ -238,23 +253,22 @@ class CountOnce:
             finally:
                 self._release()
         elif self._counted_below:  # read without the lock: a concurrent export's child may land just after either way
-            span_id = event.get("span_id")
+            span_id = event["span_id"]
             # Most spans have no counted span waiting below them: a membership test, no lock.
-            if type(span_id) is str and span_id in self._counted_below:
-                trace_id = event.get("trace_id")
-                if type(trace_id) is str:
-                    self._acquire()
-                    try:
-                        record = self._counted_below.pop(span_id, None)
-                        if record is not None:
-                            if record[0] != trace_id:
-                                self._counted_below[span_id] = record  # another trace's span with this id: not ours
-                            else:
-                                parent_id = event.get("parent_span_id")
-                                if parent_id is not None:
-                                    self._pass_up(parent_id, trace_id, record)
-                    finally:
-                        self._release()
+            if span_id in self._counted_below:
+                self._acquire()
+                try:
+                    record = self._counted_below.pop(span_id, None)
+                    if record is not None:
+                        trace_id = event["trace_id"]
+                        if record[0] != trace_id:
+                            self._counted_below[span_id] = record  # another trace's span with this id: not ours
+                        else:
+                            parent_id = event.get("parent_span_id")
+                            if parent_id is not None:
+                                self._pass_up(parent_id, trace_id, record)
+                finally:
+                    self._release()
         return event
 
     def _pass_up(self, parent_id: str, trace_id: str, record: _Record) -> None:

@@ -42,25 +42,34 @@ from opentelemetry_exporter_lumiqtrace.version import __version__
 _logger = logging.getLogger(__name__)
 _PACKAGE_LOGGER = "opentelemetry_exporter_lumiqtrace"
 
-_TRACE_ID_LOW_MASK = 2**64 - 1
+_TRACE_ID_MASK = 2**128 - 1
 # Drop reason while the configured base URL is unusable (the exporter is inert, as without a key).
 DROP_BAD_BASE_URL = "bad_base_url"
 # How many trace ids are remembered as "partly sent": enough for the traces in flight in a busy process.
 _STARTED_TRACES_MAX = 65_536
 
 
+def trace_key(trace_id: int) -> str:
+    """The ``trace_id`` the mapping writes on the events of the trace ``trace_id``: 32 lowercase hex digits."""
+    return f"{trace_id & _TRACE_ID_MASK:032x}"
+
+
+# What the mapping writes for a span without a context (and for the invalid trace id 0).
+_NO_TRACE_KEY = trace_key(0)
+
+
 class RecentTraces:
-    """A bounded, insertion-ordered set of trace ids (oldest forgotten first).
+    """A bounded, insertion-ordered set of trace ids (oldest forgotten first), as the events carry them (hex).
 
     When the sampling rate drops mid-trace, spans of traces that already had spans sent keep going, so a trace
-    is sent whole or dropped whole, never split. Only ints are stored; a dict is the cheapest ordered set.
+    is sent whole or dropped whole, never split. A dict is the cheapest ordered set.
     """
 
     def __init__(self, max_size: int) -> None:
         self._max = max_size
-        self._ids: dict[int, None] = {}
+        self._ids: dict[str, None] = {}
 
-    def remember(self, trace_ids: Iterable[int]) -> None:
+    def remember(self, trace_ids: Iterable[str]) -> None:
         ids = self._ids
         ids.update(dict.fromkeys(trace_ids))  # one C-level pass; known ids keep their place
         excess = len(ids) - self._max
@@ -299,30 +308,34 @@ class LumiqTraceSpanExporter(SpanExporter):
         """Filter, map and encode; returns the encoded lines and how many spans were lost on the way."""
         sampling = self._sampling.snapshot()
         started = self._started_traces
-        keep_all = sampling.bound > _TRACE_ID_LOW_MASK and not sampling.disabled  # rate 1: every trace is kept
-        keeps = sampling.keeps
-        # One pass: the spans kept and their trace ids. Above the current threshold and nothing of it sent yet: the
-        # whole trace goes. A trace of which some spans were already sent at a higher rate is finished, not split.
-        selected: list[ReadableSpan] = []
-        trace_ids: list[int] = []
-        for span in spans:
-            context = span.context
-            if context is None:
-                continue
-            trace_id = context.trace_id
-            if keep_all or keeps(trace_id) or trace_id in started:
-                selected.append(span)
-                trace_ids.append(trace_id)
-        started.remember(trace_ids)
+        if sampling.keeps_all:
+            # Nothing to filter by trace: no span property is read before the mapping (which reads the context
+            # anyway). A span without a context, which the filter below leaves out, is recognised by its event.
+            selected = spans
+        else:
+            # Above the current threshold and nothing of it sent yet: the whole trace goes. A trace of which some
+            # spans were already sent at a higher rate is finished, not split.
+            keeps = sampling.keeps
+            selected = []
+            for span in spans:
+                context = span.context
+                if context is not None:
+                    trace_id = context.trace_id
+                    if keeps(trace_id) or trace_key(trace_id) in started:
+                        selected.append(span)
         # One loop per span: map, count once, encode. Each event is encoded as soon as it is mapped and freed then: it
         # is read again while still in the CPU's caches, and a batch's events never pile up for the garbage collector
         # to walk. A span that cannot be mapped, or whose event cannot be encoded, is dropped and counted, losing
-        # nothing else.
+        # nothing else. The trace of every span that gets past the filter is remembered as started, by the trace id
+        # its event carries (read from the event: the span's context is a property call).
         options = self._mapping_options
         map_span = self._mapper.map_span
-        observe = self._count_once.observe
+        observe = self._count_once.observe_mapped
         encode = event_encoder(from_mapping=True)
         lines: list[bytes] = []
+        add_line = lines.append
+        trace_ids: list[str] = []
+        add_trace_id = trace_ids.append
         errors: list[str] = []
         filtered = len(spans) - len(selected)
         mapping_errors = 0
@@ -330,6 +343,11 @@ class LumiqTraceSpanExporter(SpanExporter):
             try:
                 event = map_span(span, options)
             except Exception as exc:
+                context = span.context
+                if context is None:
+                    filtered += 1
+                    continue
+                add_trace_id(trace_key(context.trace_id))
                 mapping_errors += 1
                 self._stats.add_dropped(DROP_MAPPING, 1, f"{type(exc).__name__}: {exc}")
                 self._throttled.log(
@@ -338,12 +356,21 @@ class LumiqTraceSpanExporter(SpanExporter):
                 continue
             if event is None:
                 filtered += 1
+                context = span.context
+                if context is not None:
+                    add_trace_id(trace_key(context.trace_id))
                 continue
-            event = observe(span, event)
+            trace_id = event["trace_id"]
+            if trace_id == _NO_TRACE_KEY and span.context is None:
+                filtered += 1
+                continue
+            add_trace_id(trace_id)
+            observe(span, event)
             try:
-                lines.append(encode(event))
+                add_line(encode(event))
             except EncodingError as exc:
                 errors.append(str(exc))
+        started.remember(trace_ids)
         if filtered:
             self._stats.add_filtered(filtered)
         if errors:

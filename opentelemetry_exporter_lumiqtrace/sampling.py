@@ -117,6 +117,11 @@ class SamplingSnapshot:
         return not self.disabled and (trace_id & _TRACE_ID_LIMIT) < self.bound
 
     @property
+    def keeps_all(self) -> bool:
+        """Every trace is kept (a rate of 1, not disabled): no trace id needs testing."""
+        return not self.disabled and self.bound > _TRACE_ID_LIMIT
+
+    @property
     def sends_nothing(self) -> bool:
         """Disabled, or a rate of 0: no trace is kept (so no ingest answer will bring a new config version)."""
         return self.disabled or self.bound == 0

@@ -293,3 +293,27 @@ def test_spans_of_two_traces_with_the_same_span_ids_are_never_linked() -> None:
         assert has_counts(events[name]) and COUNTED_IN_TAG not in events[name]["tags"], name
     assert not has_counts(events["A framework"])
     assert events["A framework"]["tags"][COUNTED_IN_TAG] == events["A client"]["event_id"]
+
+
+@pytest.mark.parametrize(
+    ("field", "value"), [("span_id", 7), ("trace_id", None), ("event_id", ["evt"]), ("span_id", ...)]
+)
+def test_observe_leaves_an_event_without_the_mappings_ids_as_it_is(tracing: Any, field: str, value: Any) -> None:
+    # observe() takes any event; observe_mapped() (the exporter's) trusts the mapping's ids and does not check them.
+    tracer, memory = tracing
+    with tracer.start_as_current_span("framework chat") as outer:
+        _llm(outer, rid="chatcmpl-1")
+        with tracer.start_as_current_span("client chat") as inner:
+            _llm(inner, rid="chatcmpl-1")
+    inner_span, outer_span = memory.get_finished_spans()
+    counter = CountOnce()
+    counter.observe(inner_span, map_span(inner_span, OPTIONS))
+    event = map_span(outer_span, OPTIONS)
+    assert event is not None
+    if value is ...:
+        del event[field]
+    else:
+        event[field] = value
+    before = json.loads(json.dumps(event))
+    assert counter.observe(outer_span, event) == before  # not linked to the counted span below it
+    assert has_counts(event)

@@ -257,3 +257,81 @@ def test_recent_traces_forget_the_oldest_first() -> None:
     recent.remember([1, 2, 3])
     recent.remember([2, 4])  # 2 is known and keeps its place; 1 is the oldest and goes
     assert [t in recent for t in (1, 2, 3, 4)] == [False, True, True, True]
+
+
+def _hand_made_span(name: str, trace_id: int, span_id: int, *, ai: bool, parent_id: int | None = None) -> Any:
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import ReadableSpan
+    from opentelemetry.trace import SpanContext, TraceFlags
+
+    sampled = TraceFlags(TraceFlags.SAMPLED)
+    attributes = {"gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai"} if ai else {"http.route": "/"}
+    return ReadableSpan(
+        name=name,
+        context=SpanContext(trace_id, span_id, is_remote=False, trace_flags=sampled),
+        parent=SpanContext(trace_id, parent_id, is_remote=False, trace_flags=sampled) if parent_id else None,
+        resource=Resource({"service.name": "whole-traces"}),
+        attributes=attributes,
+        start_time=1_000,
+        end_time=2_000,
+    )
+
+
+# Low 64 bits at their maximum: above the threshold of every rate below 1.
+_NEVER_KEPT_BELOW_1 = (0x5EED << 64) | (2**64 - 1)
+
+
+@pytest.mark.parametrize("first", ["filtered", "unmappable"])
+def test_a_trace_whose_first_span_was_filtered_or_unmappable_still_counts_as_started(
+    server: LocalIngestServer, exporter_factory: Any, first: str
+) -> None:
+    # Every span past the sampling filter marks its trace as started, also one that ai_only filters out or that
+    # cannot be mapped: the trace's later spans are finished, not split, when the rate drops.
+    exporter = exporter_factory(ai_only=True)
+    if first == "unmappable":
+        real_map = exporter._mapper.map_span
+
+        def map_first_badly(span: Any, options: Any) -> Any:
+            if span.name == "first":
+                raise RuntimeError("broken attribute")
+            return real_map(span, options)
+
+        exporter._mapper.map_span = map_first_badly
+    exporter.export([_hand_made_span("first", _NEVER_KEPT_BELOW_1, 1, ai=False)])
+    shared_sampling_state().set_rate(0.5)
+    other_trace = _NEVER_KEPT_BELOW_1 + (1 << 64)
+    exporter.export(
+        [
+            _hand_made_span("late", _NEVER_KEPT_BELOW_1, 2, ai=True, parent_id=1),
+            _hand_made_span("new trace", other_trace, 3, ai=True),
+        ]
+    )
+    assert [e["tags"]["otel.span_name"] for e in server.events()] == ["late"]
+    stats = exporter.stats()
+    assert stats["filtered"] == (2 if first == "filtered" else 1)
+    assert stats["dropped"] == ({"mapping_error": 1} if first == "unmappable" else {})
+
+
+@pytest.mark.parametrize("rate", [1.0, 0.5])
+def test_a_span_without_a_context_is_filtered_at_every_rate(
+    server: LocalIngestServer, exporter_factory: Any, rate: float
+) -> None:
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import ReadableSpan
+
+    shared_sampling_state().set_rate(rate)
+    exporter = exporter_factory()
+    kept = _hand_made_span("kept", 1, 1, ai=True)  # low bits 1: kept at both rates
+    no_context = ReadableSpan(name="no context", resource=Resource({}), start_time=1_000, end_time=2_000)
+    exporter.export([no_context, kept])
+    assert [e["tags"]["otel.span_name"] for e in server.events()] == ["kept"]
+    assert exporter.stats()["filtered"] == 1
+
+
+@pytest.mark.parametrize("trace_id", [0, 1, 2**64 - 1, 2**64, 2**127 + 3, 2**128 - 1])
+def test_trace_key_is_the_trace_id_the_mapping_writes(trace_id: int) -> None:
+    from opentelemetry_exporter_lumiqtrace.exporter import trace_key
+    from opentelemetry_exporter_lumiqtrace.mapping import MappingOptions, map_span
+
+    event = map_span(_hand_made_span("s", trace_id, 7, ai=False), MappingOptions())
+    assert event is not None and trace_key(trace_id) == event["trace_id"]
