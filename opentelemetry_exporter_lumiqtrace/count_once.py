@@ -51,7 +51,8 @@ from typing import Any
 
 from opentelemetry.sdk.trace import ReadableSpan
 
-from opentelemetry_exporter_lumiqtrace.mapping import DEFAULT_MAX_TAGS
+from opentelemetry_exporter_lumiqtrace.mapping import DEFAULT_MAX_TAG_VALUE_CHARS, DEFAULT_MAX_TAGS
+from opentelemetry_exporter_lumiqtrace.mapping.redaction import REDACTED
 
 _logger = logging.getLogger(__name__)
 
@@ -154,8 +155,10 @@ class CountOnce:
         max_entries: int = DEFAULT_MAX_ENTRIES,
         parallel_window_s: float = DEFAULT_PARALLEL_WINDOW_S,
         max_tags: int = DEFAULT_MAX_TAGS,
+        max_tag_value_chars: int = DEFAULT_MAX_TAG_VALUE_CHARS,
     ) -> None:
         self._max_tags = max_tags
+        self._max_tag_value_chars = max_tag_value_chars
         self._window_ns = int(parallel_window_s * 1e9)
         self.max_entries = max_entries
         # Tables are trimmed past an eighth of slack: a store costs a dict store, not a reordering.
@@ -216,7 +219,9 @@ class CountOnce:
                     # attribute mapping.
                     tags = event.get("tags")
                     rid = tags.get(_RESPONSE_ID_TAG) if isinstance(tags, dict) else None
-                    if not isinstance(rid, str) or not rid:
+                    # The tag is the span's response id unless redaction replaced it or the tag value cap cut it
+                    # (either would make different calls look like one): then the span's attributes say.
+                    if not isinstance(rid, str) or not rid or rid == REDACTED or len(rid) >= self._max_tag_value_chars:
                         attributes = span.attributes
                         rid = response_id(attributes) if attributes is not None else None
                     by_response = self._by_response

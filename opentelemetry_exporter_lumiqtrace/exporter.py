@@ -192,7 +192,10 @@ class LumiqTraceSpanExporter(SpanExporter):
         self._deliverer: Deliverer | None = None
         self._backlog: Backlog | None = None
         self._started_traces = RecentTraces(_STARTED_TRACES_MAX)
-        self._count_once = CountOnce(max_tags=self._mapping_options.max_tags)
+        self._count_once = CountOnce(
+            max_tags=self._mapping_options.max_tags,
+            max_tag_value_chars=self._mapping_options.max_tag_value_chars,
+        )
         self._spool: DiskSpool | None = None
         if self._api_key is None or self._base_url is None:
             return

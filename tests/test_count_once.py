@@ -143,6 +143,39 @@ def test_same_response_id_but_another_model_or_outside_the_window_is_not_merged(
     assert all(has_counts(e) for e in _observe(CountOnce(parallel_window_s=60), spans))
 
 
+def test_distinct_response_ids_stay_apart_when_redaction_hides_their_tag(
+    tracing: Any, exporter_factory: Callable[..., Any], server: LocalIngestServer
+) -> None:
+    # redact_keys=["id"] makes both gen_ai.response.id tags "[REDACTED]": two calls, not one.
+    tracer, memory = tracing
+    for rid in ("chatcmpl-1111", "chatcmpl-2222"):
+        with tracer.start_as_current_span("chat gpt-4o") as span:
+            _llm(span, rid=rid)
+    exporter = exporter_factory(redact_keys=["id"])
+    exporter.export(list(memory.get_finished_spans()))
+    events = server.events()
+    assert [e["tags"]["gen_ai.response.id"] for e in events] == ["[REDACTED]", "[REDACTED]"]
+    assert [(e["input_tokens"], e["output_tokens"]) for e in events] == [(12, 5), (12, 5)]
+    assert all(COUNTED_IN_TAG not in e["tags"] for e in events)
+
+
+def test_distinct_response_ids_stay_apart_when_the_tag_value_cap_cuts_them(tracing: Any) -> None:
+    tracer, memory = tracing
+    for rid in ("chatcmpl-aaaa-1111", "chatcmpl-aaaa-2222", "chatcmpl-aaaa-2222"):  # the last two are one call
+        with tracer.start_as_current_span("chat gpt-4o") as span:
+            _llm(span, rid=rid)
+    options = MappingOptions(max_tag_value_chars=12)
+    counter = CountOnce(max_tag_value_chars=12)
+    events = []
+    for span in memory.get_finished_spans():
+        event = map_span(span, options)
+        assert event is not None
+        events.append(counter.observe(span, event))
+    assert [e["tags"]["gen_ai.response.id"] for e in events] == ["chatcmpl-aa…"] * 3
+    assert [has_counts(e) for e in events] == [True, True, False]
+    assert events[2]["tags"][COUNTED_IN_TAG] == events[1]["event_id"]
+
+
 def test_two_identical_concurrent_calls_without_a_link_stay_two(tracing: Any) -> None:
     tracer, memory = tracing
     first = tracer.start_span("chat gpt-4o")
