@@ -72,7 +72,7 @@ def main() -> None:
 
     from opentelemetry_exporter_lumiqtrace.mapping import content, redaction, status
     from opentelemetry_exporter_lumiqtrace.mapping.identity import identify
-    from opentelemetry_exporter_lumiqtrace.mapping.scan import new_key_memo, scan
+    from opentelemetry_exporter_lumiqtrace.mapping.scan import Scan, new_key_memo
 
     keys = new_key_memo(max_entries=8192, max_bytes=1 << 20)
     messages_memo = status.new_message_memo(max_entries=512, max_bytes=1 << 20)
@@ -82,7 +82,7 @@ def main() -> None:
         spans = workloads.SpanMaker(workloads.BY_NAME[name]).spans(args.spans)
         out = []
         for span in spans:
-            found = scan(dict(span.attributes or {}), keys)
+            found = Scan(dict(span.attributes or {}), keys)
             if found.ai or name == "exceptions":
                 kind = identify(found).span_kind if found.ai else "general"
                 out.append((span, found, status.read_events(span.events), kind))

@@ -14,7 +14,7 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 from opentelemetry_exporter_lumiqtrace.mapping import Mapper, MappingOptions
 from opentelemetry_exporter_lumiqtrace.mapping import conventions as c
-from opentelemetry_exporter_lumiqtrace.mapping.scan import AI_BIT, IGNORED, classify, new_key_memo, scan
+from opentelemetry_exporter_lumiqtrace.mapping.scan import AI_BIT, IGNORED, Scan, classify, new_key_memo
 from tests.test_mapping_support import make_span
 
 # Every exact key of the conventions, keys of each prefix family (flattened messages included, and one the message
@@ -57,7 +57,7 @@ def test_the_pass_collects_what_the_classification_of_each_key_says(rows: list[d
             if part is not None:
                 messages.setdefault(part.family, []).append((part, value))
         for _pass in ("cold", "warm"):
-            found = scan(attrs, memo)
+            found = Scan(attrs, memo)
             assert found.present == bits
             assert found.ai == bool(bits & AI_BIT)
             assert found.identity_items == [x for k, v in attrs.items() if info[k].identity for x in (k, v)]

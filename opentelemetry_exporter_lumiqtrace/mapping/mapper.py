@@ -30,7 +30,7 @@ from opentelemetry_exporter_lumiqtrace.mapping.pricing import (
     round_cost,
 )
 from opentelemetry_exporter_lumiqtrace.mapping.redaction import Redactor
-from opentelemetry_exporter_lumiqtrace.mapping.scan import Scan, new_key_memo, scan
+from opentelemetry_exporter_lumiqtrace.mapping.scan import Scan, new_key_memo
 from opentelemetry_exporter_lumiqtrace.mapping.status import NO_EVENTS, new_message_memo, outcome, read_events
 from opentelemetry_exporter_lumiqtrace.mapping.tags import fill_tags, json_flat_pairs
 from opentelemetry_exporter_lumiqtrace.mapping.values import as_bool, as_str, clean, fit, json_object
@@ -204,7 +204,7 @@ class Mapper:
     def map_span(self, span: ReadableSpan, options: MappingOptions) -> dict[str, Any] | None:
         """Map one finished span to a LumiqTrace event, or ``None`` when ``options.ai_only`` filters it out."""
         attrs = _plain_attributes(span.attributes)
-        found = scan(attrs, self._keys)
+        found = Scan(attrs, self._keys)
         if options.ai_only and not found.ai:
             return None
         state = self._state

@@ -120,9 +120,11 @@ def _learn(memo: GenerationalMemo[str, KeyInfo], key: Any) -> KeyInfo:
     return info
 
 
-@dataclass(slots=True)
 class Scan:
-    """One span's attributes after the pass."""
+    """One span's attributes after the pass, which ``Scan(attrs, memo)`` makes (one call per span: the pass is the
+    constructor, not a function that then builds the object)."""
+
+    __slots__ = ("ai", "attrs", "context", "families", "identity_items", "messages", "present")
 
     attrs: dict[Any, Any]
     present: int  # OR of the field bits of the keys present
@@ -132,6 +134,69 @@ class Scan:
     messages: dict[c.Family, list[tuple[FlatPart, Any]]] | None  # (part, value) per message family, attribute order
     # (position in CONTEXT_TAG_KEYS, key, value) of the context tag keys present, in attribute order.
     context: list[tuple[int, str, Any]]
+
+    def __init__(self, attrs: dict[Any, Any], memo: GenerationalMemo[str, KeyInfo]) -> None:
+        present = 0
+        identity_items: list[Any] = []
+        families: dict[c.Family, list[tuple[str, Any]]] | None = None
+        messages: dict[c.Family, list[tuple[FlatPart, Any]]] | None = None
+        context: list[tuple[int, str, Any]] = []
+        # The message family of the previous flattened message key and its list: a family's keys usually come
+        # together.
+        message_family: c.Family | None = None
+        message_items: list[tuple[FlatPart, Any]] = []
+        known = memo.young
+        for key, value in attrs.items():
+            try:
+                # A subscript, not get(): the usual key is known, and a miss costs no more than classifying it does.
+                info = known[key]
+            except KeyError:
+                info = _learn(memo, key)
+                known = memo.young  # a put may start a new generation
+            route = info.route
+            if not route:  # ROUTE_IGNORED
+                continue
+            present |= info.bits
+            if route == ROUTE_BITS_ONLY:
+                continue
+            if route == ROUTE_IDENTITY:
+                identity_items += (key, value)
+            elif route == ROUTE_CONTEXT:
+                context.append((info.context_rank, key, value))
+            else:
+                part = info.part
+                if part is not None:
+                    # A flattened message key (the most keys of a span with messages) is nothing else.
+                    if part.family is not message_family:
+                        if messages is None:
+                            messages = {}
+                        message_family = part.family
+                        found = messages.get(message_family)
+                        if found is None:
+                            found = messages[message_family] = []
+                        message_items = found
+                    message_items.append((part, value))
+                    continue
+                if info.identity:
+                    identity_items += (key, value)
+                family = info.family
+                if family is not None:
+                    if families is None:
+                        families = {}
+                    items = families.get(family)
+                    if items is None:
+                        families[family] = [(info.suffix, value)]
+                    else:
+                        items.append((info.suffix, value))
+                if info.context_rank >= 0:
+                    context.append((info.context_rank, key, value))
+        self.attrs = attrs
+        self.present = present
+        self.ai = bool(present & AI_BIT)
+        self.identity_items = identity_items
+        self.families = families
+        self.messages = messages
+        self.context = context
 
     def has(self, f: c.Field) -> bool:
         return bool(self.present & f.bit)
@@ -154,60 +219,3 @@ class Scan:
 
     def message_parts(self, family: c.Family) -> list[tuple[FlatPart, Any]] | None:
         return self.messages.get(family) if self.messages is not None else None
-
-
-def scan(attrs: dict[Any, Any], memo: GenerationalMemo[str, KeyInfo]) -> Scan:
-    present = 0
-    identity_items: list[Any] = []
-    families: dict[c.Family, list[tuple[str, Any]]] | None = None
-    messages: dict[c.Family, list[tuple[FlatPart, Any]]] | None = None
-    context: list[tuple[int, str, Any]] = []
-    # The message family of the previous flattened message key and its list: a family's keys usually come together.
-    message_family: c.Family | None = None
-    message_items: list[tuple[FlatPart, Any]] = []
-    known = memo.young
-    for key, value in attrs.items():
-        try:
-            # A subscript, not get(): the usual key is known, and a miss costs no more than classifying it does.
-            info = known[key]
-        except KeyError:
-            info = _learn(memo, key)
-            known = memo.young  # a put may start a new generation
-        route = info.route
-        if not route:  # ROUTE_IGNORED
-            continue
-        present |= info.bits
-        if route == ROUTE_BITS_ONLY:
-            continue
-        if route == ROUTE_IDENTITY:
-            identity_items += (key, value)
-        elif route == ROUTE_CONTEXT:
-            context.append((info.context_rank, key, value))
-        else:
-            part = info.part
-            if part is not None:
-                # A flattened message key (the most keys of a span with messages) is nothing else.
-                if part.family is not message_family:
-                    if messages is None:
-                        messages = {}
-                    message_family = part.family
-                    found = messages.get(message_family)
-                    if found is None:
-                        found = messages[message_family] = []
-                    message_items = found
-                message_items.append((part, value))
-                continue
-            if info.identity:
-                identity_items += (key, value)
-            family = info.family
-            if family is not None:
-                if families is None:
-                    families = {}
-                items = families.get(family)
-                if items is None:
-                    families[family] = [(info.suffix, value)]
-                else:
-                    items.append((info.suffix, value))
-            if info.context_rank >= 0:
-                context.append((info.context_rank, key, value))
-    return Scan(attrs, present, bool(present & AI_BIT), identity_items, families, messages, context)
