@@ -226,6 +226,15 @@ class ServerProcess:
 # --- figures --------------------------------------------------------------------------------------------------------
 
 
+def add_workload_arguments(parser: Any, *, rounds: int, spans_help: str) -> None:
+    """The options of the scripts that time one workload of the suite in batches of export() calls."""
+    parser.add_argument("--workload", default="today")
+    parser.add_argument("--spans", type=int, default=2048, help=spans_help)
+    parser.add_argument("--batch", type=int, default=512)
+    parser.add_argument("--rounds", type=int, default=rounds)
+    parser.add_argument("--no-speedups", action="store_true", help="block orjson and zlib-ng")
+
+
 def median(values: Sequence[float]) -> float:
     return statistics.median(values) if values else float("nan")
 

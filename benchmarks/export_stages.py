@@ -41,11 +41,7 @@ def _timed(fn: Callable[[], object]) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--workload", default="today")
-    parser.add_argument("--spans", type=int, default=2048, help="spans per measurement and round")
-    parser.add_argument("--batch", type=int, default=512)
-    parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--no-speedups", action="store_true", help="block orjson and zlib-ng")
+    _common.add_workload_arguments(parser, rounds=7, spans_help="spans per measurement and round")
     args = parser.parse_args(argv)
     if args.no_speedups:
         _common.block_speedups()

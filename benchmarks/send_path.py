@@ -174,13 +174,9 @@ class _Worker:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--workload", default="today")
-    parser.add_argument("--spans", type=int, default=2048, help="spans per round (default: %(default)s)")
-    parser.add_argument("--batch", type=int, default=512)
-    parser.add_argument("--rounds", type=int, default=9)
+    _common.add_workload_arguments(parser, rounds=9, spans_help="spans per round (default: %(default)s)")
     parser.add_argument("--against", metavar="CHECKOUT", help="another checkout (its root), measured alternately")
     parser.add_argument("--count", action="store_true", help="also count calls and bytecodes per request")
-    parser.add_argument("--no-speedups", action="store_true", help="block orjson and zlib-ng")
     parser.add_argument("--worker", metavar="BASE_URL", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.no_speedups:
