@@ -32,7 +32,7 @@ from opentelemetry_exporter_lumiqtrace.delivery import (
     ThrottledLog,
 )
 from opentelemetry_exporter_lumiqtrace.encoding import EncodingError, event_encoder
-from opentelemetry_exporter_lumiqtrace.mapping import Mapper, MappingOptions, pricing
+from opentelemetry_exporter_lumiqtrace.mapping import Mapper, MappingOptions, pricing, trace_id_hex
 from opentelemetry_exporter_lumiqtrace.remote_config import ConfigUpdate, RemoteConfigPoller
 from opentelemetry_exporter_lumiqtrace.sampling import shared_sampling_state
 from opentelemetry_exporter_lumiqtrace.spool import DiskSpool
@@ -42,20 +42,14 @@ from opentelemetry_exporter_lumiqtrace.version import __version__
 _logger = logging.getLogger(__name__)
 _PACKAGE_LOGGER = "opentelemetry_exporter_lumiqtrace"
 
-_TRACE_ID_MASK = 2**128 - 1
 # Drop reason while the configured base URL is unusable (the exporter is inert, as without a key).
 DROP_BAD_BASE_URL = "bad_base_url"
 # How many trace ids are remembered as "partly sent": enough for the traces in flight in a busy process.
 _STARTED_TRACES_MAX = 65_536
 
 
-def trace_key(trace_id: int) -> str:
-    """The ``trace_id`` the mapping writes on the events of the trace ``trace_id``: 32 lowercase hex digits."""
-    return f"{trace_id & _TRACE_ID_MASK:032x}"
-
-
 # What the mapping writes for a span without a context (and for the invalid trace id 0).
-_NO_TRACE_KEY = trace_key(0)
+_NO_TRACE_KEY = trace_id_hex(0)
 
 
 class RecentTraces:
@@ -324,7 +318,7 @@ class LumiqTraceSpanExporter(SpanExporter):
                 context = span.context
                 if context is not None:
                     trace_id = context.trace_id
-                    if keeps(trace_id) or trace_key(trace_id) in started:
+                    if keeps(trace_id) or trace_id_hex(trace_id) in started:
                         selected.append(span)
         # One loop per span: map, count once, encode. Each event is encoded as soon as it is mapped and freed then: it
         # is read again while still in the CPU's caches, and a batch's events never pile up for the garbage collector
@@ -350,7 +344,7 @@ class LumiqTraceSpanExporter(SpanExporter):
                 if context is None:
                     filtered += 1
                     continue
-                add_trace_id(trace_key(context.trace_id))
+                add_trace_id(trace_id_hex(context.trace_id))
                 mapping_errors += 1
                 self._stats.add_dropped(DROP_MAPPING, 1, f"{type(exc).__name__}: {exc}")
                 self._throttled.log(
@@ -361,7 +355,7 @@ class LumiqTraceSpanExporter(SpanExporter):
                 filtered += 1
                 context = span.context
                 if context is not None:
-                    add_trace_id(trace_key(context.trace_id))
+                    add_trace_id(trace_id_hex(context.trace_id))
                 continue
             trace_id = event["trace_id"]
             if trace_id == _NO_TRACE_KEY and span.context is None:

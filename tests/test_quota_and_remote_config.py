@@ -329,9 +329,9 @@ def test_a_span_without_a_context_is_filtered_at_every_rate(
 
 
 @pytest.mark.parametrize("trace_id", [0, 1, 2**64 - 1, 2**64, 2**127 + 3, 2**128 - 1])
-def test_trace_key_is_the_trace_id_the_mapping_writes(trace_id: int) -> None:
-    from opentelemetry_exporter_lumiqtrace.exporter import trace_key
-    from opentelemetry_exporter_lumiqtrace.mapping import MappingOptions, map_span
+def test_trace_id_hex_is_the_trace_id_the_mapping_writes(trace_id: int) -> None:
+    # The exporter remembers started traces by this key and compares it with the events' trace_id.
+    from opentelemetry_exporter_lumiqtrace.mapping import MappingOptions, map_span, trace_id_hex
 
     event = map_span(_hand_made_span("s", trace_id, 7, ai=False), MappingOptions())
-    assert event is not None and trace_key(trace_id) == event["trace_id"]
+    assert event is not None and trace_id_hex(trace_id) == event["trace_id"]

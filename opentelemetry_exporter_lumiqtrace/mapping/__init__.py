@@ -30,7 +30,7 @@ from typing import Any
 
 from opentelemetry.sdk.trace import ReadableSpan
 
-from opentelemetry_exporter_lumiqtrace.mapping.mapper import Mapper, event_id_for
+from opentelemetry_exporter_lumiqtrace.mapping.mapper import Mapper, event_id_for, trace_id_hex
 from opentelemetry_exporter_lumiqtrace.mapping.options import DEFAULT_MAX_TAGS, MappingOptions
 from opentelemetry_exporter_lumiqtrace.mapping.values import (
     DEFAULT_MAX_CONTENT_CHARS,
@@ -49,6 +49,7 @@ __all__ = [
     "MappingOptions",
     "event_id_for",
     "map_span",
+    "trace_id_hex",
 ]
 
 _DEFAULT_OPTIONS = MappingOptions()
